@@ -1,0 +1,34 @@
+//! `x-api-key` authentication: every `/v1` route needs a key; the key's team scopes
+//! everything the request can see.
+
+use std::sync::Arc;
+
+use poem::Request;
+use poem_openapi::auth::ApiKey;
+use poem_openapi::SecurityScheme;
+
+use crate::app::AppState;
+use crate::db::keys::Team;
+use crate::error::ApiError;
+
+/// Your API key, sent in the `x-api-key` header. Create one with
+/// `exports-api keys create --team TEAM`.
+#[derive(SecurityScheme)]
+#[oai(ty = "api_key", key_name = "x-api-key", key_in = "header", checker = "check_key")]
+pub struct ApiKeyAuth(pub Team);
+
+async fn check_key(req: &Request, key: ApiKey) -> poem::Result<Team> {
+    let state = req
+        .data::<Arc<AppState>>()
+        .ok_or_else(|| ApiError::internal("application state missing"))?
+        .clone();
+    let secret = key.key;
+    let team = super::with_db(&state, move |c| Ok(crate::db::keys::team_for_key(c, &secret)?)).await?;
+    team.ok_or_else(|| {
+        ApiError::new(
+            poem::http::StatusCode::UNAUTHORIZED,
+            "Missing or invalid API key: send a valid key in the x-api-key header",
+        )
+        .into()
+    })
+}

@@ -1,0 +1,151 @@
+//! What the three list endpoints share: paging metadata, sort order, the checks on their
+//! parameters, and items trimmed to the `fields` asked for.
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+use poem_openapi::registry::{MetaSchemaRef, Registry};
+use poem_openapi::types::{ParseFromJSON, ParseResult, ToJSON, Type};
+use poem_openapi::{Enum, Object};
+use serde_json::Value;
+
+use crate::domain::list::{parse_fields, parse_include, ListQuery, PageMeta};
+use crate::domain::time::{parse_instant, DayEnd};
+use crate::error::ApiError;
+
+/// Paging facts of a list.
+#[derive(Object, Clone)]
+pub struct Meta {
+    /// The page returned (from 1).
+    pub page: u32,
+    /// Items per page.
+    pub limit: u32,
+    /// Items matching the filters, over all pages.
+    pub total: u64,
+    /// Pages needed for `total` items.
+    #[oai(rename = "totalPages")]
+    pub total_pages: u64,
+}
+
+impl From<PageMeta> for Meta {
+    fn from(m: PageMeta) -> Self {
+        Meta { page: m.page, limit: m.limit, total: m.total, total_pages: m.total_pages }
+    }
+}
+
+/// Sort direction.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum SortOrder {
+    Asc,
+    Desc,
+}
+
+/// The schema an item refers to (with `include=schema`).
+#[derive(Object, Clone)]
+pub struct SchemaRef {
+    /// Schema UUID.
+    pub id: String,
+    /// Schema name.
+    pub name: String,
+}
+
+/// The list parameters every list takes, before checking.
+pub struct ListParams {
+    pub page: u32,
+    pub limit: u32,
+    pub sort_order: Option<SortOrder>,
+    pub search: Option<String>,
+    pub created_after: Option<String>,
+    pub created_before: Option<String>,
+}
+
+impl ListParams {
+    /// Checks the parameters; `sort_column` is the already-mapped column for `sort_by`.
+    pub fn query(self, sort_column: &'static str) -> Result<ListQuery, ApiError> {
+        let after = match self.created_after.as_deref() {
+            Some(s) => Some(parse_instant(s, DayEnd::Start).map_err(|m| ApiError::bad_request(format!("created_after: {m}")))?),
+            None => None,
+        };
+        let before = match self.created_before.as_deref() {
+            Some(s) => Some(parse_instant(s, DayEnd::End).map_err(|m| ApiError::bad_request(format!("created_before: {m}")))?),
+            None => None,
+        };
+        Ok(ListQuery {
+            page: self.page,
+            limit: self.limit,
+            sort_column,
+            descending: self.sort_order != Some(SortOrder::Asc),
+            search: self.search.filter(|s| !s.is_empty()),
+            created_after: after,
+            created_before: before,
+        })
+    }
+}
+
+/// Checks `fields`; `None` means every field.
+pub fn fields_param(param: Option<&str>, allowed: &[&str]) -> Result<Option<Vec<String>>, ApiError> {
+    param.map(|p| parse_fields(p, allowed)).transpose().map_err(ApiError::bad_request)
+}
+
+/// Checks `include`; true when `schema` was asked for.
+pub fn include_schema(param: Option<&str>) -> Result<bool, ApiError> {
+    let inc = param.map(|p| parse_include(p, &["schema"])).transpose().map_err(ApiError::bad_request)?;
+    Ok(inc.is_some_and(|v| v.iter().any(|s| s == "schema")))
+}
+
+pub fn default_page() -> u32 {
+    1
+}
+
+pub fn default_limit() -> u32 {
+    20
+}
+
+/// An item of type `T` that carries only the fields a list asked for (`fields=`). It is
+/// documented as `T`; absent keys were left out on request.
+pub struct Sparse<T>(Value, PhantomData<fn() -> T>);
+
+impl<T: ToJSON> Sparse<T> {
+    pub fn new(item: &T, fields: Option<&[String]>) -> Sparse<T> {
+        let mut v = item.to_json().unwrap_or(Value::Null);
+        if let (Some(fields), Value::Object(map)) = (fields, &mut v) {
+            map.retain(|k, _| fields.iter().any(|f| f == k));
+        }
+        Sparse(v, PhantomData)
+    }
+}
+
+impl<T: Type> Type for Sparse<T> {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        T::name()
+    }
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+    fn register(registry: &mut Registry) {
+        T::register(registry)
+    }
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl<T: Type> ToJSON for Sparse<T> {
+    fn to_json(&self) -> Option<Value> {
+        Some(self.0.clone())
+    }
+}
+
+impl<T: Type> ParseFromJSON for Sparse<T> {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        Ok(Sparse(value.unwrap_or_default(), PhantomData))
+    }
+}

@@ -1,0 +1,53 @@
+//! The HTTP API, one file per resource. Doc comments here become the OpenAPI text.
+
+pub mod auth;
+pub mod exports;
+pub mod health;
+pub mod list;
+pub mod ndjson;
+pub mod results;
+pub mod schemas;
+
+use std::sync::Arc;
+
+use poem_openapi::Tags;
+
+use crate::app::AppState;
+use crate::db::Conn;
+use crate::error::ApiError;
+
+/// Groups of operations in the documentation.
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Export jobs: create one, follow it, download its CSV file.
+    Exports,
+    /// Schemas: the typed fields your extraction results have.
+    Schemas,
+    /// Extraction results: one JSON object per document, the rows of an export.
+    Results,
+    /// The signed download links.
+    Files,
+    /// Service health.
+    Health,
+}
+
+/// Runs database work off the async runtime, on tokio's blocking pool.
+pub async fn with_db<T: Send + 'static>(
+    state: &Arc<AppState>,
+    f: impl FnOnce(&mut Conn) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let pool = state.pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get().map_err(crate::db::DbError::from)?;
+        f(&mut conn)
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// Parses a path id as a UUID; anything else is a 400 naming the parameter.
+pub fn parse_id(name: &str, value: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(value)
+        .map(|u| u.to_string())
+        .map_err(|_| ApiError::bad_request(format!("{name} '{value}' is not a valid UUID")))
+}

@@ -1,0 +1,381 @@
+//! `/v1/results` and `/v1/schemas/{id}/results`: extraction results, the rows of exports.
+
+use std::sync::Arc;
+
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use serde_json::Value;
+
+use super::auth::ApiKeyAuth;
+use super::list::{default_limit, default_page, fields_param, include_schema, ListParams, Meta, SchemaRef, SortOrder, Sparse};
+use super::ndjson::Ndjson;
+use super::schemas::Message;
+use super::{parse_id, with_db, ApiTags};
+use crate::api_errors;
+use crate::app::AppState;
+use crate::db::results::{NewResult, ResultRecord};
+use crate::domain::list::PageMeta;
+use crate::domain::result::parse_ndjson_line;
+use crate::domain::time::{format_ms, now_ms, parse_instant, DayEnd};
+use crate::error::ApiError;
+
+pub struct ResultsApi;
+
+/// An extraction result.
+#[derive(Object, Clone)]
+#[oai(example)]
+pub struct ResultItem {
+    /// Result UUID.
+    pub id: String,
+    /// The schema the extraction follows.
+    pub schema_id: String,
+    /// The source document's file name.
+    pub file_name: Option<String>,
+    /// Always `SUCCESS`: only successful extractions are stored.
+    pub status: String,
+    /// The extracted data, exactly as sent. In lists only with `include_extraction=true`.
+    #[oai(skip_serializing_if_is_none)]
+    pub extraction: Option<Value>,
+    /// When the document was extracted; exports select results by this time.
+    #[oai(rename = "createdAt")]
+    pub created_at: String,
+    #[oai(rename = "updatedAt")]
+    pub updated_at: String,
+    /// The schema, with `include=schema`.
+    #[oai(skip_serializing_if_is_none)]
+    pub schema: Option<SchemaRef>,
+}
+
+impl Example for ResultItem {
+    fn example() -> Self {
+        ResultItem {
+            id: "019760a0-0100-7000-8000-000000000100".into(),
+            schema_id: "019760a0-0001-7000-8000-000000000001".into(),
+            file_name: Some("invoice-00000001.pdf".into()),
+            status: "SUCCESS".into(),
+            extraction: Some(serde_json::json!({"invoice_number": "INV-00000001", "total": 1250.0,
+                "line_items": [{"description": "Consulting hours", "amount": 1250.0}]})),
+            created_at: "2024-01-31T12:00:00.000Z".into(),
+            updated_at: "2024-01-31T12:00:00.000Z".into(),
+            schema: None,
+        }
+    }
+}
+
+/// A new result.
+#[derive(Object)]
+#[oai(example)]
+pub struct CreateResult {
+    /// UUID of the schema the extraction follows.
+    pub schema_id: String,
+    /// The extracted data: a JSON object. Kept exactly as sent.
+    pub extraction: Value,
+    /// The source document's file name.
+    pub file_name: Option<String>,
+    /// When it was extracted (ISO 8601), for backfills; default now.
+    #[oai(rename = "createdAt")]
+    pub created_at: Option<String>,
+}
+
+impl Example for CreateResult {
+    fn example() -> Self {
+        CreateResult {
+            schema_id: "019760a0-0001-7000-8000-000000000001".into(),
+            extraction: serde_json::json!({"invoice_number": "INV-00000001", "total": 1250.0}),
+            file_name: Some("invoice-00000001.pdf".into()),
+            created_at: Some("2024-01-15T09:30:00.000Z".into()),
+        }
+    }
+}
+
+/// How many results a bulk upload stored.
+#[derive(Object)]
+pub struct Inserted {
+    pub inserted: u64,
+}
+
+/// A page of results.
+#[derive(Object)]
+pub struct ResultList {
+    pub data: Vec<Sparse<ResultItem>>,
+    pub meta: Meta,
+}
+
+/// `sort_by` for results.
+#[derive(Enum, Clone, Copy)]
+pub enum ResultSortBy {
+    #[oai(rename = "createdAt")]
+    CreatedAt,
+    #[oai(rename = "updatedAt")]
+    UpdatedAt,
+}
+
+const RESULT_FIELDS: &[&str] = &["id", "schema_id", "file_name", "status", "extraction", "createdAt", "updatedAt", "schema"];
+
+#[derive(ApiResponse)]
+pub enum ResultCreated {
+    /// Result stored.
+    #[oai(status = 201)]
+    Created(Json<ResultItem>),
+}
+
+#[derive(ApiResponse)]
+pub enum BulkCreated {
+    /// Every line stored.
+    #[oai(status = 201)]
+    Created(Json<Inserted>),
+}
+
+#[derive(ApiResponse)]
+pub enum ResultOk {
+    /// The result, with its extraction.
+    #[oai(status = 200)]
+    Ok(Json<ResultItem>),
+}
+
+#[derive(ApiResponse)]
+pub enum ResultListOk {
+    /// A page of results.
+    #[oai(status = 200)]
+    Ok(Json<ResultList>),
+}
+
+#[derive(ApiResponse)]
+pub enum ResultDeleted {
+    /// Result deleted.
+    #[oai(status = 200)]
+    Ok(Json<Message>),
+}
+
+api_errors!(CreateResultErrors {
+    BadRequest = 400: "Invalid request body: extraction not an object, bad createdAt, malformed schema_id",
+    Unauthorized = 401: "Missing or invalid API key",
+    NotFound = 404: "Schema not found",
+});
+api_errors!(BulkErrors {
+    BadRequest = 400: "A line is invalid (the message names it); nothing was stored",
+    Unauthorized = 401: "Missing or invalid API key",
+    NotFound = 404: "Schema not found",
+    PayloadTooLarge = 413: "The body is larger than the configured limit",
+    UnsupportedMediaType = 415: "The body is not application/x-ndjson",
+});
+api_errors!(ListResultsErrors {
+    BadRequest = 400: "Invalid query parameter",
+    Unauthorized = 401: "Missing or invalid API key",
+});
+api_errors!(GetResultErrors {
+    BadRequest = 400: "Malformed result id",
+    Unauthorized = 401: "Missing or invalid API key",
+    NotFound = 404: "Result not found",
+});
+
+fn to_api(r: &ResultRecord, with_extraction: bool, schema: Option<SchemaRef>) -> ResultItem {
+    ResultItem {
+        id: r.id.clone(),
+        schema_id: r.schema_id.clone(),
+        file_name: r.file_name.clone(),
+        status: "SUCCESS".into(),
+        extraction: with_extraction.then(|| serde_json::from_str(&r.extraction).unwrap_or(Value::Null)),
+        created_at: format_ms(r.created_at),
+        updated_at: format_ms(r.updated_at),
+        schema,
+    }
+}
+
+fn schema_missing() -> ApiError {
+    ApiError::not_found("Schema not found")
+}
+
+#[OpenApi(prefix_path = "/v1")]
+impl ResultsApi {
+    /// Store a result
+    ///
+    /// Stores one extraction result. `extraction` must be a JSON object; its values are kept
+    /// exactly as sent, and exported by their JSON type.
+    #[oai(path = "/results", method = "post", tag = "ApiTags::Results")]
+    async fn create_result(
+        &self,
+        auth: ApiKeyAuth,
+        state: Data<&Arc<AppState>>,
+        body: Json<CreateResult>,
+    ) -> Result<ResultCreated, CreateResultErrors> {
+        let body = body.0;
+        let schema_id = uuid::Uuid::parse_str(&body.schema_id)
+            .map_err(|_| ApiError::bad_request(format!("schema_id '{}' is not a valid UUID", body.schema_id)))?
+            .to_string();
+        if !body.extraction.is_object() {
+            return Err(ApiError::bad_request("extraction must be a JSON object").into());
+        }
+        let created_at = match body.created_at.as_deref() {
+            Some(s) => parse_instant(s, DayEnd::Start).map_err(|m| ApiError::bad_request(format!("createdAt: {m}")))?,
+            None => now_ms(),
+        };
+        let new = NewResult { file_name: body.file_name, created_at, extraction: body.extraction.to_string() };
+        let team = auth.0.id;
+        let rec = with_db(&state, move |c| {
+            crate::db::schemas::get(c, &team, &schema_id)?.ok_or_else(schema_missing)?;
+            let ids = crate::db::results::insert_many(c, &team, &schema_id, [new])?;
+            crate::db::results::get(c, &team, &ids[0])?.ok_or_else(|| ApiError::internal("stored result vanished"))
+        })
+        .await?;
+        Ok(ResultCreated::Created(Json(to_api(&rec, true, None))))
+    }
+
+    /// Upload results in bulk
+    ///
+    /// NDJSON, one `{"extraction": {...}, "file_name"?, "createdAt"?}` per line. All or
+    /// nothing: a bad line is a 400 whose message names its line number, and nothing is
+    /// stored. Blank lines are skipped. Bodies over the configured limit (`--max-body`) get 413.
+    #[oai(path = "/schemas/:id/results", method = "post", tag = "ApiTags::Results")]
+    async fn upload_results(
+        &self,
+        auth: ApiKeyAuth,
+        state: Data<&Arc<AppState>>,
+        /// Schema UUID
+        id: Path<String>,
+        body: Ndjson,
+    ) -> Result<BulkCreated, BulkErrors> {
+        let schema_id = parse_id("id", &id.0)?;
+        let team = auth.0.id;
+        let n = with_db(&state, move |c| {
+            crate::db::schemas::get(c, &team, &schema_id)?.ok_or_else(schema_missing)?;
+            let text = std::str::from_utf8(&body.0).map_err(|e| {
+                let line = body.0[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
+                ApiError::bad_request(format!("line {line}: not valid UTF-8"))
+            })?;
+            let now = now_ms();
+            let mut rows = Vec::new();
+            for (i, line) in text.split('\n').enumerate() {
+                match parse_ndjson_line(line, now) {
+                    Ok(Some(r)) => rows.push(r),
+                    Ok(None) => {}
+                    Err(m) => return Err(ApiError::bad_request(format!("line {}: {m}; nothing was stored", i + 1))),
+                }
+            }
+            if rows.is_empty() {
+                return Err(ApiError::bad_request("the body has no results: send one JSON object per line"));
+            }
+            Ok(crate::db::results::insert_many(c, &team, &schema_id, rows)?.len() as u64)
+        })
+        .await?;
+        Ok(BulkCreated::Created(Json(Inserted { inserted: n })))
+    }
+
+    /// List results
+    ///
+    /// Paginated, newest first by default. `search` matches the file name. Extractions are
+    /// left out unless `include_extraction=true`.
+    #[allow(clippy::too_many_arguments)]
+    #[oai(path = "/results", method = "get", tag = "ApiTags::Results")]
+    async fn list_results(
+        &self,
+        auth: ApiKeyAuth,
+        state: Data<&Arc<AppState>>,
+        /// Page number (min 1).
+        #[oai(default = "default_page", validator(minimum(value = "1")))]
+        page: Query<u32>,
+        /// Items per page (1–100).
+        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<u32>,
+        /// Field to sort by; ties break by id.
+        sort_by: Query<Option<ResultSortBy>>,
+        /// Sort direction (default `desc`).
+        sort_order: Query<Option<SortOrder>>,
+        /// Case-insensitive substring of the file name.
+        search: Query<Option<String>>,
+        /// Only results created at or after this ISO 8601 time (a bare date: its start).
+        created_after: Query<Option<String>>,
+        /// Only results created at or before this ISO 8601 time (a bare date: its end).
+        created_before: Query<Option<String>>,
+        /// Comma-separated fields each item carries: id, schema_id, file_name, status, extraction, createdAt, updatedAt, schema.
+        fields: Query<Option<String>>,
+        /// `schema`: each item gains `schema: {id, name}`.
+        include: Query<Option<String>>,
+        /// Only results of this schema (UUID).
+        schema_id: Query<Option<String>>,
+        /// Include each result's extraction (default false).
+        #[oai(default)]
+        include_extraction: Query<bool>,
+    ) -> Result<ResultListOk, ListResultsErrors> {
+        let col = match sort_by.0 {
+            None | Some(ResultSortBy::CreatedAt) => "created_at",
+            Some(ResultSortBy::UpdatedAt) => "updated_at",
+        };
+        let q = ListParams {
+            page: page.0,
+            limit: limit.0,
+            sort_order: sort_order.0,
+            search: search.0,
+            created_after: created_after.0,
+            created_before: created_before.0,
+        }
+        .query(col)?;
+        let fields = fields_param(fields.0.as_deref(), RESULT_FIELDS)?;
+        let with_schema = include_schema(include.0.as_deref())?;
+        let schema_filter = schema_id.0.as_deref().map(|s| parse_id("schema_id", s)).transpose()?;
+        let with_extraction = include_extraction.0;
+        let team = auth.0.id;
+        let (rows, names, meta) = with_db(&state, move |c| {
+            let (rows, total) = crate::db::results::list(c, &team, schema_filter.as_deref(), with_extraction, &q)?;
+            let names = if with_schema {
+                let mut ids: Vec<String> = rows.iter().map(|r| r.schema_id.clone()).collect();
+                ids.sort();
+                ids.dedup();
+                crate::db::schemas::names(c, &team, &ids)?
+            } else {
+                vec![]
+            };
+            Ok((rows, names, PageMeta::new(&q, total)))
+        })
+        .await?;
+        let data = rows
+            .iter()
+            .map(|r| {
+                let schema = with_schema.then(|| {
+                    let name = names.iter().find(|(id, _)| *id == r.schema_id).map(|(_, n)| n.clone()).unwrap_or_default();
+                    SchemaRef { id: r.schema_id.clone(), name }
+                });
+                Sparse::new(&to_api(r, with_extraction, schema), fields.as_deref())
+            })
+            .collect();
+        Ok(ResultListOk::Ok(Json(ResultList { data, meta: meta.into() })))
+    }
+
+    /// Get a result
+    #[oai(path = "/results/:id", method = "get", tag = "ApiTags::Results")]
+    async fn get_result(
+        &self,
+        auth: ApiKeyAuth,
+        state: Data<&Arc<AppState>>,
+        /// Result UUID
+        id: Path<String>,
+    ) -> Result<ResultOk, GetResultErrors> {
+        let id = parse_id("id", &id.0)?;
+        let team = auth.0.id;
+        let rec = with_db(&state, move |c| Ok(crate::db::results::get(c, &team, &id)?)).await?;
+        let rec = rec.ok_or_else(|| ApiError::not_found("Result not found"))?;
+        Ok(ResultOk::Ok(Json(to_api(&rec, true, None))))
+    }
+
+    /// Delete a result
+    ///
+    /// Exports already COMPLETED keep their file.
+    #[oai(path = "/results/:id", method = "delete", tag = "ApiTags::Results")]
+    async fn delete_result(
+        &self,
+        auth: ApiKeyAuth,
+        state: Data<&Arc<AppState>>,
+        /// Result UUID
+        id: Path<String>,
+    ) -> Result<ResultDeleted, GetResultErrors> {
+        let id = parse_id("id", &id.0)?;
+        let team = auth.0.id;
+        if !with_db(&state, move |c| Ok(crate::db::results::delete(c, &team, &id)?)).await? {
+            return Err(ApiError::not_found("Result not found").into());
+        }
+        Ok(ResultDeleted::Ok(Json(Message { message: "Result deleted successfully".into() })))
+    }
+}

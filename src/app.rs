@@ -1,0 +1,178 @@
+//! Wiring: the state every handler shares, the routes, and the server's life cycle.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::middleware::Tracing;
+use poem::{Endpoint, EndpointExt, IntoEndpoint, Request, Route, Server};
+use poem_openapi::OpenApiService;
+
+use crate::api::exports::ExportsApi;
+use crate::api::health::HealthApi;
+use crate::api::results::ResultsApi;
+use crate::api::schemas::SchemasApi;
+use crate::config::Config;
+use crate::db::{self, Pool};
+use crate::error::{to_json_error, ApiError};
+use crate::files::FilesApi;
+use crate::jobs::runner::Jobs;
+use crate::signing::Signer;
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub pool: Pool,
+    pub signer: Signer,
+    /// Base of download URLs, without a trailing slash.
+    pub public_url: String,
+    pub url_ttl: Duration,
+    pub data_dir: PathBuf,
+    pub jobs: Jobs,
+    pub max_body: usize,
+}
+
+/// The database file inside the data folder.
+pub fn database_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("exports.db")
+}
+
+type Apis = (ExportsApi, SchemasApi, ResultsApi, FilesApi, HealthApi);
+
+const DESCRIPTION: &str = "The Exports API generates downloadable CSV files from your extraction results. \
+Export jobs are asynchronous — when you create an export, the API queues the generation and returns \
+immediately. Once complete, use the download endpoint to retrieve a time-limited download URL.\n\n\
+Every `/v1` route needs your API key in the `x-api-key` header. Every error has the body \
+`{\"statusCode\": 404, \"error\": \"Not Found\", \"message\": \"Export not found\"}`. Times are ISO 8601 \
+UTC with milliseconds; ids are UUIDv7.";
+
+/// The OpenAPI service: the document `/openapi.json` serves and `exports-api openapi` prints.
+pub fn openapi_service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (ExportsApi, SchemasApi, ResultsApi, FilesApi, HealthApi),
+        "Exports API",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(DESCRIPTION)
+}
+
+/// The OpenAPI document as JSON text.
+pub fn openapi_json() -> String {
+    openapi_service().spec()
+}
+
+/// A built application: database open, workers running, port bound, not yet serving.
+pub struct App {
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+    base_url: String,
+    state: Arc<AppState>,
+}
+
+impl App {
+    /// Opens the data folder, bootstraps keys (and demo data), starts the export workers and
+    /// binds the listen address (port 0 picks a free one).
+    pub async fn build(config: Config) -> Result<App, String> {
+        let cfg = config.clone();
+        let (pool, signer) = tokio::task::spawn_blocking(move || prepare(&cfg))
+            .await
+            .map_err(|e| format!("start-up failed: {e}"))??;
+        let acceptor = TcpListener::bind(config.listen)
+            .into_acceptor()
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .ok_or("the listener has no address")?;
+        let base_url = format!("http://{addr}");
+        let public_url = config.public_url.clone().unwrap_or_else(|| base_url.clone());
+        let jobs = Jobs::start(pool.clone(), config.data_dir.clone(), config.workers, config.retention)
+            .map_err(|e| format!("cannot start the export workers: {e}"))?;
+        let state = Arc::new(AppState {
+            pool,
+            signer,
+            public_url,
+            url_ttl: config.url_ttl,
+            data_dir: config.data_dir.clone(),
+            jobs,
+            max_body: config.max_body,
+        });
+        Ok(App { acceptor, addr, base_url, state })
+    }
+
+    /// `http://` + the bound address.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Serves until `stop` resolves, then stops the export workers (a job in progress is
+    /// taken up again at the next start).
+    pub async fn run_until_stopped(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let result = Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(routes(state.clone()), stop, Some(Duration::from_secs(10)))
+            .await;
+        let jobs = state.jobs.clone();
+        let _ = tokio::task::spawn_blocking(move || jobs.shutdown()).await;
+        result
+    }
+}
+
+fn prepare(cfg: &Config) -> Result<(Pool, Signer), String> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| format!("cannot create the data folder {}: {e}", cfg.data_dir.display()))?;
+    let pool = db::open(&database_path(&cfg.data_dir), (cfg.workers as u32) + 16)
+        .map_err(|e| format!("cannot open the database in {}: {e}", cfg.data_dir.display()))?;
+    let signer = Signer::load_or_create(&cfg.data_dir, cfg.signing_key.clone())
+        .map_err(|e| format!("cannot load or create the signing key in {}: {e}", cfg.data_dir.display()))?;
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    if cfg.demo {
+        crate::demo::load_if_empty(&mut conn).map_err(|e| format!("loading demo data failed: {e}"))?;
+    }
+    crate::bootstrap::ensure_keys(&conn, cfg.api_key.as_deref()).map_err(|e| format!("setting up API keys failed: {e}"))?;
+    Ok((pool, signer))
+}
+
+/// Every route, with the JSON error shape on every error.
+pub fn routes(state: Arc<AppState>) -> impl Endpoint {
+    let api = openapi_service();
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let max_body = state.max_body;
+    Route::new()
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .nest("/", api)
+        .into_endpoint()
+        .around(move |ep, req: Request| async move {
+            let too_big = req
+                .headers()
+                .get(poem::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|n| n > max_body as u64);
+            if too_big {
+                return Err(ApiError::new(
+                    poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("The body is larger than the limit of {max_body} bytes"),
+                )
+                .into());
+            }
+            ep.call(req).await
+        })
+        .data(state)
+        .catch_all_error(to_json_error)
+        .with(Tracing)
+}

@@ -1,0 +1,149 @@
+//! Service configuration: what `serve` runs with, checked before anything starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the server needs to run. Built from the command line (`cli`), or directly by
+/// tests.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The data folder: database, signing key, export files.
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Base of download URLs; `None`: `http://` + the bound address.
+    pub public_url: Option<String>,
+    /// Export jobs that run at once.
+    pub workers: usize,
+    /// How long a download URL stays valid.
+    pub url_ttl: Duration,
+    /// COMPLETED/FAILED exports older than this are deleted; `None` keeps them.
+    pub retention: Option<Duration>,
+    /// HMAC key for download URLs; `None`: generated once and kept in the data folder.
+    pub signing_key: Option<Vec<u8>>,
+    /// A key that must exist for team `default`.
+    pub api_key: Option<String>,
+    /// Largest request body accepted, in bytes (the NDJSON upload is the big one).
+    pub max_body: usize,
+    /// Load demo data into an empty database.
+    pub demo: bool,
+}
+
+pub const MAX_URL_TTL: u64 = 604_800;
+pub const DEFAULT_MAX_BODY: usize = 256 * 1024 * 1024;
+
+impl Config {
+    /// A configuration for tests and embedding: loopback, a free port, two workers.
+    pub fn for_tests(data_dir: PathBuf) -> Config {
+        Config {
+            data_dir,
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+            public_url: None,
+            workers: 2,
+            url_ttl: Duration::from_secs(3600),
+            retention: None,
+            signing_key: None,
+            api_key: None,
+            max_body: DEFAULT_MAX_BODY,
+            demo: false,
+        }
+    }
+}
+
+/// `7d`, `12h`, `30m`, `45s`, `3600` (seconds), `0` (never). `None` means never.
+pub fn parse_retention(s: &str) -> Result<Option<Duration>, String> {
+    let d = parse_duration(s)?;
+    Ok(if d.is_zero() { None } else { Some(d) })
+}
+
+/// `3600`, `45s`, `30m`, `12h`, `7d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration; write e.g. 3600, 90s, 30m, 12h or 7d"))?;
+    let secs = match unit.trim() {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        other => return Err(format!("'{s}': unknown unit '{other}'; use s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// `1048576`, `512KB`, `64MB`, `1GB` (binary multiples).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim().to_ascii_uppercase();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t.as_str(), ""),
+    };
+    let n: usize = num.parse().map_err(|_| format!("'{s}' is not a size; write e.g. 1048576, 512KB, 64MB or 1GB"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        other => return Err(format!("'{s}': unknown unit '{other}'; use KB, MB or GB")),
+    };
+    let v = n.saturating_mul(mult);
+    if v == 0 {
+        return Err("the body size limit must be more than 0".into());
+    }
+    Ok(v)
+}
+
+/// Checks a public URL: http(s), no query or fragment; returned without a trailing slash.
+pub fn parse_public_url(s: &str) -> Result<String, String> {
+    let t = s.trim().trim_end_matches('/');
+    let rest = t
+        .strip_prefix("http://")
+        .or_else(|| t.strip_prefix("https://"))
+        .ok_or_else(|| format!("public URL '{s}' must start with http:// or https://"))?;
+    if rest.is_empty() || rest.starts_with('/') || t.contains(['?', '#', ' ']) {
+        return Err(format!("public URL '{s}' must be like https://exports.example.com (a host, an optional path, no query)"));
+    }
+    Ok(t.to_string())
+}
+
+/// A signing key from `EXPORTS_SIGNING_KEY`: at least 32 bytes of text (or 64 hex digits).
+pub fn parse_signing_key(s: &str) -> Result<Vec<u8>, String> {
+    let b = s.trim().as_bytes().to_vec();
+    if b.len() < 32 {
+        return Err("EXPORTS_SIGNING_KEY must be at least 32 characters long (e.g. `openssl rand -hex 32`)".into());
+    }
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("3600").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5w").is_err());
+        assert_eq!(parse_retention("0").unwrap(), None);
+    }
+
+    #[test]
+    fn sizes_and_urls() {
+        assert_eq!(parse_size("64MB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
+        assert_eq!(parse_public_url("https://x.example/base/").unwrap(), "https://x.example/base");
+        assert!(parse_public_url("ftp://x").is_err());
+        assert!(parse_public_url("http://x?a=1").is_err());
+        assert!(parse_signing_key("short").is_err());
+    }
+}

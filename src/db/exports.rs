@@ -1,0 +1,255 @@
+//! Export jobs: their rows, and the atomic claim/complete/fail steps the workers take.
+
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+use super::{like_pattern, DbResult};
+use crate::domain::export::{CsvOptions, ExportStatus};
+use crate::domain::list::ListQuery;
+use crate::domain::time::now_ms;
+
+#[derive(Debug, Clone)]
+pub struct ExportRow {
+    pub id: String,
+    pub team_id: String,
+    pub schema_id: String,
+    /// The schema's current name (joined); `None` if it is gone.
+    pub schema_name: Option<String>,
+    pub status: ExportStatus,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub expand_array: Option<String>,
+    pub options: CsvOptions,
+    pub row_count: Option<i64>,
+    pub file_size: Option<i64>,
+    pub error: Option<String>,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub completed_at: Option<i64>,
+}
+
+const COLUMNS: &str = "e.id, e.team_id, e.schema_id, s.name, e.status, e.start_ms, e.end_ms, e.expand_array,
+    e.options, e.row_count, e.file_size, e.error, e.attempts, e.created_at, e.updated_at, e.completed_at";
+const FROM: &str = "exports e LEFT JOIN schemas s ON s.id = e.schema_id";
+
+fn from_row(r: &Row) -> rusqlite::Result<ExportRow> {
+    let status: String = r.get(4)?;
+    let options: String = r.get(8)?;
+    Ok(ExportRow {
+        id: r.get(0)?,
+        team_id: r.get(1)?,
+        schema_id: r.get(2)?,
+        schema_name: r.get(3)?,
+        status: ExportStatus::parse(&status).unwrap_or(ExportStatus::Failed),
+        start_ms: r.get(5)?,
+        end_ms: r.get(6)?,
+        expand_array: r.get(7)?,
+        options: serde_json::from_str(&options).unwrap_or_default(),
+        row_count: r.get(9)?,
+        file_size: r.get(10)?,
+        error: r.get(11)?,
+        attempts: r.get(12)?,
+        created_at: r.get(13)?,
+        updated_at: r.get(14)?,
+        completed_at: r.get(15)?,
+    })
+}
+
+pub fn insert(conn: &Connection, e: &ExportRow) -> DbResult<()> {
+    conn.execute(
+        "INSERT INTO exports (id, team_id, schema_id, status, start_ms, end_ms, expand_array, options,
+                              created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            e.id,
+            e.team_id,
+            e.schema_id,
+            e.status.as_str(),
+            e.start_ms,
+            e.end_ms,
+            e.expand_array,
+            serde_json::to_string(&e.options).expect("options serialize"),
+            e.created_at,
+            e.updated_at
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<ExportRow>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1 AND e.team_id = ?2"),
+            [id, team_id],
+            from_row,
+        )
+        .optional()?)
+}
+
+pub fn get_any(conn: &Connection, id: &str) -> DbResult<Option<ExportRow>> {
+    Ok(conn
+        .query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1"), [id], from_row)
+        .optional()?)
+}
+
+pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<ExportRow>, u64)> {
+    let mut filter = String::from("e.team_id = ?1");
+    let mut args: Vec<rusqlite::types::Value> = vec![team_id.to_string().into()];
+    if let Some(t) = q.created_after {
+        args.push(t.into());
+        filter.push_str(&format!(" AND e.created_at >= ?{}", args.len()));
+    }
+    if let Some(t) = q.created_before {
+        args.push(t.into());
+        filter.push_str(&format!(" AND e.created_at <= ?{}", args.len()));
+    }
+    if let Some(s) = &q.search {
+        args.push(like_pattern(s).into());
+        let n = args.len();
+        filter.push_str(&format!(
+            " AND (e.id LIKE ?{n} ESCAPE '\\' OR e.status LIKE ?{n} ESCAPE '\\' OR e.schema_id LIKE ?{n} ESCAPE '\\'
+                   OR COALESCE(s.name, '') LIKE ?{n} ESCAPE '\\' OR COALESCE(e.expand_array, '') LIKE ?{n} ESCAPE '\\')"
+        ));
+    }
+    let total: i64 = conn.query_row(
+        &format!("SELECT COUNT(*) FROM {FROM} WHERE {filter}"),
+        rusqlite::params_from_iter(args.iter()),
+        |r| r.get(0),
+    )?;
+    let dir = if q.descending { "DESC" } else { "ASC" };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE {filter} ORDER BY e.{col} {dir}, e.id {dir} LIMIT {limit} OFFSET {offset}",
+        col = q.sort_column,
+        limit = q.limit,
+        offset = q.offset()
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args.iter()), from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((rows, total as u64))
+}
+
+/// Deletes a job of a team and returns what it was, so the caller can cancel it and remove
+/// its file.
+pub fn delete(conn: &mut Connection, team_id: &str, id: &str) -> DbResult<Option<ExportRow>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let row = tx
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1 AND e.team_id = ?2"),
+            [id, team_id],
+            from_row,
+        )
+        .optional()?;
+    if row.is_some() {
+        tx.execute("DELETE FROM exports WHERE id = ?1", [id])?;
+    }
+    tx.commit()?;
+    Ok(row)
+}
+
+/// How many times a job may be started before it is given up (a job whose process keeps
+/// dying while it runs must not stay PROCESSING forever).
+pub const MAX_ATTEMPTS: i64 = 3;
+
+/// Atomically takes the oldest job that is waiting: PENDING, or PROCESSING under an earlier
+/// run of the service (`claimed_by` differs from this run's `run_id`: its process died).
+/// Orphans that have already been tried `MAX_ATTEMPTS` times are marked FAILED instead.
+pub fn claim_next(conn: &mut Connection, run_id: &str) -> DbResult<Option<ExportRow>> {
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let next: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT id, attempts FROM exports
+                 WHERE status = 'PENDING' OR (status = 'PROCESSING' AND COALESCE(claimed_by, '') <> ?1)
+                 ORDER BY created_at, id LIMIT 1",
+                [run_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((id, attempts)) = next else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        if attempts >= MAX_ATTEMPTS {
+            tx.execute(
+                "UPDATE exports SET status = 'FAILED', updated_at = ?2, claimed_by = NULL,
+                 error = 'The export was interrupted ' || attempts || ' times because the service stopped while it ran; create it again.'
+                 WHERE id = ?1",
+                params![id, now],
+            )?;
+            tx.commit()?;
+            continue;
+        }
+        tx.execute(
+            "UPDATE exports SET status = 'PROCESSING', claimed_by = ?2, attempts = attempts + 1, updated_at = ?3
+             WHERE id = ?1",
+            params![id, run_id, now],
+        )?;
+        let row = tx.query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1"), [&id], from_row)?;
+        tx.commit()?;
+        return Ok(Some(row));
+    }
+}
+
+/// Marks a job this run holds COMPLETED. False when the job was deleted meanwhile.
+pub fn complete(conn: &Connection, id: &str, run_id: &str, row_count: i64, file_size: i64) -> DbResult<bool> {
+    let now = now_ms();
+    Ok(conn.execute(
+        "UPDATE exports SET status = 'COMPLETED', row_count = ?3, file_size = ?4, error = NULL,
+                completed_at = ?5, updated_at = ?5, claimed_by = NULL
+         WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2",
+        params![id, run_id, row_count, file_size, now],
+    )? > 0)
+}
+
+/// Marks a job this run holds FAILED, with a message for the user.
+pub fn fail(conn: &Connection, id: &str, run_id: &str, error: &str) -> DbResult<bool> {
+    Ok(conn.execute(
+        "UPDATE exports SET status = 'FAILED', error = ?3, updated_at = ?4, claimed_by = NULL
+         WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2",
+        params![id, run_id, error, now_ms()],
+    )? > 0)
+}
+
+/// Whether a job still exists (a worker checks this to notice a deletion).
+pub fn exists(conn: &Connection, id: &str) -> DbResult<bool> {
+    Ok(conn
+        .query_row("SELECT 1 FROM exports WHERE id = ?1", [id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Finished jobs (COMPLETED or FAILED) last changed before `cutoff`, deleted; returns them
+/// so their files can be removed.
+pub fn delete_finished_before(conn: &mut Connection, cutoff: i64) -> DbResult<Vec<ExportRow>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let rows = {
+        let mut stmt = tx.prepare(&format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE e.status IN ('COMPLETED', 'FAILED') AND e.updated_at < ?1"
+        ))?;
+        let rows = stmt.query_map([cutoff], from_row)?.collect::<Result<Vec<_>, _>>()?;
+        rows
+    };
+    for r in &rows {
+        tx.execute("DELETE FROM exports WHERE id = ?1", [&r.id])?;
+    }
+    tx.commit()?;
+    Ok(rows)
+}
+
+/// Ids of every job, for removing files that no job owns any more.
+pub fn all_ids(conn: &Connection) -> DbResult<std::collections::HashSet<String>> {
+    let mut stmt = conn.prepare("SELECT id FROM exports")?;
+    let ids = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+/// Gives a job back at shutdown: it stays PROCESSING under this run's id, so the next start
+/// takes it up again, and this interrupted attempt does not count.
+pub fn release(conn: &Connection, id: &str, run_id: &str) -> DbResult<bool> {
+    Ok(conn.execute(
+        "UPDATE exports SET attempts = MAX(attempts - 1, 0) WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2",
+        params![id, run_id],
+    )? > 0)
+}

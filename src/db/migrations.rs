@@ -1,0 +1,98 @@
+//! Versioned schema migrations, embedded in the binary. `PRAGMA user_version` records how many
+//! have run; a newer binary runs the missing ones in order, each in its own transaction.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema
+    "CREATE TABLE teams (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE api_keys (
+        id          TEXT PRIMARY KEY,
+        team_id     TEXT NOT NULL REFERENCES teams(id),
+        name        TEXT,
+        key_hash    TEXT NOT NULL UNIQUE,
+        prefix      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        revoked_at  INTEGER
+    );
+    CREATE TABLE schemas (
+        id          TEXT PRIMARY KEY,
+        team_id     TEXT NOT NULL REFERENCES teams(id),
+        name        TEXT NOT NULL,
+        description TEXT,
+        definition  TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    CREATE INDEX schemas_team ON schemas(team_id, created_at, id);
+    CREATE TABLE results (
+        id          TEXT PRIMARY KEY,
+        team_id     TEXT NOT NULL REFERENCES teams(id),
+        schema_id   TEXT NOT NULL REFERENCES schemas(id),
+        file_name   TEXT,
+        extraction  TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    CREATE INDEX results_schema_created ON results(schema_id, created_at, id);
+    CREATE INDEX results_team_created ON results(team_id, created_at, id);
+    CREATE TABLE exports (
+        id           TEXT PRIMARY KEY,
+        team_id      TEXT NOT NULL REFERENCES teams(id),
+        schema_id    TEXT NOT NULL REFERENCES schemas(id),
+        status       TEXT NOT NULL,
+        start_ms     INTEGER NOT NULL,
+        end_ms       INTEGER NOT NULL,
+        expand_array TEXT,
+        options      TEXT NOT NULL,
+        row_count    INTEGER,
+        file_size    INTEGER,
+        error        TEXT,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        claimed_by   TEXT,
+        created_at   INTEGER NOT NULL,
+        updated_at   INTEGER NOT NULL,
+        completed_at INTEGER
+    );
+    CREATE INDEX exports_team_created ON exports(team_id, created_at, id);
+    CREATE INDEX exports_status ON exports(status, created_at);
+    CREATE INDEX exports_schema ON exports(schema_id);",
+];
+
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if current > MIGRATIONS.len() {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(1),
+            Some(format!(
+            "the database is at schema version {current}, newer than this binary knows ({}); use a newer exports-api",
+            MIGRATIONS.len()
+            )),
+        ));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_again() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate(&mut c).unwrap();
+        migrate(&mut c).unwrap();
+        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
+    }
+}

@@ -1,0 +1,92 @@
+//! All SQL lives here. One SQLite database in the data folder, in WAL mode, reached through an
+//! r2d2 pool. Every function takes a connection; callers run them off the async runtime
+//! (`spawn_blocking` or a worker thread) because SQLite calls block.
+
+pub mod exports;
+pub mod keys;
+mod migrations;
+pub mod results;
+pub mod schemas;
+
+use std::path::Path;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::Connection;
+
+pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+pub type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
+
+/// A database error, or a rule the data broke that the caller must report (not found, conflict).
+#[derive(Debug)]
+pub enum DbError {
+    Sqlite(rusqlite::Error),
+    Pool(r2d2::Error),
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbError::Sqlite(e) => write!(f, "database error: {e}"),
+            DbError::Pool(e) => write!(f, "database unavailable: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DbError {}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Sqlite(e)
+    }
+}
+
+impl From<r2d2::Error> for DbError {
+    fn from(e: r2d2::Error) -> Self {
+        DbError::Pool(e)
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+fn init_connection(c: &mut Connection) -> rusqlite::Result<()> {
+    c.busy_timeout(std::time::Duration::from_secs(10))?;
+    c.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -16000;",
+    )
+}
+
+/// Opens (creating if needed) the database file and brings its schema up to date.
+pub fn open(path: &Path, max_size: u32) -> DbResult<Pool> {
+    let manager = SqliteConnectionManager::file(path).with_init(init_connection);
+    let pool = r2d2::Pool::builder()
+        .max_size(max_size)
+        .connection_timeout(std::time::Duration::from_secs(30))
+        .build(manager)?;
+    let mut conn = pool.get()?;
+    migrations::migrate(&mut conn)?;
+    Ok(pool)
+}
+
+/// `SELECT 1`: the database answers.
+pub fn ping(conn: &Connection) -> DbResult<()> {
+    conn.query_row("SELECT 1", [], |_| Ok(()))?;
+    Ok(())
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern and wraps it in `%`.
+pub(crate) fn like_pattern(s: &str) -> String {
+    let mut p = String::with_capacity(s.len() + 2);
+    p.push('%');
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}

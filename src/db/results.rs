@@ -1,0 +1,167 @@
+//! Extraction results: one JSON object per document, kept exactly as sent.
+
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+use super::{like_pattern, DbResult};
+use crate::domain::list::ListQuery;
+pub use crate::domain::result::NewResult;
+
+#[derive(Debug, Clone)]
+pub struct ResultRecord {
+    pub id: String,
+    pub team_id: String,
+    pub schema_id: String,
+    pub file_name: Option<String>,
+    /// The extraction's JSON text (an object). Empty when a list did not ask for it.
+    pub extraction: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+
+fn from_row(r: &Row) -> rusqlite::Result<ResultRecord> {
+    Ok(ResultRecord {
+        id: r.get(0)?,
+        team_id: r.get(1)?,
+        schema_id: r.get(2)?,
+        file_name: r.get(3)?,
+        extraction: r.get(4)?,
+        created_at: r.get(5)?,
+        updated_at: r.get(6)?,
+    })
+}
+
+/// Inserts results of one schema in one transaction: all or none. Returns their ids.
+pub fn insert_many(
+    conn: &mut Connection,
+    team_id: &str,
+    schema_id: &str,
+    rows: impl IntoIterator<Item = NewResult>,
+) -> DbResult<Vec<String>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let ids = insert_in(&tx, team_id, schema_id, rows)?;
+    tx.commit()?;
+    Ok(ids)
+}
+
+/// Inserts inside a transaction the caller holds.
+pub fn insert_in(
+    conn: &Connection,
+    team_id: &str,
+    schema_id: &str,
+    rows: impl IntoIterator<Item = NewResult>,
+) -> DbResult<Vec<String>> {
+    let now = crate::domain::time::now_ms();
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO results (id, team_id, schema_id, file_name, extraction, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut ids = Vec::new();
+    for r in rows {
+        let id = uuid::Uuid::now_v7().to_string();
+        stmt.execute(params![id, team_id, schema_id, r.file_name, r.extraction, r.created_at, now])?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<ResultRecord>> {
+    Ok(conn
+        .query_row(
+            "SELECT id, team_id, schema_id, file_name, extraction, created_at, updated_at
+             FROM results WHERE id = ?1 AND team_id = ?2",
+            [id, team_id],
+            from_row,
+        )
+        .optional()?)
+}
+
+pub fn delete(conn: &Connection, team_id: &str, id: &str) -> DbResult<bool> {
+    Ok(conn.execute("DELETE FROM results WHERE id = ?1 AND team_id = ?2", [id, team_id])? > 0)
+}
+
+pub fn list(
+    conn: &Connection,
+    team_id: &str,
+    schema_id: Option<&str>,
+    with_extraction: bool,
+    q: &ListQuery,
+) -> DbResult<(Vec<ResultRecord>, u64)> {
+    let mut filter = String::from("team_id = ?1");
+    let mut args: Vec<rusqlite::types::Value> = vec![team_id.to_string().into()];
+    if let Some(s) = schema_id {
+        args.push(s.to_string().into());
+        filter.push_str(&format!(" AND schema_id = ?{}", args.len()));
+    }
+    if let Some(t) = q.created_after {
+        args.push(t.into());
+        filter.push_str(&format!(" AND created_at >= ?{}", args.len()));
+    }
+    if let Some(t) = q.created_before {
+        args.push(t.into());
+        filter.push_str(&format!(" AND created_at <= ?{}", args.len()));
+    }
+    if let Some(s) = &q.search {
+        args.push(like_pattern(s).into());
+        filter.push_str(&format!(" AND COALESCE(file_name, '') LIKE ?{} ESCAPE '\\'", args.len()));
+    }
+    let total: i64 = conn.query_row(
+        &format!("SELECT COUNT(*) FROM results WHERE {filter}"),
+        rusqlite::params_from_iter(args.iter()),
+        |r| r.get(0),
+    )?;
+    let dir = if q.descending { "DESC" } else { "ASC" };
+    let extraction = if with_extraction { "extraction" } else { "''" };
+    let sql = format!(
+        "SELECT id, team_id, schema_id, file_name, {extraction}, created_at, updated_at FROM results
+         WHERE {filter} ORDER BY {col} {dir}, id {dir} LIMIT {limit} OFFSET {offset}",
+        col = q.sort_column,
+        limit = q.limit,
+        offset = q.offset()
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args.iter()), from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((rows, total as u64))
+}
+
+/// One result as an export reads it.
+pub struct ExportSourceRow {
+    pub id: String,
+    pub file_name: Option<String>,
+    pub created_at: i64,
+    pub extraction: String,
+}
+
+/// Streams the results of a schema whose `createdAt` is in `[start, end]`, ordered by
+/// createdAt then id, into `each`, one at a time from the SQLite cursor. `each` returns
+/// `Ok(false)` to stop early.
+pub fn stream_for_export<E: From<super::DbError>>(
+    conn: &Connection,
+    schema_id: &str,
+    start: i64,
+    end: i64,
+    mut each: impl FnMut(ExportSourceRow) -> Result<bool, E>,
+) -> Result<(), E> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, file_name, created_at, extraction FROM results
+             WHERE schema_id = ?1 AND created_at >= ?2 AND created_at <= ?3
+             ORDER BY created_at, id",
+        )
+        .map_err(super::DbError::from)?;
+    let mut rows = stmt.query(params![schema_id, start, end]).map_err(super::DbError::from)?;
+    while let Some(r) = rows.next().map_err(super::DbError::from)? {
+        let row = ExportSourceRow {
+            id: r.get(0).map_err(super::DbError::from)?,
+            file_name: r.get(1).map_err(super::DbError::from)?,
+            created_at: r.get(2).map_err(super::DbError::from)?,
+            extraction: r.get(3).map_err(super::DbError::from)?,
+        };
+        if !each(row)? {
+            break;
+        }
+    }
+    Ok(())
+}

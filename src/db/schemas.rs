@@ -1,0 +1,167 @@
+//! Schemas: a team's field definitions.
+
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+use super::{like_pattern, DbResult};
+use crate::domain::list::ListQuery;
+use crate::domain::schema::SchemaDef;
+
+#[derive(Debug, Clone)]
+pub struct SchemaRow {
+    pub id: String,
+    pub team_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub definition: SchemaDef,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, team_id, name, description, definition, created_at, updated_at";
+
+fn from_row(r: &Row) -> rusqlite::Result<SchemaRow> {
+    let def: String = r.get(4)?;
+    let definition = serde_json::from_str(&def).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(SchemaRow {
+        id: r.get(0)?,
+        team_id: r.get(1)?,
+        name: r.get(2)?,
+        description: r.get(3)?,
+        definition,
+        created_at: r.get(5)?,
+        updated_at: r.get(6)?,
+    })
+}
+
+pub fn insert(conn: &Connection, row: &SchemaRow) -> DbResult<()> {
+    conn.execute(
+        "INSERT INTO schemas (id, team_id, name, description, definition, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            row.id,
+            row.team_id,
+            row.name,
+            row.description,
+            serde_json::to_string(&row.definition).expect("a schema serializes"),
+            row.created_at,
+            row.updated_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// One schema of a team; another team's schema is `None`, as a missing one is.
+pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<SchemaRow>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1 AND team_id = ?2"),
+            [id, team_id],
+            from_row,
+        )
+        .optional()?)
+}
+
+/// A schema by id alone (command-line tools, which act for the operator).
+pub fn get_any(conn: &Connection, id: &str) -> DbResult<Option<SchemaRow>> {
+    Ok(conn
+        .query_row(&format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1"), [id], from_row)
+        .optional()?)
+}
+
+pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<SchemaRow>, u64)> {
+    let mut filter = String::from("team_id = ?1");
+    let mut args: Vec<rusqlite::types::Value> = vec![team_id.to_string().into()];
+    if let Some(t) = q.created_after {
+        args.push(t.into());
+        filter.push_str(&format!(" AND created_at >= ?{}", args.len()));
+    }
+    if let Some(t) = q.created_before {
+        args.push(t.into());
+        filter.push_str(&format!(" AND created_at <= ?{}", args.len()));
+    }
+    if let Some(s) = &q.search {
+        args.push(like_pattern(s).into());
+        let n = args.len();
+        filter.push_str(&format!(
+            " AND (name LIKE ?{n} ESCAPE '\\' OR COALESCE(description, '') LIKE ?{n} ESCAPE '\\')"
+        ));
+    }
+    let total: i64 = conn.query_row(
+        &format!("SELECT COUNT(*) FROM schemas WHERE {filter}"),
+        rusqlite::params_from_iter(args.iter()),
+        |r| r.get(0),
+    )?;
+    let dir = if q.descending { "DESC" } else { "ASC" };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM schemas WHERE {filter} ORDER BY {col} {dir}, id {dir} LIMIT {limit} OFFSET {offset}",
+        col = q.sort_column,
+        limit = q.limit,
+        offset = q.offset()
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args.iter()), from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((rows, total as u64))
+}
+
+/// Names of schemas by id, for `include=schema`.
+pub fn names(conn: &Connection, team_id: &str, ids: &[String]) -> DbResult<Vec<(String, String)>> {
+    let mut stmt = conn.prepare_cached("SELECT id, name FROM schemas WHERE id = ?1 AND team_id = ?2")?;
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(pair) = stmt
+            .query_row([id, team_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+        {
+            out.push(pair);
+        }
+    }
+    Ok(out)
+}
+
+/// Replaces a schema's fields; `None` when it does not exist in this team.
+pub fn update(conn: &Connection, row: &SchemaRow) -> DbResult<bool> {
+    let n = conn.execute(
+        "UPDATE schemas SET name = ?3, description = ?4, definition = ?5, updated_at = ?6
+         WHERE id = ?1 AND team_id = ?2",
+        params![
+            row.id,
+            row.team_id,
+            row.name,
+            row.description,
+            serde_json::to_string(&row.definition).expect("a schema serializes"),
+            row.updated_at
+        ],
+    )?;
+    Ok(n > 0)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    NotFound,
+    /// Results or exports still refer to it: (results, exports).
+    InUse(i64, i64),
+}
+
+pub fn delete(conn: &mut Connection, team_id: &str, id: &str) -> DbResult<DeleteOutcome> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let exists = tx
+        .query_row("SELECT 1 FROM schemas WHERE id = ?1 AND team_id = ?2", [id, team_id], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !exists {
+        return Ok(DeleteOutcome::NotFound);
+    }
+    let results: i64 = tx.query_row("SELECT COUNT(*) FROM results WHERE schema_id = ?1", [id], |r| r.get(0))?;
+    let exports: i64 = tx.query_row("SELECT COUNT(*) FROM exports WHERE schema_id = ?1", [id], |r| r.get(0))?;
+    if results > 0 || exports > 0 {
+        return Ok(DeleteOutcome::InUse(results, exports));
+    }
+    tx.execute("DELETE FROM schemas WHERE id = ?1", [id])?;
+    tx.commit()?;
+    Ok(DeleteOutcome::Deleted)
+}

@@ -1,0 +1,9 @@
+//! Pure domain types, parsing and validation. Nothing here touches the database, the network
+//! or the file system.
+
+pub mod export;
+pub mod list;
+pub mod naming;
+pub mod result;
+pub mod schema;
+pub mod time;

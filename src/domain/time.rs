@@ -1,0 +1,120 @@
+//! Times: stored as milliseconds since the Unix epoch (UTC), shown as ISO 8601 with
+//! milliseconds, `2024-01-31T12:00:00.000Z`.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// `2024-01-31T12:00:00.000Z`.
+pub fn format_ms(ms: i64) -> String {
+    match Utc.timestamp_millis_opt(ms).single() {
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        None => String::new(),
+    }
+}
+
+/// The UTC calendar date of a time, `2024-01-31`.
+pub fn format_date(ms: i64) -> String {
+    match Utc.timestamp_millis_opt(ms).single() {
+        Some(t) => t.format("%Y-%m-%d").to_string(),
+        None => String::new(),
+    }
+}
+
+/// Which end of a day a bare date (`2024-01-31`) stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayEnd {
+    /// 00:00:00.000
+    Start,
+    /// 23:59:59.999
+    End,
+}
+
+/// Parses an ISO 8601 date-time or a bare date into milliseconds since the epoch (UTC).
+///
+/// Accepted: `2024-01-31T12:00:00Z`, `2024-01-31T12:00:00.123Z`, `2024-01-31T12:00:00+02:00`,
+/// `2024-01-31T12:00:00` (read as UTC), `2024-01-31 12:00:00Z`, and a bare date
+/// `2024-01-31`, which stands for the start or the end of that day as `bare` says.
+/// Sub-millisecond digits are truncated. Years are limited to 0000–9999.
+pub fn parse_instant(input: &str, bare: DayEnd) -> Result<i64, String> {
+    let s = input.trim();
+    let err = || {
+        format!(
+            "'{input}' is not an ISO 8601 date-time (e.g. 2024-01-31T12:00:00.000Z) or date (2024-01-31)"
+        )
+    };
+    if s.is_empty() {
+        return Err(err());
+    }
+    if s.len() == 10 {
+        let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| err())?;
+        let t = match bare {
+            DayEnd::Start => d.and_hms_milli_opt(0, 0, 0, 0),
+            DayEnd::End => d.and_hms_milli_opt(23, 59, 59, 999),
+        }
+        .ok_or_else(err)?;
+        return Ok(t.and_utc().timestamp_millis());
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return check_range(t.with_timezone(&Utc).timestamp_millis(), &err);
+    }
+    // RFC 3339 with a space, or with a lower-case 'z'
+    let alt = s.replacen(' ', "T", 1).replace('z', "Z");
+    if let Ok(t) = DateTime::parse_from_rfc3339(&alt) {
+        return check_range(t.with_timezone(&Utc).timestamp_millis(), &err);
+    }
+    // no offset at all: UTC
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(&alt, fmt) {
+            return check_range(t.and_utc().timestamp_millis(), &err);
+        }
+    }
+    Err(err())
+}
+
+fn check_range(ms: i64, err: &dyn Fn() -> String) -> Result<i64, String> {
+    // 0000-01-01 .. 9999-12-31T23:59:59.999Z
+    const MIN: i64 = -62_167_219_200_000;
+    const MAX: i64 = 253_402_300_799_999;
+    if (MIN..=MAX).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(err())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_with_millis() {
+        assert_eq!(format_ms(1_706_702_400_000), "2024-01-31T12:00:00.000Z");
+        assert_eq!(format_ms(1_706_702_400_123), "2024-01-31T12:00:00.123Z");
+        assert_eq!(format_date(1_706_702_400_123), "2024-01-31");
+    }
+
+    #[test]
+    fn parses_forms() {
+        let noon = 1_706_702_400_000;
+        assert_eq!(parse_instant("2024-01-31T12:00:00.000Z", DayEnd::Start), Ok(noon));
+        assert_eq!(parse_instant("2024-01-31T12:00:00Z", DayEnd::End), Ok(noon));
+        assert_eq!(parse_instant("2024-01-31T14:00:00+02:00", DayEnd::Start), Ok(noon));
+        assert_eq!(parse_instant("2024-01-31T12:00:00", DayEnd::Start), Ok(noon));
+        assert_eq!(parse_instant("2024-01-31 12:00:00Z", DayEnd::Start), Ok(noon));
+        assert_eq!(parse_instant("2024-01-31T12:00:00.123999Z", DayEnd::Start), Ok(noon + 123));
+        let day = 1_706_659_200_000; // 2024-01-31T00:00:00Z
+        assert_eq!(parse_instant("2024-01-31", DayEnd::Start), Ok(day));
+        assert_eq!(parse_instant("2024-01-31", DayEnd::End), Ok(day + 86_399_999));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in ["", "yesterday", "2024-13-01", "2024-02-30", "2024-01-31T25:00:00Z", "1706702400"] {
+            assert!(parse_instant(bad, DayEnd::Start).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Errors as the HTTP API shows them. One shape everywhere:
+//! `{"statusCode": 404, "error": "Not Found", "message": "Export not found"}`.
+//! `ApiError` is what handlers raise; `to_json_error` turns anything else poem raises (parse
+//! failures, unknown routes, wrong methods, missing keys) into the same shape.
+
+use poem::http::StatusCode;
+use poem::Response;
+use poem_openapi::types::Example;
+use poem_openapi::Object;
+
+use crate::db::DbError;
+
+/// The body of every error response.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(example)]
+pub struct ErrorBody {
+    /// The HTTP status code, repeated.
+    #[oai(rename = "statusCode")]
+    #[serde(rename = "statusCode")]
+    pub status_code: u16,
+    /// The status code's reason phrase.
+    pub error: String,
+    /// What was wrong, in words that tell the caller what to change.
+    pub message: String,
+}
+
+impl Example for ErrorBody {
+    fn example() -> Self {
+        ErrorBody { status_code: 404, error: "Not Found".into(), message: "Export not found".into() }
+    }
+}
+
+impl ErrorBody {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            status_code: status.as_u16(),
+            error: status.canonical_reason().unwrap_or("Error").to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status_code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Response::builder()
+            .status(status)
+            .content_type("application/json; charset=utf-8")
+            .body(serde_json::to_vec(&self).expect("error body serializes"))
+    }
+}
+
+/// An error a handler answers with.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+    pub fn bad_request(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, m)
+    }
+    pub fn not_found(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, m)
+    }
+    pub fn conflict(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, m)
+    }
+    pub fn forbidden(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, m)
+    }
+    /// A failure that is not the caller's fault: logged with its cause, shown without it.
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%cause, "internal error");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error; the cause is in the server log")
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody::new(self.status, self.message.clone())
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Pool(e) => {
+                tracing::error!(cause = %e, "database pool exhausted or unavailable");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "The database is busy or unavailable; try again shortly")
+            }
+            e => ApiError::internal(e),
+        }
+    }
+}
+
+impl poem::error::ResponseError for ApiError {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+    fn as_response(&self) -> Response {
+        self.body().into_response()
+    }
+}
+
+/// The one place every error becomes HTTP: errors that already carry a JSON response keep
+/// it; everything else gets the JSON shape with a message for the caller.
+pub async fn to_json_error(err: poem::Error) -> Response {
+    let status = err.status();
+    if err.is_from_response() {
+        let resp = err.into_response();
+        let is_json = resp
+            .headers()
+            .get(poem::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if is_json {
+            return resp;
+        }
+        let text = resp.into_body().into_string().await.unwrap_or_default();
+        return ErrorBody::new(status, fallback_message(status, text)).into_response();
+    }
+    if status.is_server_error() {
+        tracing::error!(cause = %err, "request failed");
+    }
+    let message = match status {
+        StatusCode::UNAUTHORIZED => {
+            "Missing or invalid API key: send a valid key in the x-api-key header".to_string()
+        }
+        StatusCode::NOT_FOUND => "Not found: no such route; the API is described at /docs".to_string(),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "Method not allowed on this route; the API is described at /docs".to_string()
+        }
+        StatusCode::INTERNAL_SERVER_ERROR => "Internal server error; the cause is in the server log".to_string(),
+        _ => fallback_message(status, err.to_string()),
+    };
+    ErrorBody::new(status, message).into_response()
+}
+
+fn fallback_message(status: StatusCode, text: String) -> String {
+    let t = text.trim();
+    if t.is_empty() {
+        status.canonical_reason().unwrap_or("Error").to_string()
+    } else {
+        t.to_string()
+    }
+}
+
+/// Declares an operation's error responses: each variant documents one status in the
+/// OpenAPI document and carries the JSON error body. Unlisted statuses become 500.
+#[macro_export]
+macro_rules! api_errors {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $status:tt : $desc:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(poem_openapi::ApiResponse, Debug)]
+        pub enum $name {
+            $(
+                #[doc = $desc]
+                #[oai(status = $status)]
+                $variant(poem_openapi::payload::Json<$crate::error::ErrorBody>),
+            )*
+            /// The database is busy or unavailable; try again.
+            #[oai(status = 503)]
+            Unavailable(poem_openapi::payload::Json<$crate::error::ErrorBody>),
+            /// Unexpected server error; logged with its cause.
+            #[oai(status = 500)]
+            Internal(poem_openapi::payload::Json<$crate::error::ErrorBody>),
+        }
+
+        impl From<$crate::error::ApiError> for $name {
+            fn from(e: $crate::error::ApiError) -> Self {
+                match e.status.as_u16() {
+                    $( $status => $name::$variant(poem_openapi::payload::Json(e.body())), )*
+                    503 => $name::Unavailable(poem_openapi::payload::Json(e.body())),
+                    _ => {
+                        if e.status != poem::http::StatusCode::INTERNAL_SERVER_ERROR {
+                            tracing::error!(status = %e.status, message = %e.message, "undeclared error status");
+                        }
+                        $name::Internal(poem_openapi::payload::Json(
+                            $crate::error::ErrorBody::new(poem::http::StatusCode::INTERNAL_SERVER_ERROR, e.message),
+                        ))
+                    }
+                }
+            }
+        }
+
+        impl From<$crate::db::DbError> for $name {
+            fn from(e: $crate::db::DbError) -> Self {
+                $crate::error::ApiError::from(e).into()
+            }
+        }
+    };
+}

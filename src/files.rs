@@ -1,0 +1,307 @@
+//! The signed download route: `/files/teams/{team_id}/{export_id}/{name}.csv?expires=&token=`.
+//! Needs no API key; the HMAC signature is the authority. Serves the file from disk in a
+//! stream, with `Range` (206/416), `ETag`/`If-None-Match` (304) and `HEAD`.
+
+use std::sync::Arc;
+
+use poem::http::{header, StatusCode};
+use poem::web::Data;
+use poem::{Body, IntoResponse, Request, Response};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::types::Type;
+use poem_openapi::{ApiResponse, OpenApi};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::api::{with_db, ApiTags};
+use crate::app::AppState;
+use crate::db::exports::ExportRow;
+use crate::domain::export::ExportStatus;
+use crate::domain::naming::{export_base_name, extension};
+use crate::domain::time::format_ms;
+use crate::error::{ApiError, ErrorBody};
+
+/// The signed URL of a COMPLETED export and its expiry (Unix seconds).
+pub fn signed_url(state: &AppState, row: &ExportRow) -> (String, i64) {
+    let name = export_base_name(row.schema_name.as_deref().unwrap_or("export"), row.start_ms, row.end_ms);
+    let path = format!("/files/teams/{}/{}/{name}.{}", row.team_id, row.id, extension(row.options.gzip));
+    let expires = chrono::Utc::now().timestamp() + state.url_ttl.as_secs() as i64;
+    let token = state.signer.sign(&path, expires);
+    (format!("{}{path}?expires={expires}&token={token}", state.public_url), expires)
+}
+
+pub struct FilesApi;
+
+#[OpenApi]
+impl FilesApi {
+    /// Download an export file
+    ///
+    /// The URL handed out by `GET /v1/exports/{id}/download`; it needs no API key. `GET`
+    /// and `HEAD` answer 200 with `text/csv; charset=utf-8` (`application/gzip` for
+    /// `.csv.gz`), `Content-Disposition: attachment`, `Content-Length`, `ETag` and
+    /// `Accept-Ranges: bytes`; a single `Range` gives 206 (416 when it lies past the end);
+    /// `If-None-Match` with the ETag gives 304. A missing or wrong signature, or any change
+    /// to the path or `expires`, is 403; so is an expired link (its message says so). A
+    /// deleted export is 404.
+    #[oai(path = "/files/teams/:team_id/:export_id/:name", method = "get", tag = "ApiTags::Files")]
+    async fn download_file(
+        &self,
+        req: &Request,
+        state: Data<&Arc<AppState>>,
+        /// Team UUID
+        team_id: Path<String>,
+        /// Export UUID
+        export_id: Path<String>,
+        /// File name, e.g. `invoices_2024-01-01_2024-01-31.csv`
+        name: Path<String>,
+        /// Expiry, Unix seconds
+        expires: Query<Option<String>>,
+        /// Signature
+        token: Query<Option<String>>,
+    ) -> FileReply {
+        match serve(req, &state, &team_id.0, &export_id.0, &name.0, expires.0, token.0).await {
+            Ok(resp) => FileReply(resp),
+            Err(e) => FileReply(e.body().into_response()),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    req: &Request,
+    state: &Arc<AppState>,
+    team_id: &str,
+    export_id: &str,
+    name: &str,
+    expires: Option<String>,
+    token: Option<String>,
+) -> Result<Response, ApiError> {
+    let (Some(expires_text), Some(token)) = (expires, token) else {
+        return Err(ApiError::forbidden("This download link is not signed: it needs its expires and token parameters"));
+    };
+    let path = req.uri().path();
+    let expires: i64 = expires_text
+        .parse()
+        .map_err(|_| ApiError::forbidden("Invalid signature: the link was altered or not issued by this service"))?;
+    if !state.signer.verify(path, expires, &token) {
+        return Err(ApiError::forbidden("Invalid signature: the link was altered or not issued by this service"));
+    }
+    if chrono::Utc::now().timestamp() > expires {
+        return Err(ApiError::forbidden(format!(
+            "This download link expired at {}; get a new one from GET /v1/exports/{export_id}/download",
+            format_ms(expires.saturating_mul(1000))
+        )));
+    }
+    let (team, id) = (team_id.to_string(), export_id.to_string());
+    let row = with_db(state, move |c| Ok(crate::db::exports::get(c, &team, &id)?)).await?;
+    let row = row
+        .filter(|r| r.status == ExportStatus::Completed)
+        .ok_or_else(|| ApiError::not_found("Export not found: it was deleted"))?;
+    let file_path = crate::jobs::export_file(&state.data_dir, &row.id, row.options.gzip);
+    let mut file = match tokio::fs::File::open(&file_path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::not_found("Export not found: its file is gone"))
+        }
+        Err(e) => return Err(ApiError::internal(format!("opening {}: {e}", file_path.display()))),
+    };
+    let size = file.metadata().await.map_err(ApiError::internal)?.len();
+    let etag = format!("\"{}-{size}\"", row.id);
+    let content_type = if row.options.gzip { "application/gzip" } else { "text/csv; charset=utf-8" };
+    let common = |b: poem::ResponseBuilder| {
+        b.header(header::ETAG, etag.as_str())
+            .header(header::ACCEPT_RANGES, "bytes")
+            .header(header::CACHE_CONTROL, "private, no-cache")
+    };
+
+    if let Some(inm) = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        if etag_matches(inm, &etag) {
+            return Ok(common(Response::builder().status(StatusCode::NOT_MODIFIED)).finish());
+        }
+    }
+    let range_applies = match req.headers().get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        Some(ir) => ir.trim() == etag,
+        None => true,
+    };
+    let range = if range_applies {
+        req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(|r| parse_range(r, size))
+    } else {
+        None
+    };
+    let disposition = format!("attachment; filename=\"{name}\"");
+    let (status, start, len) = match range {
+        Some(RangeSpec::Satisfiable(start, end)) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        Some(RangeSpec::Unsatisfiable) => {
+            let mut resp = ErrorBody::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("The requested range is not satisfiable: the file has {size} bytes"),
+            )
+            .into_response();
+            resp.headers_mut().insert(header::CONTENT_RANGE, format!("bytes */{size}").parse().expect("header"));
+            resp.headers_mut().insert(header::ACCEPT_RANGES, "bytes".parse().expect("header"));
+            return Ok(resp);
+        }
+        Some(RangeSpec::Ignore) | None => (StatusCode::OK, 0, size),
+    };
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start)).await.map_err(ApiError::internal)?;
+    }
+    let mut b = common(Response::builder().status(status))
+        .content_type(content_type)
+        .header(header::CONTENT_DISPOSITION, disposition)
+        .header(header::CONTENT_LENGTH, len.to_string());
+    if status == StatusCode::PARTIAL_CONTENT {
+        b = b.header(header::CONTENT_RANGE, format!("bytes {start}-{}/{size}", start + len - 1));
+    }
+    Ok(b.body(Body::from_async_read(file.take(len))))
+}
+
+fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    if_none_match.trim() == "*"
+        || if_none_match.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == etag)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum RangeSpec {
+    /// Inclusive byte positions.
+    Satisfiable(u64, u64),
+    Unsatisfiable,
+    /// Malformed, or several ranges: serve the whole file (RFC 9110 allows ignoring Range).
+    Ignore,
+}
+
+fn parse_range(h: &str, size: u64) -> RangeSpec {
+    let Some(spec) = h.trim().strip_prefix("bytes=") else { return RangeSpec::Ignore };
+    if spec.contains(',') {
+        return RangeSpec::Ignore;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else { return RangeSpec::Ignore };
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        // suffix: the last N bytes
+        let Ok(n) = b.parse::<u64>() else { return RangeSpec::Ignore };
+        if n == 0 || size == 0 {
+            return RangeSpec::Unsatisfiable;
+        }
+        return RangeSpec::Satisfiable(size.saturating_sub(n), size - 1);
+    }
+    let Ok(start) = a.parse::<u64>() else { return RangeSpec::Ignore };
+    let end = if b.is_empty() {
+        size.saturating_sub(1)
+    } else {
+        match b.parse::<u64>() {
+            Ok(e) if e >= start => e.min(size.saturating_sub(1)),
+            _ => return RangeSpec::Ignore,
+        }
+    };
+    if start >= size {
+        return RangeSpec::Unsatisfiable;
+    }
+    RangeSpec::Satisfiable(start, end)
+}
+
+/// The file route's response: documented here, built by hand so its headers stay exact.
+pub struct FileReply(Response);
+
+impl IntoResponse for FileReply {
+    fn into_response(self) -> Response {
+        self.0
+    }
+}
+
+fn header_doc(name: &str, description: &str) -> MetaHeader {
+    MetaHeader {
+        name: name.to_string(),
+        description: Some(description.to_string()),
+        required: false,
+        deprecated: false,
+        schema: String::schema_ref(),
+    }
+}
+
+impl ApiResponse for FileReply {
+    fn meta() -> MetaResponses {
+        let binary = || MetaSchemaRef::Inline(Box::new(MetaSchema { format: Some("binary"), ..MetaSchema::new("string") }));
+        let file_content = || {
+            vec![
+                MetaMediaType { content_type: "text/csv; charset=utf-8", schema: binary() },
+                MetaMediaType { content_type: "application/gzip", schema: binary() },
+            ]
+        };
+        let file_headers = || {
+            vec![
+                header_doc("Content-Disposition", "attachment; filename=\"{name}.csv\""),
+                header_doc("Content-Length", "Bytes in this response"),
+                header_doc("ETag", "Identifies this file; send it back in If-None-Match"),
+                header_doc("Accept-Ranges", "bytes"),
+            ]
+        };
+        let error = |status: u16, description: &'static str| MetaResponse {
+            description,
+            status: Some(status),
+            status_range: None,
+            content: vec![MetaMediaType { content_type: "application/json; charset=utf-8", schema: ErrorBody::schema_ref() }],
+            headers: vec![],
+        };
+        let mut partial_headers = file_headers();
+        partial_headers.push(header_doc("Content-Range", "bytes START-END/SIZE"));
+        MetaResponses {
+            responses: vec![
+                MetaResponse {
+                    description: "The whole file",
+                    status: Some(200),
+                    status_range: None,
+                    content: file_content(),
+                    headers: file_headers(),
+                },
+                MetaResponse {
+                    description: "The requested byte range",
+                    status: Some(206),
+                    status_range: None,
+                    content: file_content(),
+                    headers: partial_headers,
+                },
+                MetaResponse {
+                    description: "Not modified: the ETag in If-None-Match matches",
+                    status: Some(304),
+                    status_range: None,
+                    content: vec![],
+                    headers: vec![header_doc("ETag", "Identifies this file")],
+                },
+                error(403, "Missing or wrong signature, altered path or expiry, or an expired link"),
+                error(404, "The export was deleted"),
+                error(416, "The range lies past the end of the file"),
+            ],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        ErrorBody::register(registry);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-99", 1000), RangeSpec::Satisfiable(0, 99));
+        assert_eq!(parse_range("bytes=100-", 1000), RangeSpec::Satisfiable(100, 999));
+        assert_eq!(parse_range("bytes=-50", 1000), RangeSpec::Satisfiable(950, 999));
+        assert_eq!(parse_range("bytes=-5000", 1000), RangeSpec::Satisfiable(0, 999));
+        assert_eq!(parse_range("bytes=900-5000", 1000), RangeSpec::Satisfiable(900, 999));
+        assert_eq!(parse_range("bytes=1000-", 1000), RangeSpec::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000), RangeSpec::Ignore);
+        assert_eq!(parse_range("items=0-1", 1000), RangeSpec::Ignore);
+        assert_eq!(parse_range("bytes=5-1", 1000), RangeSpec::Ignore);
+    }
+
+    #[test]
+    fn etags() {
+        assert!(etag_matches("\"a-1\"", "\"a-1\""));
+        assert!(etag_matches("\"x\", W/\"a-1\"", "\"a-1\""));
+        assert!(etag_matches("*", "\"a-1\""));
+        assert!(!etag_matches("\"a-2\"", "\"a-1\""));
+    }
+}

@@ -1,0 +1,281 @@
+//! The worker pool: named threads that claim export jobs from SQLite, write their files
+//! (temporary name, fsync, rename), and record the outcome. Also the retention sweeper.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::engine::{write_export, EngineError, ExportSpec};
+use super::{export_file, exports_dir, temp_file};
+use crate::db::{self, Pool};
+use crate::domain::time::now_ms;
+
+/// Handle on the running workers; cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    pool: Pool,
+    data_dir: PathBuf,
+    /// Identifies this run of the service; a PROCESSING job claimed under another run id
+    /// belongs to a process that died, and is taken up again.
+    run_id: String,
+    wake: Mutex<u64>,
+    cv: Condvar,
+    cancelled: Mutex<HashSet<String>>,
+    stopping: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    retention: Option<Duration>,
+}
+
+impl Jobs {
+    /// Prepares the exports folder (removing half-written files and files no job owns) and
+    /// starts `workers` export threads plus the retention sweeper.
+    pub fn start(pool: Pool, data_dir: PathBuf, workers: usize, retention: Option<Duration>) -> std::io::Result<Jobs> {
+        std::fs::create_dir_all(exports_dir(&data_dir))?;
+        let shared = Arc::new(Shared {
+            pool,
+            data_dir,
+            run_id: uuid::Uuid::now_v7().to_string(),
+            wake: Mutex::new(0),
+            cv: Condvar::new(),
+            cancelled: Mutex::new(HashSet::new()),
+            stopping: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+            retention,
+        });
+        if let Err(e) = clean_exports_dir(&shared) {
+            tracing::warn!(error = %e, "could not tidy the exports folder");
+        }
+        let mut threads = Vec::new();
+        for i in 0..workers.max(1) {
+            let s = shared.clone();
+            threads.push(std::thread::Builder::new().name(format!("export-worker-{i}")).spawn(move || worker_loop(&s))?);
+        }
+        let s = shared.clone();
+        threads.push(std::thread::Builder::new().name("export-retention".into()).spawn(move || retention_loop(&s))?);
+        *shared.threads.lock().expect("threads lock") = threads;
+        Ok(Jobs { shared })
+    }
+
+    /// A job was created: wake the workers.
+    pub fn notify(&self) {
+        let mut g = self.shared.wake.lock().expect("wake lock");
+        *g += 1;
+        self.shared.cv.notify_all();
+    }
+
+    /// A job was deleted: a worker running it stops within a second and removes its file.
+    pub fn cancel(&self, export_id: &str) {
+        self.shared.cancelled.lock().expect("cancel lock").insert(export_id.to_string());
+    }
+
+    /// Stops the workers and waits for them. A job in progress stays claimed and is taken
+    /// up again at the next start.
+    pub fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.notify();
+        let threads = std::mem::take(&mut *self.shared.threads.lock().expect("threads lock"));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn worker_loop(s: &Shared) {
+    while !s.stopping.load(Ordering::SeqCst) {
+        let seen = *s.wake.lock().expect("wake lock");
+        let claimed = s.pool.get().map_err(db::DbError::from).and_then(|mut c| db::exports::claim_next(&mut c, &s.run_id));
+        match claimed {
+            Ok(Some(job)) => run_job(s, job),
+            Ok(None) => {
+                let g = s.wake.lock().expect("wake lock");
+                if *g == seen && !s.stopping.load(Ordering::SeqCst) {
+                    let _ = s.cv.wait_timeout(g, Duration::from_secs(1));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not claim an export job");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Done { rows: u64, size: u64 },
+    Stopped,
+}
+
+fn run_job(s: &Shared, job: db::exports::ExportRow) {
+    let started = Instant::now();
+    tracing::info!(export = %job.id, attempt = job.attempts, "export started");
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| produce_file(s, &job)));
+    let tmp = temp_file(&s.data_dir, &job.id);
+    let final_path = export_file(&s.data_dir, &job.id, job.options.gzip);
+    let record = |f: &dyn Fn(&rusqlite::Connection) -> db::DbResult<bool>| -> bool {
+        match s.pool.get().map_err(db::DbError::from).and_then(|c| f(&c)) {
+            Ok(updated) => updated,
+            Err(e) => {
+                tracing::error!(export = %job.id, error = %e, "could not record the outcome of an export");
+                true
+            }
+        }
+    };
+    match outcome {
+        Ok(Ok(Outcome::Done { rows, size })) => {
+            let kept = record(&|c| db::exports::complete(c, &job.id, &s.run_id, rows as i64, size as i64));
+            if kept {
+                tracing::info!(export = %job.id, rows, bytes = size, ms = started.elapsed().as_millis() as u64, "export completed");
+            } else {
+                // deleted while it ran
+                let _ = std::fs::remove_file(&final_path);
+            }
+        }
+        Ok(Ok(Outcome::Stopped)) => {
+            let _ = std::fs::remove_file(&tmp);
+            if s.stopping.load(Ordering::SeqCst) {
+                // the service is stopping: leave it claimed; the next start takes it up again
+                record(&|c| db::exports::release(c, &job.id, &s.run_id));
+                tracing::info!(export = %job.id, "export interrupted by shutdown; it resumes at the next start");
+            } else {
+                tracing::info!(export = %job.id, "export cancelled");
+            }
+        }
+        Ok(Err(e)) => {
+            let _ = std::fs::remove_file(&tmp);
+            let message = match &e {
+                EngineError::Invalid(m) => m.clone(),
+                other => {
+                    tracing::error!(export = %job.id, error = %other, "export failed");
+                    format!("The export could not be written: {other}. Create it again; if it keeps failing, check the server's disk and log.")
+                }
+            };
+            record(&|c| db::exports::fail(c, &job.id, &s.run_id, &message));
+        }
+        Err(_) => {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::error!(export = %job.id, "export panicked");
+            record(&|c| {
+                db::exports::fail(c, &job.id, &s.run_id, "An internal error stopped this export; it is in the server log. Create it again.")
+            });
+        }
+    }
+    s.cancelled.lock().expect("cancel lock").remove(&job.id);
+}
+
+fn produce_file(s: &Shared, job: &db::exports::ExportRow) -> Result<Outcome, EngineError> {
+    let conn = s.pool.get().map_err(db::DbError::from)?;
+    let Some(schema) = db::schemas::get(&conn, &job.team_id, &job.schema_id)? else {
+        return Err(EngineError::Invalid("The schema of this export was deleted before it ran.".into()));
+    };
+    let spec = ExportSpec {
+        schema_id: &job.schema_id,
+        schema: &schema.definition,
+        start_ms: job.start_ms,
+        end_ms: job.end_ms,
+        expand_array: job.expand_array.as_deref(),
+        options: &job.options,
+    };
+    let tmp = temp_file(&s.data_dir, &job.id);
+    let file = std::fs::File::create(&tmp)?;
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
+    let mut last_check = Instant::now();
+    let written = write_export(&conn, &spec, &mut out, || {
+        if last_check.elapsed() < Duration::from_millis(100) {
+            return false;
+        }
+        last_check = Instant::now();
+        s.stopping.load(Ordering::SeqCst) || s.cancelled.lock().expect("cancel lock").contains(&job.id)
+    })?;
+    let Some(rows) = written else {
+        drop(out);
+        return Ok(Outcome::Stopped);
+    };
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    let size = file.metadata()?.len();
+    drop(file);
+    if s.cancelled.lock().expect("cancel lock").contains(&job.id) {
+        return Ok(Outcome::Stopped);
+    }
+    let final_path = export_file(&s.data_dir, &job.id, job.options.gzip);
+    std::fs::rename(&tmp, &final_path)?;
+    sync_dir(&exports_dir(&s.data_dir));
+    Ok(Outcome::Done { rows, size })
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Removes temporary files (a run that died mid-write) and files whose job is gone.
+fn clean_exports_dir(s: &Shared) -> Result<(), Box<dyn std::error::Error>> {
+    let conn = s.pool.get()?;
+    let ids = db::exports::all_ids(&conn)?;
+    for entry in std::fs::read_dir(exports_dir(&s.data_dir))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        let owned = name.split('.').next().is_some_and(|id| !id.is_empty() && ids.contains(id));
+        if name.ends_with(".tmp") || !owned {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+fn retention_loop(s: &Shared) {
+    let Some(retention) = s.retention else { return };
+    let mut next = Instant::now();
+    while !s.stopping.load(Ordering::SeqCst) {
+        if Instant::now() >= next {
+            sweep(s, retention);
+            next = Instant::now() + Duration::from_secs(60);
+        }
+        let g = s.wake.lock().expect("wake lock");
+        let _ = s.cv.wait_timeout(g, Duration::from_secs(1));
+    }
+}
+
+fn sweep(s: &Shared, retention: Duration) {
+    let cutoff = now_ms() - retention.as_millis() as i64;
+    let res = s.pool.get().map_err(db::DbError::from).and_then(|mut c| db::exports::delete_finished_before(&mut c, cutoff));
+    match res {
+        Ok(rows) => {
+            for r in &rows {
+                let _ = std::fs::remove_file(export_file(&s.data_dir, &r.id, r.options.gzip));
+            }
+            if !rows.is_empty() {
+                tracing::info!(count = rows.len(), "deleted exports past retention");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+    }
+}
+
+/// Writes to a file under a temporary name and renames it when whole (used by the CLI).
+pub fn write_file_atomically(
+    path: &Path,
+    f: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<(), EngineError>,
+) -> Result<(), EngineError> {
+    let tmp = path.with_extension("partial");
+    let file = std::fs::File::create(&tmp)?;
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
+    if let Err(e) = f(&mut out) {
+        drop(out);
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    out.flush()?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

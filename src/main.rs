@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    exports_api::cli::main()
+}

@@ -1,0 +1,120 @@
+//! Download URL signatures: base64url (no padding) of
+//! HMAC-SHA256(key, "GET\n" + path + "\n" + expires), checked in constant time.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The name of the generated key file in the data folder.
+pub const KEY_FILE: &str = "signing.key";
+
+#[derive(Clone)]
+pub struct Signer {
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer(..)")
+    }
+}
+
+impl Signer {
+    pub fn new(key: Vec<u8>) -> Signer {
+        Signer { key }
+    }
+
+    /// The configured key, or the one kept in the data folder (generated on first use, 32
+    /// random bytes, mode 0600), so URLs stay valid across restarts.
+    pub fn load_or_create(data_dir: &Path, configured: Option<Vec<u8>>) -> std::io::Result<Signer> {
+        if let Some(key) = configured {
+            return Ok(Signer::new(key));
+        }
+        let path = data_dir.join(KEY_FILE);
+        match std::fs::read(&path) {
+            Ok(key) if key.len() >= 32 => return Ok(Signer::new(key)),
+            Ok(_) => {
+                return Err(std::io::Error::other(format!(
+                    "{} is shorter than 32 bytes; delete it to generate a new key (old download URLs stop working)",
+                    path.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut key = vec![0u8; 32];
+        getrandom::getrandom(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let tmp = data_dir.join(format!("{KEY_FILE}.tmp"));
+        {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut f = opts.open(&tmp)?;
+            f.write_all(&key)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        Ok(Signer::new(key))
+    }
+
+    fn mac(&self, path: &str, expires: i64) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(b"GET\n");
+        mac.update(path.as_bytes());
+        mac.update(b"\n");
+        mac.update(expires.to_string().as_bytes());
+        mac
+    }
+
+    pub fn sign(&self, path: &str, expires: i64) -> String {
+        URL_SAFE_NO_PAD.encode(self.mac(path, expires).finalize().into_bytes())
+    }
+
+    /// Constant-time check of a token against path and expiry.
+    pub fn verify(&self, path: &str, expires: i64, token: &str) -> bool {
+        match URL_SAFE_NO_PAD.decode(token.as_bytes()) {
+            Ok(sig) => self.mac(path, expires).verify_slice(&sig).is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_and_verifies() {
+        let s = Signer::new(b"0123456789abcdef0123456789abcdef".to_vec());
+        let t = s.sign("/files/teams/a/b/c.csv", 1_700_000_000);
+        assert_eq!(t.len(), 43);
+        assert!(s.verify("/files/teams/a/b/c.csv", 1_700_000_000, &t));
+        assert!(!s.verify("/files/teams/a/b/d.csv", 1_700_000_000, &t));
+        assert!(!s.verify("/files/teams/a/b/c.csv", 1_700_000_001, &t));
+        assert!(!s.verify("/files/teams/a/b/c.csv", 1_700_000_000, "not base64!"));
+    }
+
+    #[test]
+    fn key_file_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Signer::load_or_create(dir.path(), None).unwrap();
+        let b = Signer::load_or_create(dir.path(), None).unwrap();
+        assert_eq!(a.sign("/x", 1), b.sign("/x", 1));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}
