@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::middleware::Tracing;
-use poem::{Endpoint, EndpointExt, IntoEndpoint, Request, Route, Server};
+use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Route, Server};
 use poem_openapi::OpenApiService;
 
 use crate::api::exports::ExportsApi;
@@ -76,9 +76,8 @@ impl App {
     /// binds the listen address (port 0 picks a free one).
     pub async fn build(config: Config) -> Result<App, String> {
         let cfg = config.clone();
-        let (pool, signer) = tokio::task::spawn_blocking(move || prepare(&cfg))
-            .await
-            .map_err(|e| format!("start-up failed: {e}"))??;
+        let (pool, signer) =
+            tokio::task::spawn_blocking(move || prepare(&cfg)).await.map_err(|e| format!("start-up failed: {e}"))??;
         let acceptor = TcpListener::bind(config.listen)
             .into_acceptor()
             .await
@@ -141,9 +140,13 @@ fn prepare(cfg: &Config) -> Result<(Pool, Signer), String> {
     if cfg.demo {
         crate::demo::load_if_empty(&mut conn).map_err(|e| format!("loading demo data failed: {e}"))?;
     }
-    crate::bootstrap::ensure_keys(&conn, cfg.api_key.as_deref()).map_err(|e| format!("setting up API keys failed: {e}"))?;
+    crate::bootstrap::ensure_keys(&conn, cfg.api_key.as_deref())
+        .map_err(|e| format!("setting up API keys failed: {e}"))?;
     Ok((pool, signer))
 }
+
+/// The landing page: where the docs are.
+const INDEX_HTML: &str = include_str!("../static/index.html");
 
 /// Every route, with the JSON error shape on every error.
 pub fn routes(state: Arc<AppState>) -> impl Endpoint {
@@ -157,6 +160,9 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint {
         .nest("/", api)
         .into_endpoint()
         .around(move |ep, req: Request| async move {
+            if req.uri().path() == "/" && matches!(*req.method(), poem::http::Method::GET | poem::http::Method::HEAD) {
+                return Ok(poem::web::Html(INDEX_HTML).into_response());
+            }
             let too_big = req
                 .headers()
                 .get(poem::http::header::CONTENT_LENGTH)

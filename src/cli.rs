@@ -18,7 +18,11 @@ use crate::domain::time::{now_ms, parse_instant, DayEnd};
 use crate::jobs::engine::{write_export, ExportSpec};
 
 #[derive(Parser)]
-#[command(name = "exports-api", version, about = "Self-hosted Exports API: extraction results in, signed CSV downloads out")]
+#[command(
+    name = "exports-api",
+    version,
+    about = "Self-hosted Exports API: extraction results in, signed CSV downloads out"
+)]
 pub struct Cli {
     /// The data folder: database, signing key, export files.
     #[arg(long, env = "EXPORTS_DATA_DIR", default_value = "./data", global = true)]
@@ -180,7 +184,9 @@ fn run(cli: Cli) -> Result<(), String> {
                     println!("{}", team.id);
                 }
                 TeamsCommand::List => {
-                    let mut stmt = conn.prepare("SELECT id, name FROM teams ORDER BY created_at, id").map_err(|e| e.to_string())?;
+                    let mut stmt = conn
+                        .prepare("SELECT id, name FROM teams ORDER BY created_at, id")
+                        .map_err(|e| e.to_string())?;
                     let rows = stmt
                         .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
                         .map_err(|e| e.to_string())?;
@@ -197,7 +203,9 @@ fn run(cli: Cli) -> Result<(), String> {
             let conn = pool.get().map_err(|e| e.to_string())?;
             match cmd {
                 KeysCommand::Create { team, name } => {
-                    let t = keys::find_team(&conn, &team).map_err(|e| e.to_string())?.ok_or_else(|| format!("no team '{team}'"))?;
+                    let t = keys::find_team(&conn, &team)
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| format!("no team '{team}'"))?;
                     let secret = keys::generate_key();
                     let id = keys::add_key(&conn, &t.id, name.as_deref(), &secret).map_err(|e| e.to_string())?;
                     eprintln!("Created key {id} for team '{}' ({}). It is shown once:", t.name, t.id);
@@ -205,7 +213,12 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
                 KeysCommand::List { team } => {
                     let team_id = match team {
-                        Some(t) => Some(keys::find_team(&conn, &t).map_err(|e| e.to_string())?.ok_or_else(|| format!("no team '{t}'"))?.id),
+                        Some(t) => Some(
+                            keys::find_team(&conn, &t)
+                                .map_err(|e| e.to_string())?
+                                .ok_or_else(|| format!("no team '{t}'"))?
+                                .id,
+                        ),
                         None => None,
                     };
                     println!("KEY ID\tTEAM\tNAME\tPREFIX\tCREATED\tREVOKED");
@@ -236,8 +249,10 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn open_db(data_dir: &Path) -> Result<Pool, String> {
-    std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create the data folder {}: {e}", data_dir.display()))?;
-    db::open(&database_path(data_dir), 2).map_err(|e| format!("cannot open the database in {}: {e}", data_dir.display()))
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create the data folder {}: {e}", data_dir.display()))?;
+    db::open(&database_path(data_dir), 2)
+        .map_err(|e| format!("cannot open the database in {}: {e}", data_dir.display()))
 }
 
 fn serve(data_dir: &Path, a: ServeArgs) -> Result<(), String> {
@@ -249,9 +264,15 @@ fn serve(data_dir: &Path, a: ServeArgs) -> Result<(), String> {
     if url_ttl.is_zero() || url_ttl.as_secs() > MAX_URL_TTL {
         return Err(format!("--url-ttl / EXPORTS_URL_TTL must be between 1 and {MAX_URL_TTL} seconds (7 days)"));
     }
-    let retention = config::parse_retention(&a.retention).map_err(|e| format!("--retention / EXPORTS_RETENTION: {e}"))?;
+    let retention =
+        config::parse_retention(&a.retention).map_err(|e| format!("--retention / EXPORTS_RETENTION: {e}"))?;
     let max_body = config::parse_size(&a.max_body).map_err(|e| format!("--max-body / EXPORTS_MAX_BODY: {e}"))?;
-    let public_url = a.public_url.as_deref().map(config::parse_public_url).transpose().map_err(|e| format!("--public-url / EXPORTS_PUBLIC_URL: {e}"))?;
+    let public_url = a
+        .public_url
+        .as_deref()
+        .map(config::parse_public_url)
+        .transpose()
+        .map_err(|e| format!("--public-url / EXPORTS_PUBLIC_URL: {e}"))?;
     let workers = match a.workers {
         Some(0) => return Err("--workers / EXPORTS_WORKERS must be at least 1".into()),
         Some(n) if n > 256 => return Err("--workers / EXPORTS_WORKERS must be at most 256".into()),
@@ -320,7 +341,8 @@ fn healthcheck(listen: &str) -> Result<(), String> {
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| format!("{addr}: {e}"))?;
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| format!("{addr}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
     write!(s, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
     let mut line = String::new();
@@ -349,9 +371,7 @@ fn import(data_dir: &Path, schema_id: &str, file: &str) -> Result<(), String> {
     };
     let started = std::time::Instant::now();
     let now = now_ms();
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(|e| e.to_string())?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| e.to_string())?;
     let mut count = 0u64;
     for (i, line) in reader.lines().enumerate() {
         let line = line.map_err(|e| format!("line {}: {e}; nothing was imported", i + 1))?;
@@ -392,7 +412,8 @@ fn export(data_dir: &Path, a: ExportArgs) -> Result<(), String> {
         }
         d => return Err(format!("--delimiter '{d}': use , ; | or \\t")),
     };
-    let options = CsvOptions { delimiter, bom: a.bom, gzip: a.gzip, formula_guard: !a.no_formula_guard, ..CsvOptions::default() };
+    let options =
+        CsvOptions { delimiter, bom: a.bom, gzip: a.gzip, formula_guard: !a.no_formula_guard, ..CsvOptions::default() };
     if let Some(k) = &a.expand_array {
         crate::domain::export::check_expand_array(&schema.definition, k)?;
     }

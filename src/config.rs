@@ -64,9 +64,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         Some(i) => s.split_at(i),
         None => (s, "s"),
     };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration; write e.g. 3600, 90s, 30m, 12h or 7d"))?;
+    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a duration; write e.g. 3600, 90s, 30m, 12h or 7d"))?;
     let secs = match unit.trim() {
         "s" => n,
         "m" => n.saturating_mul(60),
@@ -107,7 +105,9 @@ pub fn parse_public_url(s: &str) -> Result<String, String> {
         .or_else(|| t.strip_prefix("https://"))
         .ok_or_else(|| format!("public URL '{s}' must start with http:// or https://"))?;
     if rest.is_empty() || rest.starts_with('/') || t.contains(['?', '#', ' ']) {
-        return Err(format!("public URL '{s}' must be like https://exports.example.com (a host, an optional path, no query)"));
+        return Err(format!(
+            "public URL '{s}' must be like https://exports.example.com (a host, an optional path, no query)"
+        ));
     }
     Ok(t.to_string())
 }

@@ -16,19 +16,44 @@ pub const DEMO_SCHEMA_ID: &str = "019760a0-0001-7000-8000-000000000001";
 pub const DEMO_RESULTS: usize = 3000;
 
 const VENDORS: &[&str] = &[
-    "Acme Corp", "Globex, Inc.", "The \"Best\" Widgets", "Müller & Söhne GmbH", "東京商事株式会社", "Initech",
-    "Umbrella Ltd.", "Soylent\nFoods", "=HYPERLINK(\"http://x\")", "O'Reilly Media", "+1 Supplies", "@home Services",
+    "Acme Corp",
+    "Globex, Inc.",
+    "The \"Best\" Widgets",
+    "Müller & Söhne GmbH",
+    "東京商事株式会社",
+    "Initech",
+    "Umbrella Ltd.",
+    "Soylent\nFoods",
+    "=HYPERLINK(\"http://x\")",
+    "O'Reilly Media",
+    "+1 Supplies",
+    "@home Services",
     "-minus Labs",
 ];
 const CITIES: &[(&str, &str)] = &[
-    ("Berlin", "DE"), ("São Paulo", "BR"), ("New York, NY", "US"), ("Zürich", "CH"), ("Kraków", "PL"),
-    ("Tokyo", "JP"), ("Lagos", "NG"), ("Paris", "FR"),
+    ("Berlin", "DE"),
+    ("São Paulo", "BR"),
+    ("New York, NY", "US"),
+    ("Zürich", "CH"),
+    ("Kraków", "PL"),
+    ("Tokyo", "JP"),
+    ("Lagos", "NG"),
+    ("Paris", "FR"),
 ];
 const ITEMS: &[&str] = &[
-    "Consulting hours", "Widget, large", "Cable 3\" shielded", "Licence – annual", "Shipping", "Ünïcödé part",
-    "Support\nplan", "=SUM(A1:A9)", "Discount", "Setup fee",
+    "Consulting hours",
+    "Widget, large",
+    "Cable 3\" shielded",
+    "Licence – annual",
+    "Shipping",
+    "Ünïcödé part",
+    "Support\nplan",
+    "=SUM(A1:A9)",
+    "Discount",
+    "Setup fee",
 ];
-const NOTES: &[&str] = &["", "Net 30", "Paid by \"wire\"", "Line one\nLine two", "  padded  ", "comma, separated", "-5% early payment"];
+const NOTES: &[&str] =
+    &["", "Net 30", "Paid by \"wire\"", "Line one\nLine two", "  padded  ", "comma, separated", "-5% early payment"];
 const CURRENCIES: &[&str] = &["EUR", "USD", "GBP", "JPY", "CHF"];
 const TAGS: &[&str] = &["urgent", "q1", "disputed", "recurring", "eu"];
 

@@ -132,13 +132,9 @@ pub async fn to_json_error(err: poem::Error) -> Response {
         tracing::error!(cause = %err, "request failed");
     }
     let message = match status {
-        StatusCode::UNAUTHORIZED => {
-            "Missing or invalid API key: send a valid key in the x-api-key header".to_string()
-        }
+        StatusCode::UNAUTHORIZED => "Missing or invalid API key: send a valid key in the x-api-key header".to_string(),
         StatusCode::NOT_FOUND => "Not found: no such route; the API is described at /docs".to_string(),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            "Method not allowed on this route; the API is described at /docs".to_string()
-        }
+        StatusCode::METHOD_NOT_ALLOWED => "Method not allowed on this route; the API is described at /docs".to_string(),
         StatusCode::INTERNAL_SERVER_ERROR => "Internal server error; the cause is in the server log".to_string(),
         _ => fallback_message(status, err.to_string()),
     };

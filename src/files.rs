@@ -8,7 +8,9 @@ use poem::http::{header, StatusCode};
 use poem::web::Data;
 use poem::{Body, IntoResponse, Request, Response};
 use poem_openapi::param::{Path, Query};
-use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::registry::{
+    MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
+};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, OpenApi};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -43,6 +45,7 @@ impl FilesApi {
     /// `If-None-Match` with the ETag gives 304. A missing or wrong signature, or any change
     /// to the path or `expires`, is 403; so is an expired link (its message says so). A
     /// deleted export is 404.
+    #[allow(clippy::too_many_arguments)]
     #[oai(path = "/files/teams/:team_id/:export_id/:name", method = "get", tag = "ApiTags::Files")]
     async fn download_file(
         &self,
@@ -221,7 +224,8 @@ fn header_doc(name: &str, description: &str) -> MetaHeader {
 
 impl ApiResponse for FileReply {
     fn meta() -> MetaResponses {
-        let binary = || MetaSchemaRef::Inline(Box::new(MetaSchema { format: Some("binary"), ..MetaSchema::new("string") }));
+        let binary =
+            || MetaSchemaRef::Inline(Box::new(MetaSchema { format: Some("binary"), ..MetaSchema::new("string") }));
         let file_content = || {
             vec![
                 MetaMediaType { content_type: "text/csv; charset=utf-8", schema: binary() },
@@ -240,7 +244,10 @@ impl ApiResponse for FileReply {
             description,
             status: Some(status),
             status_range: None,
-            content: vec![MetaMediaType { content_type: "application/json; charset=utf-8", schema: ErrorBody::schema_ref() }],
+            content: vec![MetaMediaType {
+                content_type: "application/json; charset=utf-8",
+                schema: ErrorBody::schema_ref(),
+            }],
             headers: vec![],
         };
         let mut partial_headers = file_headers();

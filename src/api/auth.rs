@@ -18,10 +18,7 @@ use crate::error::ApiError;
 pub struct ApiKeyAuth(pub Team);
 
 async fn check_key(req: &Request, key: ApiKey) -> poem::Result<Team> {
-    let state = req
-        .data::<Arc<AppState>>()
-        .ok_or_else(|| ApiError::internal("application state missing"))?
-        .clone();
+    let state = req.data::<Arc<AppState>>().ok_or_else(|| ApiError::internal("application state missing"))?.clone();
     let secret = key.key;
     let team = super::with_db(&state, move |c| Ok(crate::db::keys::team_for_key(c, &secret)?)).await?;
     team.ok_or_else(|| {

@@ -9,7 +9,9 @@ use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::auth::ApiKeyAuth;
-use super::list::{default_limit, default_page, fields_param, include_schema, ListParams, Meta, SchemaRef, SortOrder, Sparse};
+use super::list::{
+    default_limit, default_page, fields_param, include_schema, ListParams, Meta, SchemaRef, SortOrder, Sparse,
+};
 use super::{parse_id, with_db, ApiTags};
 use crate::api_errors;
 use crate::app::AppState;
@@ -212,8 +214,20 @@ pub enum ExportSortBy {
 }
 
 const EXPORT_FIELDS: &[&str] = &[
-    "id", "schema_id", "status", "start_date", "end_date", "expand_array", "options", "row_count", "file_size",
-    "error", "createdAt", "updatedAt", "completedAt", "schema",
+    "id",
+    "schema_id",
+    "status",
+    "start_date",
+    "end_date",
+    "expand_array",
+    "options",
+    "row_count",
+    "file_size",
+    "error",
+    "createdAt",
+    "updatedAt",
+    "completedAt",
+    "schema",
 ];
 
 /// A confirmation.
@@ -337,7 +351,8 @@ pub fn to_api(e: &ExportRow, with_schema: bool) -> Export {
         created_at: format_ms(e.created_at),
         updated_at: format_ms(e.updated_at),
         completed_at: e.completed_at.map(format_ms),
-        schema: with_schema.then(|| SchemaRef { id: e.schema_id.clone(), name: e.schema_name.clone().unwrap_or_default() }),
+        schema: with_schema
+            .then(|| SchemaRef { id: e.schema_id.clone(), name: e.schema_name.clone().unwrap_or_default() }),
     }
 }
 
@@ -364,8 +379,10 @@ impl ExportsApi {
         let schema_id = uuid::Uuid::parse_str(&body.schema_id)
             .map_err(|_| ApiError::bad_request(format!("schema_id '{}' is not a valid UUID", body.schema_id)))?
             .to_string();
-        let start = parse_instant(&body.start_date, DayEnd::Start).map_err(|m| ApiError::bad_request(format!("start_date: {m}")))?;
-        let end = parse_instant(&body.end_date, DayEnd::End).map_err(|m| ApiError::bad_request(format!("end_date: {m}")))?;
+        let start = parse_instant(&body.start_date, DayEnd::Start)
+            .map_err(|m| ApiError::bad_request(format!("start_date: {m}")))?;
+        let end =
+            parse_instant(&body.end_date, DayEnd::End).map_err(|m| ApiError::bad_request(format!("end_date: {m}")))?;
         if start > end {
             return Err(ApiError::bad_request(format!(
                 "start_date ({}) is after end_date ({})",
@@ -378,7 +395,8 @@ impl ExportsApi {
         let expand = body.expand_array;
         let team = auth.0.id;
         let row = with_db(&state, move |c| {
-            let schema = crate::db::schemas::get(c, &team, &schema_id)?.ok_or_else(|| ApiError::not_found("Schema not found"))?;
+            let schema = crate::db::schemas::get(c, &team, &schema_id)?
+                .ok_or_else(|| ApiError::not_found("Schema not found"))?;
             if let Some(key) = &expand {
                 check_expand_array(&schema.definition, key).map_err(ApiError::bad_request)?;
             }
@@ -502,11 +520,12 @@ impl ExportsApi {
         let row = row.ok_or_else(not_found)?;
         if row.status != ExportStatus::Completed {
             let detail = match row.status {
-                ExportStatus::Failed => format!(
-                    "Export failed and has no file: {}",
-                    row.error.as_deref().unwrap_or("no reason recorded")
-                ),
-                s => format!("Export is not yet completed: its status is {}; try again when it is COMPLETED", s.as_str()),
+                ExportStatus::Failed => {
+                    format!("Export failed and has no file: {}", row.error.as_deref().unwrap_or("no reason recorded"))
+                }
+                s => {
+                    format!("Export is not yet completed: its status is {}; try again when it is COMPLETED", s.as_str())
+                }
             };
             return Err(ApiError::conflict(detail).into());
         }

@@ -64,11 +64,15 @@ impl ListParams {
     /// Checks the parameters; `sort_column` is the already-mapped column for `sort_by`.
     pub fn query(self, sort_column: &'static str) -> Result<ListQuery, ApiError> {
         let after = match self.created_after.as_deref() {
-            Some(s) => Some(parse_instant(s, DayEnd::Start).map_err(|m| ApiError::bad_request(format!("created_after: {m}")))?),
+            Some(s) => Some(
+                parse_instant(s, DayEnd::Start).map_err(|m| ApiError::bad_request(format!("created_after: {m}")))?,
+            ),
             None => None,
         };
         let before = match self.created_before.as_deref() {
-            Some(s) => Some(parse_instant(s, DayEnd::End).map_err(|m| ApiError::bad_request(format!("created_before: {m}")))?),
+            Some(s) => {
+                Some(parse_instant(s, DayEnd::End).map_err(|m| ApiError::bad_request(format!("created_before: {m}")))?)
+            }
             None => None,
         };
         Ok(ListQuery {

@@ -20,7 +20,10 @@ impl Payload for Ndjson {
 
     fn check_content_type(content_type: &str) -> bool {
         let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        matches!(essence.as_str(), "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines")
+        matches!(
+            essence.as_str(),
+            "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines"
+        )
     }
 
     fn schema_ref() -> MetaSchemaRef {

@@ -10,7 +10,9 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use serde_json::Value;
 
 use super::auth::ApiKeyAuth;
-use super::list::{default_limit, default_page, fields_param, include_schema, ListParams, Meta, SchemaRef, SortOrder, Sparse};
+use super::list::{
+    default_limit, default_page, fields_param, include_schema, ListParams, Meta, SchemaRef, SortOrder, Sparse,
+};
 use super::ndjson::Ndjson;
 use super::schemas::Message;
 use super::{parse_id, with_db, ApiTags};
@@ -113,7 +115,8 @@ pub enum ResultSortBy {
     UpdatedAt,
 }
 
-const RESULT_FIELDS: &[&str] = &["id", "schema_id", "file_name", "status", "extraction", "createdAt", "updatedAt", "schema"];
+const RESULT_FIELDS: &[&str] =
+    &["id", "schema_id", "file_name", "status", "extraction", "createdAt", "updatedAt", "schema"];
 
 #[derive(ApiResponse)]
 pub enum ResultCreated {
@@ -335,7 +338,8 @@ impl ResultsApi {
             .iter()
             .map(|r| {
                 let schema = with_schema.then(|| {
-                    let name = names.iter().find(|(id, _)| *id == r.schema_id).map(|(_, n)| n.clone()).unwrap_or_default();
+                    let name =
+                        names.iter().find(|(id, _)| *id == r.schema_id).map(|(_, n)| n.clone()).unwrap_or_default();
                     SchemaRef { id: r.schema_id.clone(), name }
                 });
                 Sparse::new(&to_api(r, with_extraction, schema), fields.as_deref())

@@ -345,7 +345,10 @@ impl SchemasApi {
         .query(col)?;
         let fields = fields_param(fields.0.as_deref(), SCHEMA_FIELDS)?;
         if let Some(inc) = include.0.as_deref().filter(|s| !s.trim().is_empty()) {
-            return Err(ApiError::bad_request(format!("include: unknown relation '{inc}'; schemas have none to include")).into());
+            return Err(ApiError::bad_request(format!(
+                "include: unknown relation '{inc}'; schemas have none to include"
+            ))
+            .into());
         }
         let team = auth.0.id;
         let (rows, meta) = with_db(&state, move |c| {
@@ -391,7 +394,9 @@ impl SchemasApi {
         let description = body.0.description;
         let team = auth.0.id;
         let row = with_db(&state, move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(crate::db::DbError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(crate::db::DbError::from)?;
             let Some(mut row) = crate::db::schemas::get(&tx, &team, &id)? else {
                 return Err(not_found());
             };
@@ -430,7 +435,9 @@ impl SchemasApi {
         let id = parse_id("id", &id.0)?;
         let team = auth.0.id;
         match with_db(&state, move |c| Ok(crate::db::schemas::delete(c, &team, &id)?)).await? {
-            DeleteOutcome::Deleted => Ok(SchemaDeleted::Ok(Json(Message { message: "Schema deleted successfully".into() }))),
+            DeleteOutcome::Deleted => {
+                Ok(SchemaDeleted::Ok(Json(Message { message: "Schema deleted successfully".into() })))
+            }
             DeleteOutcome::NotFound => Err(not_found().into()),
             DeleteOutcome::InUse(results, exports) => Err(ApiError::conflict(format!(
                 "The schema is still used by {results} result(s) and {exports} export(s); delete those first"

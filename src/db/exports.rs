@@ -78,18 +78,12 @@ pub fn insert(conn: &Connection, e: &ExportRow) -> DbResult<()> {
 
 pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<ExportRow>> {
     Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1 AND e.team_id = ?2"),
-            [id, team_id],
-            from_row,
-        )
+        .query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1 AND e.team_id = ?2"), [id, team_id], from_row)
         .optional()?)
 }
 
 pub fn get_any(conn: &Connection, id: &str) -> DbResult<Option<ExportRow>> {
-    Ok(conn
-        .query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1"), [id], from_row)
-        .optional()?)
+    Ok(conn.query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1"), [id], from_row).optional()?)
 }
 
 pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<ExportRow>, u64)> {
@@ -124,9 +118,7 @@ pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<Ex
         offset = q.offset()
     );
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(args.iter()), from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?.collect::<Result<Vec<_>, _>>()?;
     Ok((rows, total as u64))
 }
 
@@ -135,11 +127,7 @@ pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<Ex
 pub fn delete(conn: &mut Connection, team_id: &str, id: &str) -> DbResult<Option<ExportRow>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let row = tx
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1 AND e.team_id = ?2"),
-            [id, team_id],
-            from_row,
-        )
+        .query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1 AND e.team_id = ?2"), [id, team_id], from_row)
         .optional()?;
     if row.is_some() {
         tx.execute("DELETE FROM exports WHERE id = ?1", [id])?;
@@ -214,10 +202,7 @@ pub fn fail(conn: &Connection, id: &str, run_id: &str, error: &str) -> DbResult<
 
 /// Whether a job still exists (a worker checks this to notice a deletion).
 pub fn exists(conn: &Connection, id: &str) -> DbResult<bool> {
-    Ok(conn
-        .query_row("SELECT 1 FROM exports WHERE id = ?1", [id], |_| Ok(()))
-        .optional()?
-        .is_some())
+    Ok(conn.query_row("SELECT 1 FROM exports WHERE id = ?1", [id], |_| Ok(())).optional()?.is_some())
 }
 
 /// Finished jobs (COMPLETED or FAILED) last changed before `cutoff`, deleted; returns them

@@ -46,10 +46,7 @@ pub fn create_team(conn: &Connection, name: &str) -> DbResult<Team> {
 
 /// Creates a team with a fixed id (the demo team).
 pub fn create_team_with_id(conn: &Connection, id: &str, name: &str) -> DbResult<Team> {
-    conn.execute(
-        "INSERT INTO teams (id, name, created_at) VALUES (?1, ?2, ?3)",
-        params![id, name, now_ms()],
-    )?;
+    conn.execute("INSERT INTO teams (id, name, created_at) VALUES (?1, ?2, ?3)", params![id, name, now_ms()])?;
     Ok(Team { id: id.to_string(), name: name.to_string() })
 }
 

@@ -18,7 +18,6 @@ pub struct ResultRecord {
     pub updated_at: i64,
 }
 
-
 fn from_row(r: &Row) -> rusqlite::Result<ResultRecord> {
     Ok(ResultRecord {
         id: r.get(0)?,
@@ -120,9 +119,7 @@ pub fn list(
         offset = q.offset()
     );
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(args.iter()), from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?.collect::<Result<Vec<_>, _>>()?;
     Ok((rows, total as u64))
 }
 

@@ -21,9 +21,8 @@ const COLUMNS: &str = "id, team_id, name, description, definition, created_at, u
 
 fn from_row(r: &Row) -> rusqlite::Result<SchemaRow> {
     let def: String = r.get(4)?;
-    let definition = serde_json::from_str(&def).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
-    })?;
+    let definition = serde_json::from_str(&def)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e)))?;
     Ok(SchemaRow {
         id: r.get(0)?,
         team_id: r.get(1)?,
@@ -55,19 +54,13 @@ pub fn insert(conn: &Connection, row: &SchemaRow) -> DbResult<()> {
 /// One schema of a team; another team's schema is `None`, as a missing one is.
 pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<SchemaRow>> {
     Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1 AND team_id = ?2"),
-            [id, team_id],
-            from_row,
-        )
+        .query_row(&format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1 AND team_id = ?2"), [id, team_id], from_row)
         .optional()?)
 }
 
 /// A schema by id alone (command-line tools, which act for the operator).
 pub fn get_any(conn: &Connection, id: &str) -> DbResult<Option<SchemaRow>> {
-    Ok(conn
-        .query_row(&format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1"), [id], from_row)
-        .optional()?)
+    Ok(conn.query_row(&format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1"), [id], from_row).optional()?)
 }
 
 pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<SchemaRow>, u64)> {
@@ -84,9 +77,8 @@ pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<Sc
     if let Some(s) = &q.search {
         args.push(like_pattern(s).into());
         let n = args.len();
-        filter.push_str(&format!(
-            " AND (name LIKE ?{n} ESCAPE '\\' OR COALESCE(description, '') LIKE ?{n} ESCAPE '\\')"
-        ));
+        filter
+            .push_str(&format!(" AND (name LIKE ?{n} ESCAPE '\\' OR COALESCE(description, '') LIKE ?{n} ESCAPE '\\')"));
     }
     let total: i64 = conn.query_row(
         &format!("SELECT COUNT(*) FROM schemas WHERE {filter}"),
@@ -101,9 +93,7 @@ pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<Sc
         offset = q.offset()
     );
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(args.iter()), from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?.collect::<Result<Vec<_>, _>>()?;
     Ok((rows, total as u64))
 }
 
@@ -112,10 +102,7 @@ pub fn names(conn: &Connection, team_id: &str, ids: &[String]) -> DbResult<Vec<(
     let mut stmt = conn.prepare_cached("SELECT id, name FROM schemas WHERE id = ?1 AND team_id = ?2")?;
     let mut out = Vec::new();
     for id in ids {
-        if let Some(pair) = stmt
-            .query_row([id, team_id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?
-        {
+        if let Some(pair) = stmt.query_row([id, team_id], |r| Ok((r.get(0)?, r.get(1)?))).optional()? {
             out.push(pair);
         }
     }

@@ -79,12 +79,8 @@ pub fn check_expand_array(schema: &SchemaDef, key: &str) -> Result<(), String> {
             f.ty.as_str()
         )),
         None => {
-            let arrays: Vec<&str> = schema
-                .fields
-                .iter()
-                .filter(|f| f.ty == FieldType::Array)
-                .map(|f| f.key.as_str())
-                .collect();
+            let arrays: Vec<&str> =
+                schema.fields.iter().filter(|f| f.ty == FieldType::Array).map(|f| f.key.as_str()).collect();
             Err(if arrays.is_empty() {
                 format!("expand_array '{key}' is not a field of the schema, which has no top-level array field")
             } else {

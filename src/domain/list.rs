@@ -41,10 +41,7 @@ pub fn parse_fields(param: &str, allowed: &[&str]) -> Result<Vec<String>, String
     let mut out = Vec::new();
     for name in param.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if !allowed.contains(&name) {
-            return Err(format!(
-                "fields: unknown field '{name}'; allowed: {}",
-                allowed.join(", ")
-            ));
+            return Err(format!("fields: unknown field '{name}'; allowed: {}", allowed.join(", ")));
         }
         if !out.iter().any(|n: &String| n == name) {
             out.push(name.to_string());
@@ -61,10 +58,7 @@ pub fn parse_include(param: &str, allowed: &[&str]) -> Result<Vec<String>, Strin
     let mut out = Vec::new();
     for name in param.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if !allowed.contains(&name) {
-            return Err(format!(
-                "include: unknown relation '{name}'; allowed: {}",
-                allowed.join(", ")
-            ));
+            return Err(format!("include: unknown relation '{name}'; allowed: {}", allowed.join(", ")));
         }
         out.push(name.to_string());
     }

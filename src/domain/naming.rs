@@ -37,7 +37,10 @@ mod tests {
         let jan1 = 1_704_067_200_000;
         let jan31 = jan1 + 30 * 86_400_000 + 86_399_999;
         assert_eq!(export_base_name("Invoices", jan1, jan31), "invoices_2024-01-01_2024-01-31");
-        assert_eq!(export_base_name("Müller & Söhne: Q1/2024", jan1, jan1), "m_ller_s_hne_q1_2024_2024-01-01_2024-01-01");
+        assert_eq!(
+            export_base_name("Müller & Söhne: Q1/2024", jan1, jan1),
+            "m_ller_s_hne_q1_2024_2024-01-01_2024-01-01"
+        );
         assert_eq!(export_base_name("../..", jan1, jan1), "export_2024-01-01_2024-01-01");
     }
 }

@@ -60,9 +60,12 @@ mod tests {
 
     #[test]
     fn lines() {
-        let r = parse_ndjson_line(r#"{"file_name":"a.pdf","createdAt":"2024-01-01T00:00:00.000Z","extraction":{"b":1.0,"a":[]}}"#, 5)
-            .unwrap()
-            .unwrap();
+        let r = parse_ndjson_line(
+            r#"{"file_name":"a.pdf","createdAt":"2024-01-01T00:00:00.000Z","extraction":{"b":1.0,"a":[]}}"#,
+            5,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(r.extraction, r#"{"b":1.0,"a":[]}"#);
         assert_eq!(r.created_at, 1_704_067_200_000);
         assert_eq!(r.file_name.as_deref(), Some("a.pdf"));

@@ -17,9 +17,8 @@ pub enum FieldType {
 }
 
 impl FieldType {
-    pub const ALL: [&'static str; 8] = [
-        "string", "number", "integer", "boolean", "date", "datetime", "object", "array",
-    ];
+    pub const ALL: [&'static str; 8] =
+        ["string", "number", "integer", "boolean", "date", "datetime", "object", "array"];
 
     pub fn parse(s: &str) -> Option<FieldType> {
         Some(match s {

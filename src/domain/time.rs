@@ -41,11 +41,7 @@ pub enum DayEnd {
 /// Sub-millisecond digits are truncated. Years are limited to 0000–9999.
 pub fn parse_instant(input: &str, bare: DayEnd) -> Result<i64, String> {
     let s = input.trim();
-    let err = || {
-        format!(
-            "'{input}' is not an ISO 8601 date-time (e.g. 2024-01-31T12:00:00.000Z) or date (2024-01-31)"
-        )
-    };
+    let err = || format!("'{input}' is not an ISO 8601 date-time (e.g. 2024-01-31T12:00:00.000Z) or date (2024-01-31)");
     if s.is_empty() {
         return Err(err());
     }

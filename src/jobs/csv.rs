@@ -23,11 +23,7 @@ enum Node {
     /// One column holding the value of `key` (a scalar, or compact JSON).
     Value(String),
     /// An object field: its sub-fields' columns (`width` of them in all).
-    Object {
-        key: String,
-        children: Vec<Node>,
-        width: usize,
-    },
+    Object { key: String, children: Vec<Node>, width: usize },
 }
 
 /// The columns of the expanded array.
@@ -67,16 +63,9 @@ pub struct CsvPlan {
 impl CsvPlan {
     /// Err(message for the user) when `expand_array` is not a top-level array field of the
     /// schema, or the delimiter is not one of `,` `;` tab `|`.
-    pub fn new(
-        schema: &SchemaDef,
-        expand_array: Option<&str>,
-        options: &CsvOptions,
-    ) -> Result<CsvPlan, String> {
+    pub fn new(schema: &SchemaDef, expand_array: Option<&str>, options: &CsvOptions) -> Result<CsvPlan, String> {
         if !DELIMITERS.contains(&options.delimiter) {
-            return Err(format!(
-                "delimiter {:?} is not supported; use one of ',', ';', '\\t', '|'",
-                options.delimiter
-            ));
+            return Err(format!("delimiter {:?} is not supported; use one of ',', ';', '\\t', '|'", options.delimiter));
         }
         if let Some(key) = expand_array {
             check_expand_array(schema, key)?;
@@ -101,11 +90,7 @@ impl CsvPlan {
                 };
                 expand = Some((f.key.clone(), cols));
             } else {
-                let target = if expand.is_some() {
-                    &mut after
-                } else {
-                    &mut before
-                };
+                let target = if expand.is_some() { &mut after } else { &mut before };
                 target.push(build_node(f, name, style, &mut header).0);
             }
         }
@@ -114,15 +99,7 @@ impl CsvPlan {
         for b in [delimiter, b'"', b'\r', b'\n'] {
             quote[b as usize] = true;
         }
-        Ok(CsvPlan {
-            header,
-            before,
-            expand,
-            after,
-            delimiter,
-            formula_guard: options.formula_guard,
-            quote,
-        })
+        Ok(CsvPlan { header, before, expand, after, delimiter, formula_guard: options.formula_guard, quote })
     }
 
     /// The column names, in order (key or label style, as the options said).
@@ -192,9 +169,7 @@ impl CsvPlan {
             }
             match cols {
                 Expanded::Objects { children, width } => match item {
-                    JsonValue::Object(entries) => {
-                        self.write_nodes(children, entries, out, &mut scratch)
-                    }
+                    JsonValue::Object(entries) => self.write_nodes(children, entries, out, &mut scratch),
                     _ => push_n(out, d, *width),
                 },
                 Expanded::Scalars => {
@@ -208,27 +183,15 @@ impl CsvPlan {
     }
 
     /// Writes the columns of `nodes` for the object `obj`, each preceded by the delimiter.
-    fn write_nodes(
-        &self,
-        nodes: &[Node],
-        obj: &[(String, JsonValue)],
-        out: &mut Vec<u8>,
-        scratch: &mut String,
-    ) {
+    fn write_nodes(&self, nodes: &[Node], obj: &[(String, JsonValue)], out: &mut Vec<u8>, scratch: &mut String) {
         for node in nodes {
             match node {
                 Node::Value(key) => {
                     out.push(self.delimiter);
                     self.write_value(object_get(obj, key), out, scratch);
                 }
-                Node::Object {
-                    key,
-                    children,
-                    width,
-                } => match object_get(obj, key) {
-                    Some(JsonValue::Object(entries)) => {
-                        self.write_nodes(children, entries, out, scratch)
-                    }
+                Node::Object { key, children, width } => match object_get(obj, key) {
+                    Some(JsonValue::Object(entries)) => self.write_nodes(children, entries, out, scratch),
                     _ => push_n(out, self.delimiter, *width),
                 },
             }
@@ -261,11 +224,7 @@ impl CsvPlan {
     /// quoted (inner `"` doubled) when it contains the delimiter, `"`, CR or LF.
     fn write_text(&self, text: &str, guard: bool, out: &mut Vec<u8>) {
         let bytes = text.as_bytes();
-        let guarded = guard
-            && matches!(
-                bytes.first(),
-                Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
-            );
+        let guarded = guard && matches!(bytes.first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'));
         let needs_quotes = bytes.iter().any(|&b| self.quote[b as usize]);
         if !needs_quotes {
             if guarded {
@@ -337,13 +296,7 @@ fn push_n(out: &mut Vec<u8>, byte: u8, n: usize) {
 fn column_name(parent: Option<&str>, f: &FieldDef, style: HeaderStyle) -> String {
     let (own, sep) = match style {
         HeaderStyle::Key => (f.key.as_str(), "."),
-        HeaderStyle::Label => (
-            f.label
-                .as_deref()
-                .filter(|l| !l.is_empty())
-                .unwrap_or(f.key.as_str()),
-            " / ",
-        ),
+        HeaderStyle::Label => (f.label.as_deref().filter(|l| !l.is_empty()).unwrap_or(f.key.as_str()), " / "),
     };
     match parent {
         Some(p) => format!("{p}{sep}{own}"),
@@ -352,23 +305,11 @@ fn column_name(parent: Option<&str>, f: &FieldDef, style: HeaderStyle) -> String
 }
 
 /// The node of one field named `name`, pushing its column names; returns it and its width.
-fn build_node(
-    f: &FieldDef,
-    name: String,
-    style: HeaderStyle,
-    header: &mut Vec<String>,
-) -> (Node, usize) {
+fn build_node(f: &FieldDef, name: String, style: HeaderStyle, header: &mut Vec<String>) -> (Node, usize) {
     match (&f.ty, &f.fields) {
         (FieldType::Object, Some(sub)) => {
             let (children, width) = build_nodes(sub, Some(&name), style, header);
-            (
-                Node::Object {
-                    key: f.key.clone(),
-                    children,
-                    width,
-                },
-                width,
-            )
+            (Node::Object { key: f.key.clone(), children, width }, width)
         }
         _ => {
             header.push(name);
@@ -447,21 +388,7 @@ mod tests {
             {"key": "x", "type": "string"},
         ]));
         let plan = CsvPlan::new(&s, None, &opts()).unwrap();
-        assert_eq!(
-            plan.header(),
-            [
-                "id",
-                "file_name",
-                "createdAt",
-                "s",
-                "n",
-                "i",
-                "b",
-                "d",
-                "tags",
-                "x"
-            ]
-        );
+        assert_eq!(plan.header(), ["id", "file_name", "createdAt", "s", "n", "i", "b", "d", "tags", "x"]);
         assert_eq!(plan.column_count(), 10);
         let r = row(
             "r1",
@@ -476,19 +403,10 @@ mod tests {
             )
         );
         // missing keys, empty array, true, scientific floats, file_name None
-        let mut r = row(
-            "r2",
-            r#"{"tags": [], "b": true, "n": 1e16, "i": -5, "s": "plain text"}"#,
-        );
+        let mut r = row("r2", r#"{"tags": [], "b": true, "n": 1e16, "i": -5, "s": "plain text"}"#);
         r.file_name = None;
-        assert_eq!(
-            records(&plan, &r).0,
-            format!("r2,,{TS},plain text,1e+16,-5,true,,[],\r\n")
-        );
-        let r = row(
-            "r3",
-            r#"{"n": 0.00001, "i": 18446744073709551615, "s": "", "x": [1, 2.5, "a,b"]}"#,
-        );
+        assert_eq!(records(&plan, &r).0, format!("r2,,{TS},plain text,1e+16,-5,true,,[],\r\n"));
+        let r = row("r3", r#"{"n": 0.00001, "i": 18446744073709551615, "s": "", "x": [1, 2.5, "a,b"]}"#);
         assert_eq!(
             records(&plan, &r).0,
             format!("r3,r3.pdf,{TS},,1e-05,18446744073709551615,,,,\"[1,2.5,\"\"a,b\"\"]\"\r\n")
@@ -515,9 +433,7 @@ mod tests {
         ];
         let mut x: u64 = 42;
         for _ in 0..50_000 {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
             values.push((x >> 16) as i64 % 260_000_000_000_000 - 65_000_000_000_000);
         }
         for ms in values {
@@ -536,26 +452,9 @@ mod tests {
         ]));
         let flat = CsvPlan::new(&s, None, &opts()).unwrap();
         let expanded = CsvPlan::new(&s, Some("items"), &opts()).unwrap();
-        for bad in [
-            "",
-            "not json",
-            "[1,2]",
-            "\"str\"",
-            "null",
-            "42",
-            "{\"a\": 1",
-            "{\"a\":1} x",
-        ] {
-            assert_eq!(
-                records(&flat, &row("r", bad)),
-                (format!("r,r.pdf,{TS},,,\r\n"), 1),
-                "{bad}"
-            );
-            assert_eq!(
-                records(&expanded, &row("r", bad)),
-                (format!("r,r.pdf,{TS},,,\r\n"), 1),
-                "{bad}"
-            );
+        for bad in ["", "not json", "[1,2]", "\"str\"", "null", "42", "{\"a\": 1", "{\"a\":1} x"] {
+            assert_eq!(records(&flat, &row("r", bad)), (format!("r,r.pdf,{TS},,,\r\n"), 1), "{bad}");
+            assert_eq!(records(&expanded, &row("r", bad)), (format!("r,r.pdf,{TS},,,\r\n"), 1), "{bad}");
         }
     }
 
@@ -577,76 +476,28 @@ mod tests {
         ];
         for (json_text, want) in cases {
             let r = row("r", &format!(r#"{{"v": {json_text}, "w": "z"}}"#));
-            assert_eq!(
-                records(&comma, &r).0,
-                format!("r,r.pdf,{TS},{want},z\r\n"),
-                "{json_text}"
-            );
+            assert_eq!(records(&comma, &r).0, format!("r,r.pdf,{TS},{want},z\r\n"), "{json_text}");
         }
         // tab delimiter: tabs quote, commas do not
-        let tab = CsvPlan::new(
-            &s,
-            None,
-            &CsvOptions {
-                delimiter: '\t',
-                ..opts()
-            },
-        )
-        .unwrap();
+        let tab = CsvPlan::new(&s, None, &CsvOptions { delimiter: '\t', ..opts() }).unwrap();
         let r = row("r", r#"{"v": "a\tb", "w": "c,d"}"#);
-        assert_eq!(
-            records(&tab, &r).0,
-            format!("r\tr.pdf\t{TS}\t\"a\tb\"\tc,d\r\n")
-        );
+        assert_eq!(records(&tab, &r).0, format!("r\tr.pdf\t{TS}\t\"a\tb\"\tc,d\r\n"));
         let mut h = Vec::new();
         tab.write_header(&mut h);
         assert_eq!(h, b"id\tfile_name\tcreatedAt\tv\tw\r\n");
         // semicolon and pipe
-        let semi = CsvPlan::new(
-            &s,
-            None,
-            &CsvOptions {
-                delimiter: ';',
-                ..opts()
-            },
-        )
-        .unwrap();
+        let semi = CsvPlan::new(&s, None, &CsvOptions { delimiter: ';', ..opts() }).unwrap();
         let r = row("r", r#"{"v": "a;b", "w": "c,d"}"#);
-        assert_eq!(
-            records(&semi, &r).0,
-            format!("r;r.pdf;{TS};\"a;b\";c,d\r\n")
-        );
-        let pipe = CsvPlan::new(
-            &s,
-            None,
-            &CsvOptions {
-                delimiter: '|',
-                ..opts()
-            },
-        )
-        .unwrap();
+        assert_eq!(records(&semi, &r).0, format!("r;r.pdf;{TS};\"a;b\";c,d\r\n"));
+        let pipe = CsvPlan::new(&s, None, &CsvOptions { delimiter: '|', ..opts() }).unwrap();
         let r = row("r", r#"{"v": "a|b", "w": ["x,y"]}"#);
-        assert_eq!(
-            records(&pipe, &r).0,
-            format!("r|r.pdf|{TS}|\"a|b\"|\"[\"\"x,y\"\"]\"\r\n")
-        );
+        assert_eq!(records(&pipe, &r).0, format!("r|r.pdf|{TS}|\"a|b\"|\"[\"\"x,y\"\"]\"\r\n"));
         // id and file_name are quoted by the same rule
         let mut r = row("a,b", r#"{}"#);
         r.file_name = Some("my \"file\".pdf".into());
-        assert_eq!(
-            records(&comma, &r).0,
-            format!("\"a,b\",\"my \"\"file\"\".pdf\",{TS},,\r\n")
-        );
+        assert_eq!(records(&comma, &r).0, format!("\"a,b\",\"my \"\"file\"\".pdf\",{TS},,\r\n"));
         // an unsupported delimiter is refused
-        assert!(CsvPlan::new(
-            &s,
-            None,
-            &CsvOptions {
-                delimiter: 'x',
-                ..opts()
-            }
-        )
-        .is_err());
+        assert!(CsvPlan::new(&s, None, &CsvOptions { delimiter: 'x', ..opts() }).is_err());
     }
 
     #[test]
@@ -657,15 +508,7 @@ mod tests {
             {"key": "j", "type": "array"},
         ]));
         let on = CsvPlan::new(&s, None, &opts()).unwrap();
-        let off = CsvPlan::new(
-            &s,
-            None,
-            &CsvOptions {
-                formula_guard: false,
-                ..opts()
-            },
-        )
-        .unwrap();
+        let off = CsvPlan::new(&s, None, &CsvOptions { formula_guard: false, ..opts() }).unwrap();
         let cases = [
             (r#""=SUM(A1)""#, "'=SUM(A1)", "=SUM(A1)"),
             (r#""+1 Supplies""#, "'+1 Supplies", "+1 Supplies"),
@@ -673,59 +516,27 @@ mod tests {
             (r#""@home""#, "'@home", "@home"),
             (r#""\tx""#, "'\tx", "\tx"),
             (r#""\rx""#, "\"'\rx\"", "\"\rx\""),
-            (
-                r#""=HYPERLINK(\"http://x\")""#,
-                "\"'=HYPERLINK(\"\"http://x\"\")\"",
-                "\"=HYPERLINK(\"\"http://x\"\")\"",
-            ),
+            (r#""=HYPERLINK(\"http://x\")""#, "\"'=HYPERLINK(\"\"http://x\"\")\"", "\"=HYPERLINK(\"\"http://x\"\")\""),
             (r#""=a,b""#, "\"'=a,b\"", "\"=a,b\""),
             (r#""a=b""#, "a=b", "a=b"),
             (r#"" =x""#, " =x", " =x"),
             (r#""""#, "", ""),
         ];
         for (json_text, want_on, want_off) in cases {
-            let r = row(
-                "r",
-                &format!(r#"{{"v": {json_text}, "n": -5, "j": ["-x"]}}"#),
-            );
+            let r = row("r", &format!(r#"{{"v": {json_text}, "n": -5, "j": ["-x"]}}"#));
             let tail = ",-5,\"[\"\"-x\"\"]\"\r\n";
-            assert_eq!(
-                records(&on, &r).0,
-                format!("r,r.pdf,{TS},{want_on}{tail}"),
-                "{json_text}"
-            );
-            assert_eq!(
-                records(&off, &r).0,
-                format!("r,r.pdf,{TS},{want_off}{tail}"),
-                "{json_text}"
-            );
+            assert_eq!(records(&on, &r).0, format!("r,r.pdf,{TS},{want_on}{tail}"), "{json_text}");
+            assert_eq!(records(&off, &r).0, format!("r,r.pdf,{TS},{want_off}{tail}"), "{json_text}");
         }
         // numbers are never guarded, whatever the declared type; file_name is
         let mut r = row("r", r#"{"v": -1.5, "n": -0.0, "j": {"=k": "=v"}}"#);
         r.file_name = Some("=evil.pdf".into());
-        assert_eq!(
-            records(&on, &r).0,
-            format!("r,'=evil.pdf,{TS},-1.5,-0.0,\"{{\"\"=k\"\":\"\"=v\"\"}}\"\r\n")
-        );
-        assert_eq!(
-            records(&off, &r).0,
-            format!("r,=evil.pdf,{TS},-1.5,-0.0,\"{{\"\"=k\"\":\"\"=v\"\"}}\"\r\n")
-        );
+        assert_eq!(records(&on, &r).0, format!("r,'=evil.pdf,{TS},-1.5,-0.0,\"{{\"\"=k\"\":\"\"=v\"\"}}\"\r\n"));
+        assert_eq!(records(&off, &r).0, format!("r,=evil.pdf,{TS},-1.5,-0.0,\"{{\"\"=k\"\":\"\"=v\"\"}}\"\r\n"));
         // a tab-delimited guarded tab is quoted
-        let tab = CsvPlan::new(
-            &s,
-            None,
-            &CsvOptions {
-                delimiter: '\t',
-                ..opts()
-            },
-        )
-        .unwrap();
+        let tab = CsvPlan::new(&s, None, &CsvOptions { delimiter: '\t', ..opts() }).unwrap();
         let r = row("r", r#"{"v": "\tx"}"#);
-        assert_eq!(
-            records(&tab, &r).0,
-            format!("r\tr.pdf\t{TS}\t\"'\tx\"\t\t\r\n")
-        );
+        assert_eq!(records(&tab, &r).0, format!("r\tr.pdf\t{TS}\t\"'\tx\"\t\t\r\n"));
     }
 
     fn nested_schema() -> SchemaDef {
@@ -746,54 +557,25 @@ mod tests {
     #[test]
     fn nested_objects() {
         let plan = CsvPlan::new(&nested_schema(), None, &opts()).unwrap();
-        assert_eq!(
-            plan.header(),
-            [
-                "id",
-                "file_name",
-                "createdAt",
-                "a",
-                "o.x",
-                "o.in.y",
-                "o.in.z",
-                "o.list",
-                "b"
-            ]
-        );
+        assert_eq!(plan.header(), ["id", "file_name", "createdAt", "a", "o.x", "o.in.y", "o.in.z", "o.list", "b"]);
         let cases = [
-            (
-                r#"{"a": "A", "o": {"x": 1, "in": {"y": "Y", "z": true}, "list": [1]}, "b": 2}"#,
-                "A,1,Y,true,[1],2",
-            ),
+            (r#"{"a": "A", "o": {"x": 1, "in": {"y": "Y", "z": true}, "list": [1]}, "b": 2}"#, "A,1,Y,true,[1],2"),
             (r#"{"a": "A", "o": null, "b": 2}"#, "A,,,,,2"),
             (r#"{"a": "A", "b": 2}"#, "A,,,,,2"),
             (r#"{"a": "A", "o": "text", "b": 2}"#, "A,,,,,2"),
             (r#"{"a": "A", "o": [1, 2], "b": 2}"#, "A,,,,,2"),
-            (
-                r#"{"a": "A", "o": {"x": 1.5, "in": 7}, "b": 2}"#,
-                "A,1.5,,,,2",
-            ),
-            (
-                r#"{"a": "A", "o": {"in": {"y": {"k": [1]}}, "x": null}}"#,
-                "A,,\"{\"\"k\"\":[1]}\",,,",
-            ),
+            (r#"{"a": "A", "o": {"x": 1.5, "in": 7}, "b": 2}"#, "A,1.5,,,,2"),
+            (r#"{"a": "A", "o": {"in": {"y": {"k": [1]}}, "x": null}}"#, "A,,\"{\"\"k\"\":[1]}\",,,"),
             (r#"{"o": {"x": 1, "x": 2}}"#, ",2,,,,"),
         ];
         for (extraction, want) in cases {
-            assert_eq!(
-                records(&plan, &row("r", extraction)).0,
-                format!("r,r.pdf,{TS},{want}\r\n"),
-                "{extraction}"
-            );
+            assert_eq!(records(&plan, &row("r", extraction)).0, format!("r,r.pdf,{TS},{want}\r\n"), "{extraction}");
         }
     }
 
     #[test]
     fn label_headers() {
-        let label = CsvOptions {
-            header: HeaderStyle::Label,
-            ..opts()
-        };
+        let label = CsvOptions { header: HeaderStyle::Label, ..opts() };
         let plan = CsvPlan::new(&nested_schema(), None, &label).unwrap();
         assert_eq!(
             plan.header(),
@@ -826,41 +608,12 @@ mod tests {
         let plan = CsvPlan::new(&s, Some("items"), &label).unwrap();
         assert_eq!(
             plan.header(),
-            [
-                "id",
-                "file_name",
-                "createdAt",
-                "Number",
-                "Line items / Description",
-                "Line items / q",
-                "Tags"
-            ]
+            ["id", "file_name", "createdAt", "Number", "Line items / Description", "Line items / q", "Tags"]
         );
         let plan = CsvPlan::new(&s, Some("tags"), &label).unwrap();
-        assert_eq!(
-            plan.header(),
-            [
-                "id",
-                "file_name",
-                "createdAt",
-                "Number",
-                "Line items",
-                "Tags"
-            ]
-        );
+        assert_eq!(plan.header(), ["id", "file_name", "createdAt", "Number", "Line items", "Tags"]);
         let plan = CsvPlan::new(&s, Some("items"), &opts()).unwrap();
-        assert_eq!(
-            plan.header(),
-            [
-                "id",
-                "file_name",
-                "createdAt",
-                "n",
-                "items.d",
-                "items.q",
-                "tags"
-            ]
-        );
+        assert_eq!(plan.header(), ["id", "file_name", "createdAt", "n", "items.d", "items.q", "tags"]);
     }
 
     fn items_schema() -> SchemaDef {
@@ -881,17 +634,7 @@ mod tests {
         let plan = CsvPlan::new(&items_schema(), Some("items"), &opts()).unwrap();
         assert_eq!(
             plan.header(),
-            [
-                "id",
-                "file_name",
-                "createdAt",
-                "n",
-                "items.d",
-                "items.q",
-                "items.o.k",
-                "tags",
-                "t"
-            ]
+            ["id", "file_name", "createdAt", "n", "items.d", "items.q", "items.o.k", "tags", "t"]
         );
         let r = row(
             "r",
@@ -918,41 +661,17 @@ mod tests {
     #[test]
     fn expands_scalars() {
         let plan = CsvPlan::new(&items_schema(), Some("tags"), &opts()).unwrap();
-        assert_eq!(
-            plan.header(),
-            ["id", "file_name", "createdAt", "n", "items", "tags", "t"]
-        );
+        assert_eq!(plan.header(), ["id", "file_name", "createdAt", "n", "items", "tags", "t"]);
         let r = row(
             "r",
             r#"{"n": "N", "items": [], "tags": ["a", 1, null, {"k": 1}, "=x", -2, 0.5, true, "x,y"], "t": 1}"#,
         );
         let (text, n) = records(&plan, &r);
         assert_eq!(n, 9);
-        let cells = [
-            "a",
-            "1",
-            "",
-            "\"{\"\"k\"\":1}\"",
-            "'=x",
-            "-2",
-            "0.5",
-            "true",
-            "\"x,y\"",
-        ];
-        let want: String = cells
-            .iter()
-            .map(|c| format!("r,r.pdf,{TS},N,[],{c},1\r\n"))
-            .collect();
+        let cells = ["a", "1", "", "\"{\"\"k\"\":1}\"", "'=x", "-2", "0.5", "true", "\"x,y\""];
+        let want: String = cells.iter().map(|c| format!("r,r.pdf,{TS},N,[],{c},1\r\n")).collect();
         assert_eq!(text, want);
-        let off = CsvPlan::new(
-            &items_schema(),
-            Some("tags"),
-            &CsvOptions {
-                formula_guard: false,
-                ..opts()
-            },
-        )
-        .unwrap();
+        let off = CsvPlan::new(&items_schema(), Some("tags"), &CsvOptions { formula_guard: false, ..opts() }).unwrap();
         let r = row("r", r#"{"tags": ["=x"]}"#);
         assert_eq!(records(&off, &r).0, format!("r,r.pdf,{TS},,,=x,\r\n"));
     }
@@ -970,27 +689,13 @@ mod tests {
             ("false", "false"),
         ];
         for (items, cell) in cases {
-            let r = row(
-                "r",
-                &format!(r#"{{"n": "N", "items": {items}, "tags": {items}, "t": 1}}"#),
-            );
+            let r = row("r", &format!(r#"{{"n": "N", "items": {items}, "tags": {items}, "t": 1}}"#));
             // the expanded columns are empty; the other array holds the value as it is
-            assert_eq!(
-                records(&objects, &r),
-                (format!("r,r.pdf,{TS},N,,,,{cell},1\r\n"), 1),
-                "{items}"
-            );
-            assert_eq!(
-                records(&scalars, &r),
-                (format!("r,r.pdf,{TS},N,{cell},,1\r\n"), 1),
-                "{items}"
-            );
+            assert_eq!(records(&objects, &r), (format!("r,r.pdf,{TS},N,,,,{cell},1\r\n"), 1), "{items}");
+            assert_eq!(records(&scalars, &r), (format!("r,r.pdf,{TS},N,{cell},,1\r\n"), 1), "{items}");
         }
         let r = row("r", r#"{"n": "N"}"#);
-        assert_eq!(
-            records(&objects, &r),
-            (format!("r,r.pdf,{TS},N,,,,,\r\n"), 1)
-        );
+        assert_eq!(records(&objects, &r), (format!("r,r.pdf,{TS},N,,,,,\r\n"), 1));
         assert_eq!(records(&scalars, &r), (format!("r,r.pdf,{TS},N,,,\r\n"), 1));
     }
 
@@ -1013,10 +718,7 @@ mod tests {
         let r = row("r", r#"{"items": [{"a": "1"}, {"a": "2"}]}"#);
         let (text, n) = render(&plan, &[r]);
         assert_eq!(n, 2);
-        assert_eq!(
-            text,
-            format!("id,file_name,createdAt,items.a\r\nr,r.pdf,{TS},1\r\nr,r.pdf,{TS},2\r\n")
-        );
+        assert_eq!(text, format!("id,file_name,createdAt,items.a\r\nr,r.pdf,{TS},1\r\nr,r.pdf,{TS},2\r\n"));
     }
 
     /// Runs a generated data set through the plan and reads it back with the `csv` crate.
@@ -1039,8 +741,7 @@ mod tests {
             }
         }
         let schema_doc: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.path().join("schema.json")).unwrap())
-                .unwrap();
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("schema.json")).unwrap()).unwrap();
         let schema: SchemaDef = serde_json::from_value(schema_doc["schema"].clone()).unwrap();
         let ndjson = std::fs::read_to_string(dir.path().join("results.ndjson")).unwrap();
 
@@ -1052,10 +753,7 @@ mod tests {
             #[serde(borrow)]
             extraction: &'a RawValue,
         }
-        let lines: Vec<Line> = ndjson
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let lines: Vec<Line> = ndjson.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 200);
         let rows: Vec<ResultRow> = lines
             .iter()
@@ -1063,11 +761,8 @@ mod tests {
             .map(|(i, l)| ResultRow {
                 id: format!("res-{i:04}"),
                 file_name: Some(l.file_name.clone()),
-                created_at_ms: crate::domain::time::parse_instant(
-                    &l.created_at,
-                    crate::domain::time::DayEnd::Start,
-                )
-                .unwrap(),
+                created_at_ms: crate::domain::time::parse_instant(&l.created_at, crate::domain::time::DayEnd::Start)
+                    .unwrap(),
                 extraction: l.extraction.get().to_string(),
             })
             .collect();
@@ -1097,9 +792,7 @@ mod tests {
             for r in &rows {
                 reported += plan.write_result(r, &mut out);
             }
-            let mut reader = csv::ReaderBuilder::new()
-                .has_headers(true)
-                .from_reader(out.as_slice());
+            let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(out.as_slice());
             let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
             assert_eq!(header, plan.header());
             let col = |name: &str| header.iter().position(|h| h == name).unwrap();
@@ -1111,10 +804,8 @@ mod tests {
             let mut expected_total = 0;
             let mut saw_multi = false;
             for (i, l) in lines.iter().enumerate() {
-                let ex: HashMap<String, &RawValue> =
-                    serde_json::from_str(l.extraction.get()).unwrap();
-                let items: Vec<HashMap<String, &RawValue>> =
-                    serde_json::from_str(ex["line_items"].get()).unwrap();
+                let ex: HashMap<String, &RawValue> = serde_json::from_str(l.extraction.get()).unwrap();
+                let items: Vec<HashMap<String, &RawValue>> = serde_json::from_str(ex["line_items"].get()).unwrap();
                 let n = match expand {
                     Some(_) => items.len().max(1),
                     None => 1,
@@ -1126,42 +817,20 @@ mod tests {
                     assert_eq!(&rec[col("id")], format!("res-{i:04}"));
                     assert_eq!(&rec[col("file_name")], guard(&l.file_name));
                     assert_eq!(&rec[col("createdAt")], l.created_at);
-                    for key in [
-                        "vendor_name",
-                        "vendor_tax_id",
-                        "total",
-                        "paid",
-                        "page_count",
-                        "notes",
-                        "tags",
-                    ] {
+                    for key in ["vendor_name", "vendor_tax_id", "total", "paid", "page_count", "notes", "tags"] {
                         assert_eq!(&rec[col(key)], expect(ex.get(key)), "result {i} {key}");
                     }
                     let addr: Option<HashMap<String, &RawValue>> =
                         serde_json::from_str(ex["billing_address"].get()).unwrap();
                     for sub in ["street", "city", "country"] {
-                        let want = addr
-                            .as_ref()
-                            .map(|a| expect(a.get(sub)))
-                            .unwrap_or_default();
-                        assert_eq!(
-                            &rec[col(&format!("billing_address.{sub}"))],
-                            want,
-                            "result {i} {sub}"
-                        );
+                        let want = addr.as_ref().map(|a| expect(a.get(sub))).unwrap_or_default();
+                        assert_eq!(&rec[col(&format!("billing_address.{sub}"))], want, "result {i} {sub}");
                     }
                     match expand {
                         Some(_) => {
                             for sub in ["description", "quantity", "unit_price", "amount"] {
-                                let want = items
-                                    .get(k)
-                                    .map(|it| expect(it.get(sub)))
-                                    .unwrap_or_default();
-                                assert_eq!(
-                                    &rec[col(&format!("line_items.{sub}"))],
-                                    want,
-                                    "result {i} item {k} {sub}"
-                                );
+                                let want = items.get(k).map(|it| expect(it.get(sub))).unwrap_or_default();
+                                assert_eq!(&rec[col(&format!("line_items.{sub}"))], want, "result {i} item {k} {sub}");
                             }
                         }
                         None => assert_eq!(&rec[col("line_items")], ex["line_items"].get()),

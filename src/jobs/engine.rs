@@ -98,7 +98,7 @@ fn write_records<W: Write>(
             buf.clear();
         }
         seen += 1;
-        if seen % STOP_CHECK_EVERY == 0 && should_stop() {
+        if seen.is_multiple_of(STOP_CHECK_EVERY) && should_stop() {
             stopped = true;
             return Ok(false);
         }

@@ -37,11 +37,7 @@ impl JsonValue {
     /// UTF-16 surrogate escape becomes U+FFFD. Whitespace may surround the value; anything
     /// else after it is an error.
     pub fn parse(text: &str) -> Result<JsonValue, String> {
-        let mut p = Parser {
-            text,
-            bytes: text.as_bytes(),
-            pos: 0,
-        };
+        let mut p = Parser { text, bytes: text.as_bytes(), pos: 0 };
         let v = p.value(0)?;
         p.skip_ws();
         if p.pos != p.bytes.len() {
@@ -214,10 +210,7 @@ fn shortest_digits(a: f64) -> (StackBuf, i32) {
         }
         None => (s, 0),
     };
-    let int_len = mantissa
-        .iter()
-        .position(|&b| b == b'.')
-        .unwrap_or(mantissa.len());
+    let int_len = mantissa.iter().position(|&b| b == b'.').unwrap_or(mantissa.len());
     // value = 0.<mantissa digits> × 10^point, before stripping leading zeros
     let mut point = int_len as i32 + exp10;
     let mut digits = StackBuf::new();
@@ -290,10 +283,7 @@ struct StackBuf {
 
 impl StackBuf {
     fn new() -> Self {
-        StackBuf {
-            buf: [0; 48],
-            len: 0,
-        }
+        StackBuf { buf: [0; 48], len: 0 }
     }
 
     fn bytes(&self) -> &[u8] {
@@ -330,10 +320,7 @@ struct ObjectBuilder {
 
 impl ObjectBuilder {
     fn with_capacity(n: usize) -> Self {
-        ObjectBuilder {
-            entries: Vec::with_capacity(n.min(4096)),
-            index: None,
-        }
+        ObjectBuilder { entries: Vec::with_capacity(n.min(4096)), index: None }
     }
 
     fn insert(&mut self, key: String, value: JsonValue) {
@@ -350,13 +337,7 @@ impl ObjectBuilder {
         }
         self.entries.push((key, value));
         if self.index.is_none() && self.entries.len() > LINEAR_KEY_SCAN {
-            self.index = Some(
-                self.entries
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (k, _))| (k.clone(), i))
-                    .collect(),
-            );
+            self.index = Some(self.entries.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect());
         }
     }
 
@@ -584,9 +565,7 @@ impl<'a> Parser<'a> {
                                 if self.eat("\\u") {
                                     let lo = self.hex4()?;
                                     if (0xDC00..0xE000).contains(&lo) {
-                                        char::from_u32(
-                                            0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00),
-                                        )
+                                        char::from_u32(0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00))
                                     } else {
                                         self.pos = save;
                                         None
@@ -773,14 +752,8 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(compact(text), *want, "{text}");
         }
-        assert_eq!(
-            parse(&u64::MAX.to_string()),
-            JsonValue::Int(u64::MAX.to_string())
-        );
-        assert_eq!(
-            parse(&i64::MIN.to_string()),
-            JsonValue::Int(i64::MIN.to_string())
-        );
+        assert_eq!(parse(&u64::MAX.to_string()), JsonValue::Int(u64::MAX.to_string()));
+        assert_eq!(parse(&i64::MIN.to_string()), JsonValue::Int(i64::MIN.to_string()));
         assert_eq!(parse("10"), JsonValue::Int("10".into()));
         assert_eq!(parse("1250.0"), JsonValue::Float(1250.0));
         assert_eq!(float(0.0), "0.0");
@@ -794,10 +767,7 @@ mod tests {
         assert_eq!(float(f64::NEG_INFINITY), "-inf");
         assert_eq!(float(f64::NAN), "nan");
         // beyond the 64-bit range, and -0, as Python's int
-        assert_eq!(
-            compact("123456789012345678901234567890"),
-            "123456789012345678901234567890"
-        );
+        assert_eq!(compact("123456789012345678901234567890"), "123456789012345678901234567890");
         assert_eq!(compact("-0"), "0");
         assert_eq!(compact("1e400"), "Infinity");
         assert_eq!(compact("[NaN,-Infinity]"), "[NaN,-Infinity]");
@@ -819,54 +789,30 @@ mod tests {
     fn serde_deserialize_keeps_int_and_float_apart() {
         assert_eq!(serde_parse("10"), JsonValue::Int("10".into()));
         assert_eq!(serde_parse("-5"), JsonValue::Int("-5".into()));
-        assert_eq!(
-            serde_parse(&u64::MAX.to_string()),
-            JsonValue::Int(u64::MAX.to_string())
-        );
-        assert_eq!(
-            serde_parse(&i64::MIN.to_string()),
-            JsonValue::Int(i64::MIN.to_string())
-        );
+        assert_eq!(serde_parse(&u64::MAX.to_string()), JsonValue::Int(u64::MAX.to_string()));
+        assert_eq!(serde_parse(&i64::MIN.to_string()), JsonValue::Int(i64::MIN.to_string()));
         assert_eq!(serde_parse("1250.0"), JsonValue::Float(1250.0));
         assert_eq!(serde_parse("1e16"), JsonValue::Float(1e16));
         assert_eq!(serde_parse("0"), JsonValue::Int("0".into()));
         let doc = r#"{"b": 1, "a": [true, null, "x\ny", {"k": 0.1}], "b": 3, "c": -0.0}"#;
         assert_eq!(serde_parse(doc), parse(doc));
-        assert_eq!(
-            serde_parse(doc).to_compact_string(),
-            r#"{"b":3,"a":[true,null,"x\ny",{"k":0.1}],"c":-0.0}"#
-        );
+        assert_eq!(serde_parse(doc).to_compact_string(), r#"{"b":3,"a":[true,null,"x\ny",{"k":0.1}],"c":-0.0}"#);
         assert_eq!(serde_parse(doc).get("b"), Some(&JsonValue::Int("3".into())));
     }
 
     #[test]
     fn parser_reads_strict_json() {
-        assert_eq!(
-            parse(" \t\r\n{\"a\" : [ 1 , 2.0 ] } \n"),
-            serde_parse(r#"{"a":[1,2.0]}"#)
-        );
-        assert_eq!(
-            parse("\"\\u00e9\\ud83d\\ude00\\/\\b\\f\""),
-            JsonValue::Str("é😀/\u{8}\u{c}".into())
-        );
+        assert_eq!(parse(" \t\r\n{\"a\" : [ 1 , 2.0 ] } \n"), serde_parse(r#"{"a":[1,2.0]}"#));
+        assert_eq!(parse("\"\\u00e9\\ud83d\\ude00\\/\\b\\f\""), JsonValue::Str("é😀/\u{8}\u{c}".into()));
         // lone surrogates become U+FFFD; a high one followed by a non-low escape keeps the latter
         assert_eq!(parse(r#""\ud800x""#), JsonValue::Str("\u{fffd}x".into()));
         assert_eq!(parse(r#""\udc00""#), JsonValue::Str("\u{fffd}".into()));
-        assert_eq!(
-            parse(r#""\ud800\u0041""#),
-            JsonValue::Str("\u{fffd}A".into())
-        );
-        assert_eq!(
-            parse(r#""Müller, 東京""#),
-            JsonValue::Str("Müller, 東京".into())
-        );
+        assert_eq!(parse(r#""\ud800\u0041""#), JsonValue::Str("\u{fffd}A".into()));
+        assert_eq!(parse(r#""Müller, 東京""#), JsonValue::Str("Müller, 東京".into()));
         assert_eq!(parse("[]"), JsonValue::Array(vec![]));
         assert_eq!(parse("{}"), JsonValue::Object(vec![]));
         assert_eq!(parse("-1.5E-3"), JsonValue::Float(-0.0015));
-        assert_eq!(
-            "[true]".parse::<JsonValue>(),
-            Ok(JsonValue::Array(vec![JsonValue::Bool(true)]))
-        );
+        assert_eq!("[true]".parse::<JsonValue>(), Ok(JsonValue::Array(vec![JsonValue::Bool(true)])));
         let bad = [
             "",
             " ",
@@ -910,15 +856,9 @@ mod tests {
     #[test]
     fn parser_floats_are_correctly_rounded() {
         // serde_json's default parser reads this one a unit in the last place low
-        assert_eq!(
-            parse("123456789012345680000.0").as_float(),
-            123456789012345680000.0
-        );
+        assert_eq!(parse("123456789012345680000.0").as_float(), 123456789012345680000.0);
         assert_eq!(parse("0.30000000000000004").as_float(), 0.1 + 0.2);
-        assert_eq!(
-            parse("2.2250738585072014e-308").as_float(),
-            f64::MIN_POSITIVE
-        );
+        assert_eq!(parse("2.2250738585072014e-308").as_float(), f64::MIN_POSITIVE);
         assert_eq!(parse("1e-400").as_float(), 0.0);
     }
 
@@ -933,10 +873,7 @@ mod tests {
             r#"{"z":1.0,"a":[true,false,null,{"b":"c"}],"m":-2}"#
         );
         // non-ASCII stays as is (ensure_ascii=False); escapes as serde_json writes them
-        assert_eq!(
-            compact(r#"["Müller", "東京", "\u00e9", "😀"]"#),
-            "[\"Müller\",\"東京\",\"é\",\"😀\"]"
-        );
+        assert_eq!(compact(r#"["Müller", "東京", "\u00e9", "😀"]"#), "[\"Müller\",\"東京\",\"é\",\"😀\"]");
         assert_eq!(
             compact(r#"["a\"b\\c\/d\n\r\t\b\f\u0001\u001f\u007f"]"#),
             "[\"a\\\"b\\\\c/d\\n\\r\\t\\b\\f\\u0001\\u001f\u{7f}\"]"
@@ -973,20 +910,12 @@ mod tests {
         }
         text.push_str("\"k5\":\"last\",\"k99\":null}");
         let v = parse(&text);
-        let JsonValue::Object(entries) = &v else {
-            panic!()
-        };
+        let JsonValue::Object(entries) = &v else { panic!() };
         assert_eq!(entries.len(), 100);
-        assert_eq!(
-            entries[5],
-            ("k5".to_string(), JsonValue::Str("last".into()))
-        );
+        assert_eq!(entries[5], ("k5".to_string(), JsonValue::Str("last".into())));
         assert_eq!(v.get("k99"), Some(&JsonValue::Null));
         // a hand-built object with duplicates: lookups still see the last one
-        let built = JsonValue::Object(vec![
-            ("x".into(), JsonValue::Bool(true)),
-            ("x".into(), JsonValue::Bool(false)),
-        ]);
+        let built = JsonValue::Object(vec![("x".into(), JsonValue::Bool(true)), ("x".into(), JsonValue::Bool(false))]);
         assert_eq!(built.get("x"), Some(&JsonValue::Bool(false)));
     }
 

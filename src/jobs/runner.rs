@@ -56,7 +56,8 @@ impl Jobs {
         let mut threads = Vec::new();
         for i in 0..workers.max(1) {
             let s = shared.clone();
-            threads.push(std::thread::Builder::new().name(format!("export-worker-{i}")).spawn(move || worker_loop(&s))?);
+            threads
+                .push(std::thread::Builder::new().name(format!("export-worker-{i}")).spawn(move || worker_loop(&s))?);
         }
         let s = shared.clone();
         threads.push(std::thread::Builder::new().name("export-retention".into()).spawn(move || retention_loop(&s))?);
@@ -91,7 +92,8 @@ impl Jobs {
 fn worker_loop(s: &Shared) {
     while !s.stopping.load(Ordering::SeqCst) {
         let seen = *s.wake.lock().expect("wake lock");
-        let claimed = s.pool.get().map_err(db::DbError::from).and_then(|mut c| db::exports::claim_next(&mut c, &s.run_id));
+        let claimed =
+            s.pool.get().map_err(db::DbError::from).and_then(|mut c| db::exports::claim_next(&mut c, &s.run_id));
         match claimed {
             Ok(Some(job)) => run_job(s, job),
             Ok(None) => {
@@ -163,7 +165,12 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
             let _ = std::fs::remove_file(&tmp);
             tracing::error!(export = %job.id, "export panicked");
             record(&|c| {
-                db::exports::fail(c, &job.id, &s.run_id, "An internal error stopped this export; it is in the server log. Create it again.")
+                db::exports::fail(
+                    c,
+                    &job.id,
+                    &s.run_id,
+                    "An internal error stopped this export; it is in the server log. Create it again.",
+                )
             });
         }
     }
@@ -247,7 +254,8 @@ fn retention_loop(s: &Shared) {
 
 fn sweep(s: &Shared, retention: Duration) {
     let cutoff = now_ms() - retention.as_millis() as i64;
-    let res = s.pool.get().map_err(db::DbError::from).and_then(|mut c| db::exports::delete_finished_before(&mut c, cutoff));
+    let res =
+        s.pool.get().map_err(db::DbError::from).and_then(|mut c| db::exports::delete_finished_before(&mut c, cutoff));
     match res {
         Ok(rows) => {
             for r in &rows {
