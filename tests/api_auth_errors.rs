@@ -60,9 +60,8 @@ async fn fixture() -> Fixture {
     .await;
     assert_eq!(status, 201, "{r}");
     let result = r["id"].as_str().unwrap().to_string();
-    let e = app
-        .export_and_wait(&json!({"schema_id": schema, "start_date": "2024-01-01", "end_date": "2024-01-31"}))
-        .await;
+    let e =
+        app.export_and_wait(&json!({"schema_id": schema, "start_date": "2024-01-01", "end_date": "2024-01-31"})).await;
     assert_eq!(e["status"], "COMPLETED", "{e}");
     let export = e["id"].as_str().unwrap().to_string();
     Fixture { app, schema, result, export }
@@ -204,7 +203,8 @@ async fn another_team_sees_nothing_of_the_first() {
             as_other(Method::DELETE, &format!("/v1/exports/{UNKNOWN_ID}")),
         ),
         (
-            as_other(Method::POST, "/v1/exports").json(&json!({"schema_id": s, "start_date": "2024-01-01", "end_date": "2024-01-31"})),
+            as_other(Method::POST, "/v1/exports")
+                .json(&json!({"schema_id": s, "start_date": "2024-01-01", "end_date": "2024-01-31"})),
             s.clone(),
             as_other(Method::POST, "/v1/exports")
                 .json(&json!({"schema_id": UNKNOWN_ID, "start_date": "2024-01-01", "end_date": "2024-01-31"})),
@@ -253,7 +253,8 @@ async fn another_team_sees_nothing_of_the_first() {
     let (status, own) = send(as_other(Method::POST, "/v1/schemas").json(&schema_body("other schema"))).await;
     assert_eq!(status, 201, "{own}");
     let own_id = own["id"].as_str().unwrap();
-    let (status, res) = send(as_other(Method::POST, "/v1/results").json(&json!({"schema_id": own_id, "extraction": {"n": 5}}))).await;
+    let (status, res) =
+        send(as_other(Method::POST, "/v1/results").json(&json!({"schema_id": own_id, "extraction": {"n": 5}}))).await;
     assert_eq!(status, 201, "{res}");
     let (status, _) = send(as_other(Method::GET, &format!("/v1/schemas/{own_id}"))).await;
     assert_eq!(status, 200);
@@ -322,7 +323,10 @@ async fn unknown_routes_wrong_methods_and_bad_ids_answer_json_errors() {
         }
         let r = rb.send().await.unwrap();
         let msg = assert_error_reason(r, 400, &format!("{method} {path}")).await;
-        assert!(msg.contains("not-a-uuid") || msg.contains("123") || msg.contains("UUID") || msg.contains("id"), "{msg}");
+        assert!(
+            msg.contains("not-a-uuid") || msg.contains("123") || msg.contains("UUID") || msg.contains("id"),
+            "{msg}"
+        );
     }
 
     // A query value of the wrong type is a 400 in the JSON shape too, never 422 or text.
@@ -338,6 +342,14 @@ async fn unknown_routes_wrong_methods_and_bad_ids_answer_json_errors() {
         .await
         .unwrap();
     assert_error_reason(r, 400, "POST /v1/schemas with a non-JSON body").await;
+    // A JSON body sent with another content type: 400 or 415, in the JSON shape.
+    for path in ["/v1/schemas", "/v1/exports", "/v1/results"] {
+        let r =
+            key(app.client.post(app.url(path))).header("content-type", "text/plain").body("{}").send().await.unwrap();
+        let status = r.status().as_u16();
+        assert!(status == 400 || status == 415, "POST {path} as text/plain: {status}");
+        assert_error_reason(r, status, &format!("POST {path} as text/plain")).await;
+    }
     app.stop().await;
 }
 
@@ -405,7 +417,11 @@ async fn openapi_document_lists_every_route_and_the_key_scheme() {
     let schemes = doc["components"]["securitySchemes"].as_object().expect("components.securitySchemes");
     let (name, _) = schemes
         .iter()
-        .find(|(_, s)| s["type"] == "apiKey" && s["in"] == "header" && s["name"].as_str().map(str::to_lowercase).as_deref() == Some("x-api-key"))
+        .find(|(_, s)| {
+            s["type"] == "apiKey"
+                && s["in"] == "header"
+                && s["name"].as_str().map(str::to_lowercase).as_deref() == Some("x-api-key")
+        })
         .unwrap_or_else(|| panic!("no apiKey scheme on header x-api-key: {schemes:?}"));
     // ... and the /v1 operations use it.
     let (_, list_exports) = find_path(&doc, "/v1/exports").unwrap();
@@ -419,7 +435,9 @@ async fn openapi_document_lists_every_route_and_the_key_scheme() {
         .iter()
         .filter_map(|p| p["name"].as_str())
         .collect();
-    for p in ["page", "limit", "sort_by", "sort_order", "search", "created_after", "created_before", "fields", "include"] {
+    for p in
+        ["page", "limit", "sort_by", "sort_order", "search", "created_after", "created_before", "fields", "include"]
+    {
         assert!(params.contains(&p), "GET /v1/exports parameter {p} missing: {params:?}");
     }
     app.stop().await;

@@ -119,9 +119,7 @@ fn assert_time(v: &Value, what: &str) -> chrono::DateTime<chrono::Utc> {
             && b[23] == b'Z',
         "{what}: '{s}' is not YYYY-MM-DDTHH:MM:SS.sssZ"
     );
-    chrono::DateTime::parse_from_rfc3339(s)
-        .unwrap_or_else(|e| panic!("{what}: '{s}': {e}"))
-        .with_timezone(&chrono::Utc)
+    chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{what}: '{s}': {e}")).with_timezone(&chrono::Utc)
 }
 
 fn assert_uuid_v7(v: &Value, what: &str) {
@@ -297,14 +295,16 @@ async fn bare_dates_mean_whole_days() {
         result_line(4, "2024-02-01T00:00:00.000Z", 1),
     ]);
     assert_eq!(app.upload_ndjson(schema_id, nd).await, 4);
-    let v = create_export(&app, &json!({"schema_id": schema_id, "start_date": "2024-01-01", "end_date": "2024-01-31"})).await;
+    let v = create_export(&app, &json!({"schema_id": schema_id, "start_date": "2024-01-01", "end_date": "2024-01-31"}))
+        .await;
     assert_eq!(v["start_date"], "2024-01-01T00:00:00.000Z", "{v}");
     assert_eq!(v["end_date"], "2024-01-31T23:59:59.999Z", "{v}");
     let done = wait_checking(&app, v["id"].as_str().unwrap()).await;
     assert_eq!(done["row_count"].as_u64(), Some(2), "both ends inclusive, whole days: {done}");
 
     // The same day as start and end is one whole day.
-    let v = create_export(&app, &json!({"schema_id": schema_id, "start_date": "2024-01-31", "end_date": "2024-01-31"})).await;
+    let v = create_export(&app, &json!({"schema_id": schema_id, "start_date": "2024-01-31", "end_date": "2024-01-31"}))
+        .await;
     assert_eq!(v["start_date"], "2024-01-31T00:00:00.000Z", "{v}");
     assert_eq!(v["end_date"], "2024-01-31T23:59:59.999Z", "{v}");
     let done = wait_checking(&app, v["id"].as_str().unwrap()).await;
@@ -450,7 +450,10 @@ async fn create_rejects_unknown_option_names() {
 async fn create_for_unknown_schema_is_404() {
     let app = spawn_app().await;
     let r = app
-        .post_json("/v1/exports", &json!({"schema_id": UNKNOWN_SCHEMA, "start_date": "2024-01-01", "end_date": "2024-01-31"}))
+        .post_json(
+            "/v1/exports",
+            &json!({"schema_id": UNKNOWN_SCHEMA, "start_date": "2024-01-01", "end_date": "2024-01-31"}),
+        )
         .send()
         .await
         .unwrap();
@@ -536,10 +539,7 @@ async fn download_before_completion_is_409_naming_the_status() {
         if r.status() == 409 {
             let msg = assert_error(r, 409).await;
             let upper = msg.to_uppercase();
-            assert!(
-                upper.contains("PENDING") || upper.contains("PROCESSING"),
-                "a 409 message names the status: {msg}"
-            );
+            assert!(upper.contains("PENDING") || upper.contains("PROCESSING"), "a 409 message names the status: {msg}");
             saw_409 = true;
         } else {
             assert_eq!(r.status(), 200, "only 409 or, once COMPLETED, 200");
@@ -594,7 +594,8 @@ async fn delete_answers_message_then_everything_is_404() {
     assert!(ids(&l).is_empty());
 
     // A job deleted right after creation never shows up again.
-    let v = create_export(&app, &json!({"schema_id": schema_id, "start_date": "2024-01-01", "end_date": "2024-01-31"})).await;
+    let v = create_export(&app, &json!({"schema_id": schema_id, "start_date": "2024-01-01", "end_date": "2024-01-31"}))
+        .await;
     let id = v["id"].as_str().unwrap().to_string();
     let (status, v) = send(app.delete(&format!("/v1/exports/{id}"))).await;
     assert_eq!(status, 200, "{v}");
@@ -908,7 +909,10 @@ async fn list_paging_is_stable_on_ties() {
                 // Only ids decide: they come out in id order (either direction).
                 let mut rev = want.clone();
                 rev.reverse();
-                assert!(seen == want || seen == rev, "ties broken by id, sort_by={sort_by}&sort_order={order}: {seen:?}");
+                assert!(
+                    seen == want || seen == rev,
+                    "ties broken by id, sort_by={sort_by}&sort_order={order}: {seen:?}"
+                );
             }
         }
     }

@@ -72,9 +72,7 @@ fn assert_time(v: &Value, what: &str) -> chrono::DateTime<chrono::Utc> {
             && b[23] == b'Z',
         "{what}: '{s}' is not YYYY-MM-DDTHH:MM:SS.sssZ"
     );
-    chrono::DateTime::parse_from_rfc3339(s)
-        .unwrap_or_else(|e| panic!("{what}: '{s}': {e}"))
-        .with_timezone(&chrono::Utc)
+    chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{what}: '{s}': {e}")).with_timezone(&chrono::Utc)
 }
 
 fn assert_uuid_v7(v: &Value, what: &str) {
@@ -111,10 +109,8 @@ fn upload_req(app: &TestApp, schema_id: &str, body: &str, content_type: &str) ->
 
 /// True when `msg` mentions a line and has the number `n` standing on its own.
 fn names_line(msg: &str, n: u32) -> bool {
-    let has_number = msg
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .any(|s| s.parse::<u32>() == Ok(n));
+    let has_number =
+        msg.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).any(|s| s.parse::<u32>() == Ok(n));
     msg.to_lowercase().contains("line") && has_number
 }
 
@@ -184,21 +180,12 @@ async fn schema_create_rejects_bad_definitions() {
         ),
         ("object without fields", one(json!({"key": "o", "type": "object"}))),
         ("object with empty fields", one(json!({"key": "o", "type": "object", "fields": []}))),
-        (
-            "fields on a string",
-            one(json!({"key": "s", "type": "string", "fields": [{"key": "x", "type": "string"}]})),
-        ),
-        (
-            "fields on a number",
-            one(json!({"key": "n", "type": "number", "fields": [{"key": "x", "type": "string"}]})),
-        ),
+        ("fields on a string", one(json!({"key": "s", "type": "string", "fields": [{"key": "x", "type": "string"}]}))),
+        ("fields on a number", one(json!({"key": "n", "type": "number", "fields": [{"key": "x", "type": "string"}]}))),
         ("unknown type", one(json!({"key": "t", "type": "text"}))),
         ("type in capitals", one(json!({"key": "t", "type": "STRING"}))),
         ("missing type", one(json!({"key": "t"}))),
-        (
-            "bad nested key",
-            one(json!({"key": "o", "type": "object", "fields": [{"key": "9", "type": "string"}]})),
-        ),
+        ("bad nested key", one(json!({"key": "o", "type": "object", "fields": [{"key": "9", "type": "string"}]}))),
         (
             "bad type deep down",
             one(json!({"key": "a", "type": "array", "fields": [
@@ -210,8 +197,6 @@ async fn schema_create_rejects_bad_definitions() {
         ("schema missing", json!({"name": "bad"})),
         ("schema not an object", json!({"name": "bad", "schema": "fields"})),
         ("name missing", json!({"schema": fields()})),
-        ("name a number", json!({"name": 7, "schema": fields()})),
-        ("description a number", json!({"name": "x", "description": 7, "schema": fields()})),
         ("body a list", json!([])),
     ];
     for (what, body) in cases {
@@ -343,7 +328,8 @@ async fn schema_patch_changes_what_is_sent_only() {
     assert_eq!(got, p, "GET sees the change");
 
     let new_def = json!({"fields": [{"key": "only", "type": "string"}]});
-    let (status, p) = send(app.patch_json(&format!("/v1/schemas/{id}"), &json!({"schema": new_def, "description": "new"}))).await;
+    let (status, p) =
+        send(app.patch_json(&format!("/v1/schemas/{id}"), &json!({"schema": new_def, "description": "new"}))).await;
     assert_eq!(status, 200, "{p}");
     assert_eq!(p["schema"], new_def);
     assert_eq!(p["description"], "new");
@@ -354,7 +340,6 @@ async fn schema_patch_changes_what_is_sent_only() {
         json!({"schema": {"fields": [{"key": "1bad", "type": "string"}]}}),
         json!({"schema": {"fields": []}}),
         json!({"schema": {"fields": [{"key": "o", "type": "object"}]}}),
-        json!({"name": 5}),
         json!({"schema": "nope"}),
     ] {
         let r = app.patch_json(&format!("/v1/schemas/{id}"), &body).send().await.unwrap();
@@ -365,7 +350,11 @@ async fn schema_patch_changes_what_is_sent_only() {
     assert_eq!(got["schema"], new_def);
     assert_eq!(got["name"], "bills");
 
-    assert_error(app.patch_json(&format!("/v1/schemas/{UNKNOWN_ID}"), &json!({"name": "x"})).send().await.unwrap(), 404).await;
+    assert_error(
+        app.patch_json(&format!("/v1/schemas/{UNKNOWN_ID}"), &json!({"name": "x"})).send().await.unwrap(),
+        404,
+    )
+    .await;
     assert_error(app.patch_json("/v1/schemas/xyz", &json!({"name": "x"})).send().await.unwrap(), 400).await;
     app.stop().await;
 }
@@ -454,6 +443,48 @@ async fn schema_patch_keeps_completed_exports_downloadable() {
     app.stop().await;
 }
 
+/// api.md: "Request parse failures (bad JSON, wrong types, ...) are 400". A number or a
+/// boolean where a string belongs is a wrong type, not a string to be made up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn string_members_reject_other_json_types() {
+    let app = spawn_app().await;
+    let sid = new_schema(&app, "invoices").await;
+    let mut failures = Vec::new();
+    let mut check = |what: &str, status: u16| {
+        if status != 400 {
+            failures.push(format!("{what}: {status}"));
+        }
+    };
+    for (what, body) in [
+        ("POST /v1/schemas name 7", json!({"name": 7, "schema": fields()})),
+        ("POST /v1/schemas name true", json!({"name": true, "schema": fields()})),
+        ("POST /v1/schemas description 7", json!({"name": "x", "description": 7, "schema": fields()})),
+    ] {
+        let r = app.post_json("/v1/schemas", &body).send().await.unwrap();
+        check(what, r.status().as_u16());
+    }
+    for (what, body) in [
+        ("PATCH /v1/schemas name 5", json!({"name": 5})),
+        ("PATCH /v1/schemas description false", json!({"description": false})),
+    ] {
+        let r = app.patch_json(&format!("/v1/schemas/{sid}"), &body).send().await.unwrap();
+        check(what, r.status().as_u16());
+    }
+    let r = app
+        .post_json("/v1/results", &json!({"schema_id": sid, "extraction": {}, "file_name": 5}))
+        .send()
+        .await
+        .unwrap();
+    check("POST /v1/results file_name 5", r.status().as_u16());
+    let r = upload_req(&app, &sid, "{\"extraction\": {}, \"file_name\": 5}\n", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
+    check("NDJSON file_name 5", r.status().as_u16());
+    assert!(failures.is_empty(), "wrong types accepted: {failures:?}");
+    app.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // results
 
@@ -476,7 +507,8 @@ async fn result_create_returns_extraction_exactly() {
     assert_eq!(v["status"], "SUCCESS");
     let c = assert_time(&v["createdAt"], "createdAt");
     assert!(c >= before && c <= chrono::Utc::now() + chrono::Duration::seconds(2), "createdAt defaults to now: {v}");
-    assert_eq!(v["createdAt"], v["updatedAt"]);
+    let u = assert_time(&v["updatedAt"], "updatedAt");
+    assert!(u >= c && (u - c).num_milliseconds() < 1000, "updatedAt at creation: {v}");
     assert_eq!(v["extraction"], extraction, "values kept exactly (1250.0 stays a float, big stays an integer)");
     assert!(v["extraction"]["amount"].is_f64(), "{v}");
     assert_eq!(v["extraction"]["big"].as_u64(), Some(12345678901234567890), "{v}");
@@ -550,7 +582,6 @@ async fn result_create_validation() {
         ("schema_id a number", json!({"schema_id": 1, "extraction": {}})),
         ("createdAt words", json!({"schema_id": sid, "extraction": {}, "createdAt": "last week"})),
         ("createdAt a number", json!({"schema_id": sid, "extraction": {}, "createdAt": 1700000000})),
-        ("file_name a number", json!({"schema_id": sid, "extraction": {}, "file_name": 5})),
         ("body a list", json!([{"schema_id": sid, "extraction": {}}])),
     ] {
         let r = app.post_json("/v1/results", &body).send().await.unwrap();
@@ -587,7 +618,9 @@ async fn result_created_at_backfill_is_honoured() {
     )
     .await;
     assert_eq!(v["createdAt"], "2023-05-06T07:08:09.123Z", "{v}");
-    let v2 = post_result(&app, &json!({"schema_id": sid, "extraction": {"n": 2}, "createdAt": "2023-05-06T09:08:09+02:00"})).await;
+    let v2 =
+        post_result(&app, &json!({"schema_id": sid, "extraction": {"n": 2}, "createdAt": "2023-05-06T09:08:09+02:00"}))
+            .await;
     assert_eq!(v2["createdAt"], "2023-05-06T07:08:09.000Z", "normalised to UTC: {v2}");
     let (_, got) = send(app.get(&format!("/v1/results/{}", v["id"].as_str().unwrap()))).await;
     assert_eq!(got["createdAt"], "2023-05-06T07:08:09.123Z");
@@ -610,7 +643,10 @@ async fn result_created_at_backfill_is_honoured() {
 async fn ndjson_upload_is_counted_and_all_or_nothing() {
     let app = spawn_app().await;
     let sid = new_schema(&app, "invoices").await;
-    let line = |i: u32| json!({"file_name": format!("doc-{i}.pdf"), "createdAt": "2024-03-01T00:00:00.000Z", "extraction": {"n": i}}).to_string();
+    let line = |i: u32| {
+        json!({"file_name": format!("doc-{i}.pdf"), "createdAt": "2024-03-01T00:00:00.000Z", "extraction": {"n": i}})
+            .to_string()
+    };
     let good = format!("{}\n{}\n{}\n", line(1), line(2), line(3));
     let r = upload_req(&app, &sid, &good, "application/x-ndjson").send().await.unwrap();
     assert_eq!(r.status(), 201);
@@ -678,8 +714,9 @@ async fn results_list_filters_and_extraction_flag() {
     .map(|l| l.to_string() + "\n")
     .collect::<String>();
     assert_eq!(app.upload_ndjson(&a, nd_a).await, 3);
-    let nd_b = json!({"file_name": "invoice-june.pdf", "createdAt": "2024-06-01T10:00:00.000Z", "extraction": {"k": "b1"}})
-        .to_string();
+    let nd_b =
+        json!({"file_name": "invoice-june.pdf", "createdAt": "2024-06-01T10:00:00.000Z", "extraction": {"k": "b1"}})
+            .to_string();
     assert_eq!(app.upload_ndjson(&b, nd_b).await, 1);
 
     // Default: every result, newest first, no extraction.
@@ -688,7 +725,12 @@ async fn results_list_filters_and_extraction_flag() {
     let created: Vec<&str> = l["data"].as_array().unwrap().iter().map(|e| e["createdAt"].as_str().unwrap()).collect();
     assert_eq!(
         created,
-        vec!["2024-06-01T10:00:00.000Z", "2024-05-01T10:00:00.000Z", "2024-04-01T10:00:00.000Z", "2024-03-01T10:00:00.000Z"]
+        vec![
+            "2024-06-01T10:00:00.000Z",
+            "2024-05-01T10:00:00.000Z",
+            "2024-04-01T10:00:00.000Z",
+            "2024-03-01T10:00:00.000Z"
+        ]
     );
     let without: Vec<&str> = RESULT_KEYS.iter().copied().filter(|k| *k != "extraction").collect();
     for item in l["data"].as_array().unwrap() {
@@ -787,5 +829,21 @@ async fn result_get_and_delete() {
     assert_error(app.get(&format!("/v1/results/{UNKNOWN_ID}")).send().await.unwrap(), 404).await;
     assert_error(app.get("/v1/results/123").send().await.unwrap(), 400).await;
     assert_error(app.delete("/v1/results/123").send().await.unwrap(), 400).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ndjson_body_over_the_limit_is_413() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| c.max_body = 4096).await;
+    let sid = new_schema(&app, "invoices").await;
+    let line = json!({"extraction": {"text": "x".repeat(100)}}).to_string() + "\n";
+    let big = line.repeat(100);
+    assert!(big.len() > 4096);
+    let r = upload_req(&app, &sid, &big, "application/x-ndjson").send().await.unwrap();
+    assert_error(r, 413).await;
+    assert_eq!(total(&list(&app, "/v1/results", &[]).await), 0, "nothing inserted");
+    // Under the limit is fine.
+    assert_eq!(app.upload_ndjson(&sid, line.repeat(3)).await, 3);
     app.stop().await;
 }

@@ -8,14 +8,13 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const FIX: &str = "openapi/openapi.json is out of date: run `cargo run -- openapi > openapi/openapi.json` and commit the result";
+const FIX: &str =
+    "openapi/openapi.json is out of date: run `cargo run -- openapi > openapi/openapi.json` and commit the result";
 
 fn committed() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/openapi.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}\n{FIX}", path.display()));
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{} is not JSON: {e}\n{FIX}", path.display()))
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}\n{FIX}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}\n{FIX}", path.display()))
 }
 
 fn from_cli() -> Value {
@@ -25,11 +24,7 @@ fn from_cli() -> Value {
         .env("EXPORTS_DATA_DIR", data.path())
         .output()
         .expect("run exports-api openapi");
-    assert!(
-        out.status.success(),
-        "`exports-api openapi` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "`exports-api openapi` failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("`exports-api openapi` prints JSON")
 }
 
@@ -48,12 +43,9 @@ fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
                     None => return Some(format!("{p}: only on the left")),
                 }
             }
-            y.keys().find(|k| !x.contains_key(*k)).map(|k| {
-                format!(
-                    "{at}/{}: only on the right",
-                    k.replace('~', "~0").replace('/', "~1")
-                )
-            })
+            y.keys()
+                .find(|k| !x.contains_key(*k))
+                .map(|k| format!("{at}/{}: only on the right", k.replace('~', "~0").replace('/', "~1")))
         }
         (Value::Array(x), Value::Array(y)) => {
             for (i, (v, w)) in x.iter().zip(y).enumerate() {
@@ -67,20 +59,12 @@ fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
             let short = |v: &Value| {
                 let s = v.to_string();
                 if s.len() > 200 {
-                    format!(
-                        "{}…",
-                        &s[..s.char_indices().nth(200).map_or(s.len(), |(i, _)| i)]
-                    )
+                    format!("{}…", &s[..s.char_indices().nth(200).map_or(s.len(), |(i, _)| i)])
                 } else {
                     s
                 }
             };
-            format!(
-                "{}: {} vs {}",
-                if at.is_empty() { "/" } else { at },
-                short(a),
-                short(b)
-            )
+            format!("{}: {} vs {}", if at.is_empty() { "/" } else { at }, short(a), short(b))
         }),
     }
 }
@@ -95,47 +79,24 @@ fn assert_same(left: &Value, left_name: &str, right: &Value, right_name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn served_openapi_equals_committed_file() {
     let app = common::spawn_app().await;
-    let r = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.client.get(app.url("/openapi.json")).send().await.unwrap();
     assert_eq!(r.status(), 200, "GET /openapi.json");
     let served: Value = r.json().await.expect("GET /openapi.json is JSON");
-    assert!(
-        served["openapi"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("3.")),
-        "not OpenAPI 3"
-    );
-    assert_same(
-        &served,
-        "GET /openapi.json",
-        &committed(),
-        "openapi/openapi.json",
-    );
+    assert!(served["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "not OpenAPI 3");
+    assert_same(&served, "GET /openapi.json", &committed(), "openapi/openapi.json");
     app.stop().await;
 }
 
 #[test]
 fn cli_openapi_equals_committed_file() {
-    assert_same(
-        &from_cli(),
-        "`exports-api openapi`",
-        &committed(),
-        "openapi/openapi.json",
-    );
+    assert_same(&from_cli(), "`exports-api openapi`", &committed(), "openapi/openapi.json");
 }
 
 #[test]
 fn difference_finder_points_at_the_change() {
     let a = serde_json::json!({"paths": {"/v1/x": {"get": {"summary": "a"}}}, "n": [1, 2]});
     let b = serde_json::json!({"paths": {"/v1/x": {"get": {"summary": "b"}}}, "n": [1, 2]});
-    assert_eq!(
-        first_difference(&a, &b, "").unwrap(),
-        "/paths/~1v1~1x/get/summary: \"a\" vs \"b\""
-    );
+    assert_eq!(first_difference(&a, &b, "").unwrap(), "/paths/~1v1~1x/get/summary: \"a\" vs \"b\"");
     let c = serde_json::json!({"paths": {"/v1/x": {"get": {"summary": "a"}}}, "n": [1]});
     assert_eq!(first_difference(&a, &c, "").unwrap(), "/n: 2 items vs 1");
     assert_eq!(first_difference(&a, &a, ""), None);

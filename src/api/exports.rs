@@ -12,6 +12,7 @@ use super::auth::ApiKeyAuth;
 use super::list::{
     default_limit, default_page, fields_param, include_schema, ListParams, Meta, SchemaRef, SortOrder, Sparse,
 };
+use super::text::Text;
 use super::{parse_id, with_db, ApiTags};
 use crate::api_errors;
 use crate::app::AppState;
@@ -74,7 +75,7 @@ pub struct ExportOptions {
 #[oai(deny_unknown_fields)]
 pub struct ExportOptionsInput {
     /// Field delimiter: `,` (default), `;`, `\t` or `|`.
-    pub delimiter: Option<String>,
+    pub delimiter: Option<Text>,
     /// Write a UTF-8 byte-order mark first (default false).
     pub bom: Option<bool>,
     /// `key` (default) or `label`.
@@ -146,15 +147,15 @@ impl Example for Export {
 #[oai(example)]
 pub struct CreateExport {
     /// UUID of the schema whose results to export.
-    pub schema_id: String,
+    pub schema_id: Text,
     /// ISO 8601 start: include results created on or after it. A bare date (`2024-01-01`)
     /// means the start of that day (UTC).
-    pub start_date: String,
+    pub start_date: Text,
     /// ISO 8601 end: include results created on or before it. A bare date (`2024-01-31`)
     /// means that whole day, up to 23:59:59.999Z.
-    pub end_date: String,
+    pub end_date: Text,
     /// Key of a top-level array field to expand into one row per item.
-    pub expand_array: Option<String>,
+    pub expand_array: Option<Text>,
     /// CSV options.
     pub options: Option<ExportOptionsInput>,
 }
@@ -392,7 +393,7 @@ impl ExportsApi {
             .into());
         }
         let options = options_in(body.options)?;
-        let expand = body.expand_array;
+        let expand = body.expand_array.map(|t| t.0);
         let team = auth.0.id;
         let row = with_db(&state, move |c| {
             let schema = crate::db::schemas::get(c, &team, &schema_id)?

@@ -7,6 +7,7 @@ pub mod list;
 pub mod ndjson;
 pub mod results;
 pub mod schemas;
+pub mod text;
 
 use std::sync::Arc;
 

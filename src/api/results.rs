@@ -15,6 +15,7 @@ use super::list::{
 };
 use super::ndjson::Ndjson;
 use super::schemas::Message;
+use super::text::Text;
 use super::{parse_id, with_db, ApiTags};
 use crate::api_errors;
 use crate::app::AppState;
@@ -72,14 +73,14 @@ impl Example for ResultItem {
 #[oai(example)]
 pub struct CreateResult {
     /// UUID of the schema the extraction follows.
-    pub schema_id: String,
+    pub schema_id: Text,
     /// The extracted data: a JSON object. Kept exactly as sent.
     pub extraction: Value,
     /// The source document's file name.
-    pub file_name: Option<String>,
+    pub file_name: Option<Text>,
     /// When it was extracted (ISO 8601), for backfills; default now.
     #[oai(rename = "createdAt")]
-    pub created_at: Option<String>,
+    pub created_at: Option<Text>,
 }
 
 impl Example for CreateResult {
@@ -216,7 +217,8 @@ impl ResultsApi {
             Some(s) => parse_instant(s, DayEnd::Start).map_err(|m| ApiError::bad_request(format!("createdAt: {m}")))?,
             None => now_ms(),
         };
-        let new = NewResult { file_name: body.file_name, created_at, extraction: body.extraction.to_string() };
+        let new =
+            NewResult { file_name: body.file_name.map(|t| t.0), created_at, extraction: body.extraction.to_string() };
         let team = auth.0.id;
         let rec = with_db(&state, move |c| {
             crate::db::schemas::get(c, &team, &schema_id)?.ok_or_else(schema_missing)?;

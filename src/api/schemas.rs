@@ -10,6 +10,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::auth::ApiKeyAuth;
 use super::list::{default_limit, default_page, fields_param, ListParams, Meta, SortOrder, Sparse};
+use super::text::Text;
 use super::{parse_id, with_db, ApiTags};
 use crate::api_errors;
 use crate::app::AppState;
@@ -39,13 +40,13 @@ pub enum FieldTypeApi {
 #[derive(Object, Clone, Debug)]
 pub struct SchemaField {
     /// The key in the extraction object: `[A-Za-z_][A-Za-z0-9_]*`, unique among its siblings.
-    pub key: String,
+    pub key: Text,
     /// The field's type. Values are exported by their JSON type whatever this says.
     #[oai(rename = "type")]
     pub ty: FieldTypeApi,
     /// A human label, used for CSV headers with `options.header = "label"`.
     #[oai(skip_serializing_if_is_none)]
-    pub label: Option<String>,
+    pub label: Option<Text>,
     /// Sub-fields: required and non-empty for `object`; optional for `array` (present: an
     /// array of objects with these sub-fields; absent: an array of scalars); not allowed
     /// on scalar types.
@@ -83,9 +84,9 @@ pub struct Schema {
 #[oai(example)]
 pub struct CreateSchema {
     /// Schema name, 1–200 characters.
-    pub name: String,
+    pub name: Text,
     /// Free text.
-    pub description: Option<String>,
+    pub description: Option<Text>,
     /// The fields.
     pub schema: SchemaBody,
 }
@@ -95,9 +96,9 @@ pub struct CreateSchema {
 #[derive(Object)]
 pub struct PatchSchema {
     /// New name.
-    pub name: Option<String>,
+    pub name: Option<Text>,
     /// New description; `null` clears it.
-    pub description: MaybeUndefined<String>,
+    pub description: MaybeUndefined<Text>,
     /// New fields.
     pub schema: Option<SchemaBody>,
 }
@@ -167,7 +168,7 @@ fn from_def(def: &SchemaDef) -> SchemaBody {
     fn field(f: &FieldDef) -> SchemaField {
         use crate::domain::schema::FieldType as T;
         SchemaField {
-            key: f.key.clone(),
+            key: f.key.clone().into(),
             ty: match f.ty {
                 T::String => FieldTypeApi::String,
                 T::Number => FieldTypeApi::Number,
@@ -178,7 +179,7 @@ fn from_def(def: &SchemaDef) -> SchemaBody {
                 T::Object => FieldTypeApi::Object,
                 T::Array => FieldTypeApi::Array,
             },
-            label: f.label.clone(),
+            label: f.label.clone().map(Text),
             fields: f.fields.as_ref().map(|v| v.iter().map(field).collect()),
         }
     }
@@ -286,7 +287,7 @@ impl SchemasApi {
             id: uuid::Uuid::now_v7().to_string(),
             team_id: auth.0.id,
             name: check_name(&body.name)?,
-            description: body.0.description,
+            description: body.0.description.map(|t| t.0),
             definition: to_def(&body.0.schema)?,
             created_at: now,
             updated_at: now,
@@ -404,7 +405,7 @@ impl SchemasApi {
                 row.name = n;
             }
             match description {
-                MaybeUndefined::Value(d) => row.description = Some(d),
+                MaybeUndefined::Value(d) => row.description = Some(d.0),
                 MaybeUndefined::Null => row.description = None,
                 MaybeUndefined::Undefined => {}
             }

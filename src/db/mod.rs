@@ -50,9 +50,14 @@ pub type DbResult<T> = Result<T, DbError>;
 
 fn init_connection(c: &mut Connection) -> rusqlite::Result<()> {
     c.busy_timeout(std::time::Duration::from_secs(10))?;
+    // WAL is a property of the file: switch once, not on every connection (switching needs a
+    // lock another process's long import may hold).
+    let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        c.execute_batch("PRAGMA journal_mode = WAL;")?;
+    }
     c.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
+        "PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -16000;",

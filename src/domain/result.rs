@@ -69,7 +69,7 @@ mod tests {
         assert_eq!(r.extraction, r#"{"b":1.0,"a":[]}"#);
         assert_eq!(r.created_at, 1_704_067_200_000);
         assert_eq!(r.file_name.as_deref(), Some("a.pdf"));
-        assert_eq!(parse_ndjson_line("  ", 5).unwrap().is_none(), true);
+        assert!(parse_ndjson_line("  ", 5).unwrap().is_none());
         assert_eq!(parse_ndjson_line(r#"{"extraction":{}}"#, 5).unwrap().unwrap().created_at, 5);
         for bad in [
             "nope",

@@ -6,9 +6,7 @@
 //! that the export agrees byte for byte with an independent Python-like implementation.
 
 use std::collections::HashMap;
-use std::fmt::{self, Write as _};
-
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::fmt::Write as _;
 
 /// One JSON value.
 ///
@@ -602,88 +600,6 @@ impl<'a> Parser<'a> {
     }
 }
 
-struct JsonValueVisitor;
-
-impl<'de> Visitor<'de> for JsonValueVisitor {
-    type Value = JsonValue;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<JsonValue, E> {
-        Ok(JsonValue::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<JsonValue, E> {
-        Ok(JsonValue::Int(v.to_string()))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<JsonValue, E> {
-        Ok(JsonValue::Int(v.to_string()))
-    }
-
-    fn visit_i128<E>(self, v: i128) -> Result<JsonValue, E> {
-        Ok(JsonValue::Int(v.to_string()))
-    }
-
-    fn visit_u128<E>(self, v: u128) -> Result<JsonValue, E> {
-        Ok(JsonValue::Int(v.to_string()))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<JsonValue, E> {
-        Ok(JsonValue::Float(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<JsonValue, E> {
-        Ok(JsonValue::Str(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<JsonValue, E> {
-        Ok(JsonValue::Str(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<JsonValue, E> {
-        Ok(JsonValue::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<JsonValue, E> {
-        Ok(JsonValue::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<JsonValue, D::Error> {
-        JsonValue::deserialize(d)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonValue, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(item) = seq.next_element::<JsonValue>()? {
-            items.push(item);
-        }
-        Ok(JsonValue::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonValue, A::Error> {
-        let mut obj = ObjectBuilder::with_capacity(map.size_hint().unwrap_or(0));
-        while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value::<JsonValue>()?;
-            obj.insert(key, value);
-        }
-        Ok(JsonValue::Object(obj.finish()))
-    }
-}
-
-/// Reading through serde (`serde_json::from_str::<JsonValue>`): serde_json calls `visit_u64` /
-/// `visit_i64` for integer literals and `visit_f64` for literals with a fraction or exponent.
-/// Integer literals beyond the 64-bit range, and `-0`, reach `visit_f64` and become floats, and
-/// serde_json's float parser may be one unit in the last place off; [`JsonValue::parse`] has
-/// neither limitation and is what the CSV export uses.
-impl<'de> Deserialize<'de> for JsonValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<JsonValue, D::Error> {
-        d.deserialize_any(JsonValueVisitor)
-    }
-}
-
 impl std::str::FromStr for JsonValue {
     type Err = String;
 
@@ -699,10 +615,6 @@ mod tests {
 
     fn parse(text: &str) -> JsonValue {
         JsonValue::parse(text).unwrap()
-    }
-
-    fn serde_parse(text: &str) -> JsonValue {
-        serde_json::from_str(text).unwrap()
     }
 
     fn float(f: f64) -> String {
@@ -786,23 +698,14 @@ mod tests {
     }
 
     #[test]
-    fn serde_deserialize_keeps_int_and_float_apart() {
-        assert_eq!(serde_parse("10"), JsonValue::Int("10".into()));
-        assert_eq!(serde_parse("-5"), JsonValue::Int("-5".into()));
-        assert_eq!(serde_parse(&u64::MAX.to_string()), JsonValue::Int(u64::MAX.to_string()));
-        assert_eq!(serde_parse(&i64::MIN.to_string()), JsonValue::Int(i64::MIN.to_string()));
-        assert_eq!(serde_parse("1250.0"), JsonValue::Float(1250.0));
-        assert_eq!(serde_parse("1e16"), JsonValue::Float(1e16));
-        assert_eq!(serde_parse("0"), JsonValue::Int("0".into()));
-        let doc = r#"{"b": 1, "a": [true, null, "x\ny", {"k": 0.1}], "b": 3, "c": -0.0}"#;
-        assert_eq!(serde_parse(doc), parse(doc));
-        assert_eq!(serde_parse(doc).to_compact_string(), r#"{"b":3,"a":[true,null,"x\ny",{"k":0.1}],"c":-0.0}"#);
-        assert_eq!(serde_parse(doc).get("b"), Some(&JsonValue::Int("3".into())));
-    }
-
-    #[test]
     fn parser_reads_strict_json() {
-        assert_eq!(parse(" \t\r\n{\"a\" : [ 1 , 2.0 ] } \n"), serde_parse(r#"{"a":[1,2.0]}"#));
+        assert_eq!(
+            parse(" \t\r\n{\"a\" : [ 1 , 2.0 ] } \n"),
+            JsonValue::Object(vec![(
+                "a".into(),
+                JsonValue::Array(vec![JsonValue::Int("1".into()), JsonValue::Float(2.0)])
+            )])
+        );
         assert_eq!(parse("\"\\u00e9\\ud83d\\ude00\\/\\b\\f\""), JsonValue::Str("é😀/\u{8}\u{c}".into()));
         // lone surrogates become U+FFFD; a high one followed by a non-low escape keeps the latter
         assert_eq!(parse(r#""\ud800x""#), JsonValue::Str("\u{fffd}x".into()));

@@ -72,29 +72,19 @@ impl TestApp {
     }
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .get(self.url(path))
-            .header("x-api-key", &self.api_key)
+        self.client.get(self.url(path)).header("x-api-key", &self.api_key)
     }
 
     pub fn post_json(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
-        self.client
-            .post(self.url(path))
-            .header("x-api-key", &self.api_key)
-            .json(body)
+        self.client.post(self.url(path)).header("x-api-key", &self.api_key).json(body)
     }
 
     pub fn patch_json(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
-        self.client
-            .patch(self.url(path))
-            .header("x-api-key", &self.api_key)
-            .json(body)
+        self.client.patch(self.url(path)).header("x-api-key", &self.api_key).json(body)
     }
 
     pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .delete(self.url(path))
-            .header("x-api-key", &self.api_key)
+        self.client.delete(self.url(path)).header("x-api-key", &self.api_key)
     }
 
     /// Creates a schema and returns its JSON.
@@ -132,14 +122,7 @@ impl TestApp {
     /// Polls an export until it is COMPLETED or FAILED (at most 60 s).
     pub async fn wait_export(&self, id: &str) -> Value {
         for _ in 0..600 {
-            let v: Value = self
-                .get(&format!("/v1/exports/{id}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v: Value = self.get(&format!("/v1/exports/{id}")).send().await.unwrap().json().await.unwrap();
             match v["status"].as_str() {
                 Some("COMPLETED") | Some("FAILED") => return v,
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -150,11 +133,7 @@ impl TestApp {
 
     /// The download URL of a COMPLETED export.
     pub async fn download_url(&self, id: &str) -> String {
-        let r = self
-            .get(&format!("/v1/exports/{id}/download"))
-            .send()
-            .await
-            .unwrap();
+        let r = self.get(&format!("/v1/exports/{id}/download")).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.unwrap();
         v["url"].as_str().unwrap().to_string()
@@ -175,22 +154,14 @@ pub fn cli(data_dir: &Path, args: &[&str]) -> String {
         .arg(data_dir)
         .output()
         .expect("run exports-api");
-    assert!(
-        out.status.success(),
-        "exports-api {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "exports-api {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// Asserts the JSON error shape and status; returns the message.
 pub async fn assert_error(resp: reqwest::Response, status: u16) -> String {
     assert_eq!(resp.status().as_u16(), status, "status");
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
+    let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
     assert!(ct.starts_with("application/json"), "content-type {ct}");
     let v: Value = resp.json().await.expect("JSON error body");
     assert_eq!(v["statusCode"].as_u64(), Some(status as u64), "{v}");
@@ -207,20 +178,12 @@ pub fn gen_results(count: usize, seed: u64) -> (Value, String) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen_results.py");
     let st = Command::new("python3")
         .arg(&script)
-        .args([
-            "--count",
-            &count.to_string(),
-            "--seed",
-            &seed.to_string(),
-            "--out",
-        ])
+        .args(["--count", &count.to_string(), "--seed", &seed.to_string(), "--out"])
         .arg(out.path())
         .status()
         .expect("python3 runs gen_results.py");
     assert!(st.success());
-    let schema =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("schema.json")).unwrap())
-            .unwrap();
+    let schema = serde_json::from_str(&std::fs::read_to_string(out.path().join("schema.json")).unwrap()).unwrap();
     let nd = std::fs::read_to_string(out.path().join("results.ndjson")).unwrap();
     (schema, nd)
 }
