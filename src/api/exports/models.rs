@@ -1,0 +1,264 @@
+//! The objects of `/v1/exports`: what goes in and comes out, and their conversions.
+
+use poem_openapi::types::Example;
+use poem_openapi::{Enum, Object};
+
+use crate::api::list::{Meta, SchemaRef, Sparse};
+use crate::api::text::Text;
+use crate::db::exports::ExportRow;
+use crate::domain::export::{CsvOptions, ExportStatus, HeaderStyle, DELIMITERS};
+use crate::domain::time::format_ms;
+use crate::error::ApiError;
+
+/// Where an export job is: PENDING (queued, waiting to start), PROCESSING (generation in
+/// progress), COMPLETED (ready for download) or FAILED (see `error`).
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[oai(rename_all = "UPPERCASE")]
+pub enum Status {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl From<ExportStatus> for Status {
+    fn from(s: ExportStatus) -> Self {
+        match s {
+            ExportStatus::Pending => Status::Pending,
+            ExportStatus::Processing => Status::Processing,
+            ExportStatus::Completed => Status::Completed,
+            ExportStatus::Failed => Status::Failed,
+        }
+    }
+}
+
+/// How header cells are named: `key` (dot paths, `billing_address.city`) or `label`
+/// (`Billing address / City`; the key where a field has no label).
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum HeaderOption {
+    Key,
+    Label,
+}
+
+/// CSV options, as in effect for an export.
+#[derive(Object, Clone)]
+pub struct ExportOptions {
+    /// Field delimiter: `,` `;` `\t` or `|`.
+    pub delimiter: String,
+    /// A UTF-8 byte-order mark first (Excel on Windows needs it).
+    pub bom: bool,
+    /// Header style.
+    pub header: HeaderOption,
+    /// Prefix `'` to text starting with `=`, `+`, `-`, `@`, tab or CR (CWE-1236).
+    pub formula_guard: bool,
+    /// Gzip-compress the file (`.csv.gz`).
+    pub gzip: bool,
+}
+
+/// CSV options for a new export; all optional.
+#[derive(Object, Clone, Default)]
+#[oai(deny_unknown_fields)]
+pub struct ExportOptionsInput {
+    /// Field delimiter: `,` (default), `;`, `\t` or `|`.
+    pub delimiter: Option<Text>,
+    /// Write a UTF-8 byte-order mark first (default false).
+    pub bom: Option<bool>,
+    /// `key` (default) or `label`.
+    pub header: Option<HeaderOption>,
+    /// Guard against spreadsheet formulas (default true).
+    pub formula_guard: Option<bool>,
+    /// Gzip-compress the file (default false).
+    pub gzip: Option<bool>,
+}
+
+/// An export job.
+#[derive(Object, Clone)]
+#[oai(example)]
+pub struct Export {
+    /// Export UUID.
+    pub id: String,
+    /// The schema whose results are exported.
+    pub schema_id: String,
+    pub status: Status,
+    /// Results created at or after this time are included.
+    pub start_date: String,
+    /// Results created at or before this time are included.
+    pub end_date: String,
+    /// The array field expanded into one row per item, if any.
+    pub expand_array: Option<String>,
+    /// CSV options in effect.
+    pub options: ExportOptions,
+    /// Data records written (after expansion; header not counted). Null until COMPLETED.
+    pub row_count: Option<i64>,
+    /// The file's size in bytes, as served. Null until COMPLETED.
+    pub file_size: Option<i64>,
+    /// Why the export FAILED, in words you can act on. Null unless FAILED.
+    pub error: Option<String>,
+    #[oai(rename = "createdAt")]
+    pub created_at: String,
+    #[oai(rename = "updatedAt")]
+    pub updated_at: String,
+    /// When the file was ready. Null until COMPLETED.
+    #[oai(rename = "completedAt")]
+    pub completed_at: Option<String>,
+    /// The schema, with `include=schema`.
+    #[oai(skip_serializing_if_is_none)]
+    pub schema: Option<SchemaRef>,
+}
+
+impl Example for Export {
+    fn example() -> Self {
+        Export {
+            id: "019760a0-0050-7000-8000-000000000050".into(),
+            schema_id: "019760a0-0001-7000-8000-000000000001".into(),
+            status: Status::Pending,
+            start_date: "2024-01-01T00:00:00.000Z".into(),
+            end_date: "2024-01-31T23:59:59.999Z".into(),
+            expand_array: None,
+            options: options_out(&CsvOptions::default()),
+            row_count: None,
+            file_size: None,
+            error: None,
+            created_at: "2024-01-31T12:00:00.000Z".into(),
+            updated_at: "2024-01-31T12:00:00.000Z".into(),
+            completed_at: None,
+            schema: None,
+        }
+    }
+}
+
+/// A new export job.
+#[derive(Object)]
+#[oai(example)]
+pub struct CreateExport {
+    /// UUID of the schema whose results to export.
+    pub schema_id: Text,
+    /// ISO 8601 start: include results created on or after it. A bare date (`2024-01-01`)
+    /// means the start of that day (UTC).
+    pub start_date: Text,
+    /// ISO 8601 end: include results created on or before it. A bare date (`2024-01-31`)
+    /// means that whole day, up to 23:59:59.999Z.
+    pub end_date: Text,
+    /// Key of a top-level array field to expand into one row per item.
+    pub expand_array: Option<Text>,
+    /// CSV options.
+    pub options: Option<ExportOptionsInput>,
+}
+
+impl Example for CreateExport {
+    fn example() -> Self {
+        CreateExport {
+            schema_id: "019760a0-0001-7000-8000-000000000001".into(),
+            start_date: "2024-01-01T00:00:00.000Z".into(),
+            end_date: "2024-01-31T23:59:59.999Z".into(),
+            expand_array: None,
+            options: None,
+        }
+    }
+}
+
+/// A time-limited download link.
+#[derive(Object)]
+#[oai(example)]
+pub struct DownloadUrl {
+    /// Signed URL of the file; GET it with no API key (curl, a browser). Valid until `expiresAt`.
+    pub url: String,
+    /// When the URL stops working.
+    #[oai(rename = "expiresAt")]
+    pub expires_at: String,
+}
+
+impl Example for DownloadUrl {
+    fn example() -> Self {
+        DownloadUrl {
+            url: "http://127.0.0.1:8080/files/teams/019760a0-0000-7000-8000-000000000000/019760a0-0050-7000-8000-000000000050/invoices_2024-01-01_2024-01-31.csv?expires=1706961600&token=Zk2p6w0qkq1d0p6P6cQyq3Jb0bq2w6m3uYQm5r5h9sE".into(),
+            expires_at: "2024-02-03T12:00:00.000Z".into(),
+        }
+    }
+}
+
+/// A page of exports.
+#[derive(Object)]
+pub struct ExportList {
+    pub data: Vec<Sparse<Export>>,
+    pub meta: Meta,
+}
+
+/// `sort_by` for exports.
+#[derive(Enum, Clone, Copy)]
+pub enum ExportSortBy {
+    #[oai(rename = "createdAt")]
+    CreatedAt,
+    #[oai(rename = "updatedAt")]
+    UpdatedAt,
+    #[oai(rename = "status")]
+    Status,
+    #[oai(rename = "start_date")]
+    StartDate,
+    #[oai(rename = "end_date")]
+    EndDate,
+}
+
+pub(super) fn options_out(o: &CsvOptions) -> ExportOptions {
+    ExportOptions {
+        delimiter: o.delimiter.to_string(),
+        bom: o.bom,
+        header: match o.header {
+            HeaderStyle::Key => HeaderOption::Key,
+            HeaderStyle::Label => HeaderOption::Label,
+        },
+        formula_guard: o.formula_guard,
+        gzip: o.gzip,
+    }
+}
+
+pub(super) fn options_in(o: Option<ExportOptionsInput>) -> Result<CsvOptions, ApiError> {
+    let o = o.unwrap_or_default();
+    let d = CsvOptions::default();
+    let delimiter = match o.delimiter.as_deref() {
+        None => d.delimiter,
+        Some(s) => {
+            let mut chars = s.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) if DELIMITERS.contains(&c) => c,
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "options.delimiter {s:?} is not allowed; use one of \",\", \";\", \"\\t\", \"|\""
+                    )))
+                }
+            }
+        }
+    };
+    Ok(CsvOptions {
+        delimiter,
+        bom: o.bom.unwrap_or(d.bom),
+        header: match o.header {
+            None => d.header,
+            Some(HeaderOption::Key) => HeaderStyle::Key,
+            Some(HeaderOption::Label) => HeaderStyle::Label,
+        },
+        formula_guard: o.formula_guard.unwrap_or(d.formula_guard),
+        gzip: o.gzip.unwrap_or(d.gzip),
+    })
+}
+
+pub fn to_api(e: &ExportRow, with_schema: bool) -> Export {
+    Export {
+        id: e.id.clone(),
+        schema_id: e.schema_id.clone(),
+        status: e.status.into(),
+        start_date: format_ms(e.start_ms),
+        end_date: format_ms(e.end_ms),
+        expand_array: e.expand_array.clone(),
+        options: options_out(&e.options),
+        row_count: e.row_count,
+        file_size: e.file_size,
+        error: e.error.clone(),
+        created_at: format_ms(e.created_at),
+        updated_at: format_ms(e.updated_at),
+        completed_at: e.completed_at.map(format_ms),
+        schema: with_schema
+            .then(|| SchemaRef { id: e.schema_id.clone(), name: e.schema_name.clone().unwrap_or_default() }),
+    }
+}

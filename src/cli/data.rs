@@ -1,0 +1,105 @@
+//! `import` and `export`: bulk data in and out without the HTTP server, with the same
+//! parsing and the same CSV engine.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use super::{open_db, ExportArgs};
+use crate::db;
+use crate::domain::export::CsvOptions;
+use crate::domain::result::parse_ndjson_line;
+use crate::domain::time::{now_ms, parse_instant, DayEnd};
+use crate::jobs::engine::{write_export, ExportSpec};
+
+pub fn import(data_dir: &Path, schema_id: &str, file: &str) -> Result<(), String> {
+    let pool = open_db(data_dir)?;
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    let schema = db::schemas::get_any(&conn, schema_id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no schema with id '{schema_id}'"))?;
+    let reader: Box<dyn BufRead> = if file == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            std::fs::File::open(file).map_err(|e| format!("cannot open {file}: {e}"))?,
+        ))
+    };
+    let started = std::time::Instant::now();
+    let now = now_ms();
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| e.to_string())?;
+    let mut count = 0u64;
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| format!("line {}: {e}; nothing was imported", i + 1))?;
+        match parse_ndjson_line(&line, now) {
+            Ok(Some(r)) => {
+                db::results::insert_in(&tx, &schema.team_id, &schema.id, [r]).map_err(|e| e.to_string())?;
+                count += 1;
+            }
+            Ok(None) => {}
+            Err(m) => return Err(format!("line {}: {m}; nothing was imported", i + 1)),
+        }
+    }
+    tx.commit().map_err(|e| e.to_string())?;
+    eprintln!(
+        "Imported {count} results into schema '{}' ({}) in {:.1} s",
+        schema.name,
+        schema.id,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+pub fn export(data_dir: &Path, a: ExportArgs) -> Result<(), String> {
+    let pool = open_db(data_dir)?;
+    let conn = pool.get().map_err(|e| e.to_string())?;
+    let schema = db::schemas::get_any(&conn, &a.schema)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no schema with id '{}'", a.schema))?;
+    let start = parse_instant(&a.start, DayEnd::Start).map_err(|e| format!("--start: {e}"))?;
+    let end = parse_instant(&a.end, DayEnd::End).map_err(|e| format!("--end: {e}"))?;
+    if start > end {
+        return Err("--start is after --end".into());
+    }
+    let delimiter = match a.delimiter.as_str() {
+        "\\t" | "\t" | "tab" => '\t',
+        d if d.chars().count() == 1 && crate::domain::export::DELIMITERS.contains(&d.chars().next().unwrap_or(' ')) => {
+            d.chars().next().unwrap_or(',')
+        }
+        d => return Err(format!("--delimiter '{d}': use , ; | or \\t")),
+    };
+    let options =
+        CsvOptions { delimiter, bom: a.bom, gzip: a.gzip, formula_guard: !a.no_formula_guard, ..CsvOptions::default() };
+    if let Some(k) = &a.expand_array {
+        crate::domain::export::check_expand_array(&schema.definition, k)?;
+    }
+    let spec = ExportSpec {
+        schema_id: &schema.id,
+        schema: &schema.definition,
+        start_ms: start,
+        end_ms: end,
+        expand_array: a.expand_array.as_deref(),
+        options: &options,
+    };
+    let started = std::time::Instant::now();
+    let rows = match &a.out {
+        Some(path) => {
+            let mut rows = 0;
+            crate::jobs::runner::write_file_atomically(path, |w| {
+                rows = write_export(&conn, &spec, w, || false)?.unwrap_or(0);
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+            rows
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::with_capacity(256 * 1024, stdout.lock());
+            let rows = write_export(&conn, &spec, &mut w, || false).map_err(|e| e.to_string())?.unwrap_or(0);
+            w.flush().map_err(|e| e.to_string())?;
+            rows
+        }
+    };
+    eprintln!("Exported {rows} rows in {:.2} s", started.elapsed().as_secs_f64());
+    Ok(())
+}

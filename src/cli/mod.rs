@@ -1,0 +1,179 @@
+//! The command line: `serve` and the operator's tools (teams, keys, import, export,
+//! openapi, healthcheck). Every flag has an environment twin.
+
+mod admin;
+mod data;
+mod serve;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::database_path;
+use crate::db::{self, Pool};
+
+#[derive(Parser)]
+#[command(
+    name = "exports-api",
+    version,
+    about = "Self-hosted Exports API: extraction results in, signed CSV downloads out"
+)]
+pub struct Cli {
+    /// The data folder: database, signing key, export files.
+    #[arg(long, env = "EXPORTS_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the HTTP server and the export workers.
+    Serve(ServeArgs),
+    /// Manage teams.
+    #[command(subcommand)]
+    Teams(TeamsCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Bulk-load results from NDJSON (a file, or - for stdin) straight into the database.
+    Import {
+        /// Schema UUID.
+        #[arg(long)]
+        schema: String,
+        /// NDJSON file, one {"extraction", "file_name"?, "createdAt"?} per line; - for stdin.
+        file: String,
+    },
+    /// Run one export synchronously, with the server's engine, to a file or stdout.
+    Export(ExportArgs),
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Exit 0 when the server at --listen answers /healthz with 200 (for container health checks).
+    Healthcheck {
+        #[arg(long, env = "EXPORTS_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Load a demo team, schema and results into an empty database, and print the demo key.
+    #[arg(long)]
+    pub demo: bool,
+    /// Address to listen on.
+    #[arg(long, env = "EXPORTS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Base of download URLs (default: http:// + the listen address).
+    #[arg(long, env = "EXPORTS_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Export jobs that run at once (default: the number of CPUs).
+    #[arg(long, env = "EXPORTS_WORKERS")]
+    pub workers: Option<usize>,
+    /// Seconds a download URL stays valid (at most 604800, 7 days).
+    #[arg(long, env = "EXPORTS_URL_TTL", default_value = "3600")]
+    pub url_ttl: String,
+    /// COMPLETED/FAILED exports older than this are deleted with their file; 0 keeps them.
+    #[arg(long, env = "EXPORTS_RETENTION", default_value = "7d")]
+    pub retention: String,
+    /// Largest request body accepted (the NDJSON upload), e.g. 256MB.
+    #[arg(long, env = "EXPORTS_MAX_BODY", default_value = "256MB")]
+    pub max_body: String,
+}
+
+#[derive(Subcommand)]
+pub enum TeamsCommand {
+    /// Create a team; prints its id.
+    Create { name: String },
+    /// List teams.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key for a team (id or name); prints the key once. Only its hash is stored.
+    Create {
+        #[arg(long)]
+        team: String,
+        /// A label for the key.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List keys (never the secret).
+    List {
+        #[arg(long)]
+        team: Option<String>,
+    },
+    /// Revoke a key by its id.
+    Revoke { key_id: String },
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Schema UUID.
+    #[arg(long)]
+    pub schema: String,
+    /// ISO 8601 start (a bare date: its start).
+    #[arg(long)]
+    pub start: String,
+    /// ISO 8601 end (a bare date: the whole day).
+    #[arg(long)]
+    pub end: String,
+    /// Top-level array field to expand into one row per item.
+    #[arg(long)]
+    pub expand_array: Option<String>,
+    /// Output file (default: stdout).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Field delimiter: , ; | or \t.
+    #[arg(long, default_value = ",")]
+    pub delimiter: String,
+    /// Write a UTF-8 byte-order mark.
+    #[arg(long)]
+    pub bom: bool,
+    /// Gzip-compress the output.
+    #[arg(long)]
+    pub gzip: bool,
+    /// Turn the spreadsheet formula guard off.
+    #[arg(long)]
+    pub no_formula_guard: bool,
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve(_));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if serving { "info" } else { "warn" }));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let data_dir = cli.data_dir;
+    match cli.command {
+        Command::Serve(args) => serve::serve(&data_dir, args),
+        Command::Openapi => {
+            println!("{}", crate::app::openapi_json());
+            Ok(())
+        }
+        Command::Healthcheck { listen } => serve::healthcheck(&listen),
+        Command::Teams(cmd) => admin::teams(&data_dir, cmd),
+        Command::Keys(cmd) => admin::keys(&data_dir, cmd),
+        Command::Import { schema, file } => data::import(&data_dir, &schema, &file),
+        Command::Export(args) => data::export(&data_dir, args),
+    }
+}
+
+fn open_db(data_dir: &Path) -> Result<Pool, String> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create the data folder {}: {e}", data_dir.display()))?;
+    db::open(&database_path(data_dir), 2)
+        .map_err(|e| format!("cannot open the database in {}: {e}", data_dir.display()))
+}

@@ -1,0 +1,110 @@
+//! `serve` (configuration checks, then the server until Ctrl-C/SIGTERM) and `healthcheck`.
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::ServeArgs;
+use crate::app::App;
+use crate::config::{self, Config, MAX_URL_TTL};
+
+pub fn serve(data_dir: &Path, a: ServeArgs) -> Result<(), String> {
+    let listen: SocketAddr = a
+        .listen
+        .parse()
+        .map_err(|_| format!("--listen / EXPORTS_LISTEN '{}' is not an address like 127.0.0.1:8080", a.listen))?;
+    let url_ttl = config::parse_duration(&a.url_ttl).map_err(|e| format!("--url-ttl / EXPORTS_URL_TTL: {e}"))?;
+    if url_ttl.is_zero() || url_ttl.as_secs() > MAX_URL_TTL {
+        return Err(format!("--url-ttl / EXPORTS_URL_TTL must be between 1 and {MAX_URL_TTL} seconds (7 days)"));
+    }
+    let retention =
+        config::parse_retention(&a.retention).map_err(|e| format!("--retention / EXPORTS_RETENTION: {e}"))?;
+    let max_body = config::parse_size(&a.max_body).map_err(|e| format!("--max-body / EXPORTS_MAX_BODY: {e}"))?;
+    let public_url = a
+        .public_url
+        .as_deref()
+        .map(config::parse_public_url)
+        .transpose()
+        .map_err(|e| format!("--public-url / EXPORTS_PUBLIC_URL: {e}"))?;
+    let workers = match a.workers {
+        Some(0) => return Err("--workers / EXPORTS_WORKERS must be at least 1".into()),
+        Some(n) if n > 256 => return Err("--workers / EXPORTS_WORKERS must be at most 256".into()),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+    };
+    let signing_key = match std::env::var("EXPORTS_SIGNING_KEY") {
+        Ok(s) if !s.is_empty() => Some(config::parse_signing_key(&s)?),
+        _ => None,
+    };
+    let api_key = match std::env::var("EXPORTS_API_KEY") {
+        Ok(s) if s.trim().len() >= 16 => Some(s.trim().to_string()),
+        Ok(s) if !s.is_empty() => return Err("EXPORTS_API_KEY must be at least 16 characters long".into()),
+        _ => None,
+    };
+    let cfg = Config {
+        data_dir: data_dir.to_path_buf(),
+        listen,
+        public_url,
+        workers,
+        url_ttl,
+        retention,
+        signing_key,
+        api_key,
+        max_body,
+        demo: a.demo,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let app = App::build(cfg).await?;
+        tracing::info!(
+            "exports-api {} listening on {} (docs: {}/docs, data: {})",
+            env!("CARGO_PKG_VERSION"),
+            app.local_addr(),
+            app.base_url(),
+            data_dir.display()
+        );
+        app.run_until_stopped(shutdown_signal()).await.map_err(|e| format!("server error: {e}"))
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+pub fn healthcheck(listen: &str) -> Result<(), String> {
+    let mut addr: SocketAddr = listen.parse().map_err(|_| format!("'{listen}' is not an address"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| format!("{addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    write!(s, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).map_err(|e| e.to_string())?;
+    if line.split_whitespace().nth(1) == Some("200") {
+        println!("ok");
+        Ok(())
+    } else {
+        Err(format!("unhealthy: {}", line.trim()))
+    }
+}
