@@ -69,6 +69,8 @@ pub struct App {
     addr: SocketAddr,
     base_url: String,
     state: Arc<AppState>,
+    /// Held while the app lives: see `lock_data_dir`.
+    lock: std::fs::File,
 }
 
 impl App {
@@ -76,7 +78,7 @@ impl App {
     /// binds the listen address (port 0 picks a free one).
     pub async fn build(config: Config) -> Result<App, String> {
         let cfg = config.clone();
-        let (pool, signer) =
+        let (pool, signer, lock) =
             tokio::task::spawn_blocking(move || prepare(&cfg)).await.map_err(|e| format!("start-up failed: {e}"))??;
         let acceptor = TcpListener::bind(config.listen)
             .into_acceptor()
@@ -100,7 +102,7 @@ impl App {
             jobs,
             max_body: config.max_body,
         });
-        Ok(App { acceptor, addr, base_url, state })
+        Ok(App { acceptor, addr, base_url, state, lock })
     }
 
     /// `http://` + the bound address.
@@ -125,13 +127,15 @@ impl App {
             .await;
         let jobs = state.jobs.clone();
         let _ = tokio::task::spawn_blocking(move || jobs.shutdown()).await;
+        drop(self.lock);
         result
     }
 }
 
-fn prepare(cfg: &Config) -> Result<(Pool, Signer), String> {
+fn prepare(cfg: &Config) -> Result<(Pool, Signer, std::fs::File), String> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("cannot create the data folder {}: {e}", cfg.data_dir.display()))?;
+    let lock = lock_data_dir(&cfg.data_dir)?;
     let pool = db::open(&database_path(&cfg.data_dir), (cfg.workers as u32) + 16)
         .map_err(|e| format!("cannot open the database in {}: {e}", cfg.data_dir.display()))?;
     let signer = Signer::load_or_create(&cfg.data_dir, cfg.signing_key.clone())
@@ -142,7 +146,27 @@ fn prepare(cfg: &Config) -> Result<(Pool, Signer), String> {
     }
     crate::bootstrap::ensure_keys(&conn, cfg.api_key.as_deref())
         .map_err(|e| format!("setting up API keys failed: {e}"))?;
-    Ok((pool, signer))
+    Ok((pool, signer, lock))
+}
+
+/// One server per data folder: its workers take over jobs left PROCESSING by an earlier run,
+/// which must not be a run that is still alive. The lock goes with the process.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
+    let path = dir.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another exports-api server is running on the data folder {}; stop it or use another --data-dir",
+            dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
 }
 
 /// The landing page: where the docs are.

@@ -87,9 +87,14 @@ impl ListParams {
     }
 }
 
-/// Checks `fields`; `None` means every field.
-pub fn fields_param(param: Option<&str>, allowed: &[&str]) -> Result<Option<Vec<String>>, ApiError> {
-    param.map(|p| parse_fields(p, allowed)).transpose().map_err(ApiError::bad_request)
+/// Checks `fields`; `None` means every field. With `include=schema` the included `schema`
+/// object is kept whatever `fields` says: asking for it and then dropping it makes no sense.
+pub fn fields_param(param: Option<&str>, allowed: &[&str], keep_schema: bool) -> Result<Option<Vec<String>>, ApiError> {
+    let mut fields = param.map(|p| parse_fields(p, allowed)).transpose().map_err(ApiError::bad_request)?;
+    if let Some(f) = fields.as_mut().filter(|f| keep_schema && !f.iter().any(|n| n == "schema")) {
+        f.push("schema".into());
+    }
+    Ok(fields)
 }
 
 /// Checks `include`; true when `schema` was asked for.

@@ -158,6 +158,7 @@ api_errors!(CreateResultErrors {
     BadRequest = 400: "Invalid request body: extraction not an object, bad createdAt, malformed schema_id",
     Unauthorized = 401: "Missing or invalid API key",
     NotFound = 404: "Schema not found",
+    UnsupportedMediaType = 415: "The body is not application/json",
 });
 api_errors!(BulkErrors {
     BadRequest = 400: "A line is invalid (the message names it); nothing was stored",
@@ -318,8 +319,8 @@ impl ResultsApi {
             created_before: created_before.0,
         }
         .query(col)?;
-        let fields = fields_param(fields.0.as_deref(), RESULT_FIELDS)?;
         let with_schema = include_schema(include.0.as_deref())?;
+        let fields = fields_param(fields.0.as_deref(), RESULT_FIELDS, with_schema)?;
         let schema_filter = schema_id.0.as_deref().map(|s| parse_id("schema_id", s)).transpose()?;
         let with_extraction = include_extraction.0;
         let team = auth.0.id;

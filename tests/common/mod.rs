@@ -175,7 +175,13 @@ pub async fn assert_error(resp: reqwest::Response, status: u16) -> String {
 /// (schema JSON, NDJSON text).
 pub fn gen_results(count: usize, seed: u64) -> (Value, String) {
     let out = tempfile::tempdir().unwrap();
+    // the project's shared folder lies beside the repository (also in CI)
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen_results.py");
+    assert!(
+        script.exists(),
+        "{} is missing: the tests expect the project's shared/ folder beside the repository",
+        script.display()
+    );
     let st = Command::new("python3")
         .arg(&script)
         .args(["--count", &count.to_string(), "--seed", &seed.to_string(), "--out"])

@@ -87,6 +87,7 @@ api_errors!(CreateExportErrors {
     BadRequest = 400: "Invalid request body: malformed JSON or id, unparsable dates, start_date after end_date, an expand_array that is not a top-level array field, a bad option",
     Unauthorized = 401: "Missing or invalid authentication",
     NotFound = 404: "Schema not found",
+    UnsupportedMediaType = 415: "The body is not application/json",
 });
 api_errors!(ListExportsErrors {
     BadRequest = 400: "Invalid query parameter (the message names it)",
@@ -222,8 +223,8 @@ impl ExportsApi {
             created_before: created_before.0,
         }
         .query(col)?;
-        let fields = fields_param(fields.0.as_deref(), EXPORT_FIELDS)?;
         let with_schema = include_schema(include.0.as_deref())?;
+        let fields = fields_param(fields.0.as_deref(), EXPORT_FIELDS, with_schema)?;
         let team = auth.0.id;
         let (rows, meta) = with_db(&state, move |c| {
             let (rows, total) = crate::db::exports::list(c, &team, &q)?;

@@ -68,6 +68,13 @@ pub enum SchemaDeleted {
 api_errors!(CreateSchemaErrors {
     BadRequest = 400: "Invalid request body or schema definition",
     Unauthorized = 401: "Missing or invalid API key",
+    UnsupportedMediaType = 415: "The body is not application/json",
+});
+api_errors!(UpdateSchemaErrors {
+    BadRequest = 400: "Malformed schema id, invalid request body or schema definition",
+    Unauthorized = 401: "Missing or invalid API key",
+    NotFound = 404: "Schema not found",
+    UnsupportedMediaType = 415: "The body is not application/json",
 });
 api_errors!(ListSchemasErrors {
     BadRequest = 400: "Invalid query parameter",
@@ -163,7 +170,7 @@ impl SchemasApi {
             created_before: created_before.0,
         }
         .query(col)?;
-        let fields = fields_param(fields.0.as_deref(), SCHEMA_FIELDS)?;
+        let fields = fields_param(fields.0.as_deref(), SCHEMA_FIELDS, false)?;
         if let Some(inc) = include.0.as_deref().filter(|s| !s.trim().is_empty()) {
             return Err(ApiError::bad_request(format!(
                 "include: unknown relation '{inc}'; schemas have none to include"
@@ -207,7 +214,7 @@ impl SchemasApi {
         /// Schema UUID
         id: Path<String>,
         body: Json<PatchSchema>,
-    ) -> Result<SchemaOk, GetSchemaErrors> {
+    ) -> Result<SchemaOk, UpdateSchemaErrors> {
         let id = parse_id("id", &id.0)?;
         let name = body.0.name.as_deref().map(check_name).transpose()?;
         let def = body.0.schema.as_ref().map(to_def).transpose()?;
