@@ -195,3 +195,16 @@ macro_rules! api_errors {
         }
     };
 }
+
+/// Declares an operation's success response: one status, one JSON body, documented.
+#[macro_export]
+macro_rules! api_ok {
+    ($name:ident :: $variant:ident = $status:tt : $ty:ty, $desc:literal) => {
+        #[derive(poem_openapi::ApiResponse)]
+        pub enum $name {
+            #[doc = $desc]
+            #[oai(status = $status)]
+            $variant(poem_openapi::payload::Json<$ty>),
+        }
+    };
+}

@@ -32,6 +32,18 @@ pub enum ApiTags {
     Health,
 }
 
+/// A confirmation, e.g. `{"message": "Export deleted successfully"}`.
+#[derive(poem_openapi::Object)]
+pub struct Message {
+    pub message: String,
+}
+
+impl Message {
+    pub fn new(message: &str) -> Message {
+        Message { message: message.to_string() }
+    }
+}
+
 /// Runs database work off the async runtime, on tokio's blocking pool.
 pub async fn with_db<T: Send + 'static>(
     state: &Arc<AppState>,

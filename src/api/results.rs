@@ -6,7 +6,7 @@ use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use poem_openapi::{Enum, Object, OpenApi};
 use serde_json::Value;
 
 use super::auth::ApiKeyAuth;
@@ -14,16 +14,15 @@ use super::list::{
     default_limit, default_page, fields_param, include_schema, ListParams, Meta, SchemaRef, SortOrder, Sparse,
 };
 use super::ndjson::Ndjson;
-use super::schemas::Message;
 use super::text::Text;
-use super::{parse_id, with_db, ApiTags};
-use crate::api_errors;
+use super::{parse_id, with_db, ApiTags, Message};
 use crate::app::AppState;
 use crate::db::results::{NewResult, ResultRecord};
 use crate::domain::list::PageMeta;
 use crate::domain::result::parse_ndjson_line;
 use crate::domain::time::{format_ms, now_ms, parse_instant, DayEnd};
 use crate::error::ApiError;
+use crate::{api_errors, api_ok};
 
 pub struct ResultsApi;
 
@@ -119,40 +118,15 @@ pub enum ResultSortBy {
 const RESULT_FIELDS: &[&str] =
     &["id", "schema_id", "file_name", "status", "extraction", "createdAt", "updatedAt", "schema"];
 
-#[derive(ApiResponse)]
-pub enum ResultCreated {
-    /// Result stored.
-    #[oai(status = 201)]
-    Created(Json<ResultItem>),
-}
+api_ok!(ResultCreated::Created = 201: ResultItem, "Result stored.");
 
-#[derive(ApiResponse)]
-pub enum BulkCreated {
-    /// Every line stored.
-    #[oai(status = 201)]
-    Created(Json<Inserted>),
-}
+api_ok!(BulkCreated::Created = 201: Inserted, "Every line stored.");
 
-#[derive(ApiResponse)]
-pub enum ResultOk {
-    /// The result, with its extraction.
-    #[oai(status = 200)]
-    Ok(Json<ResultItem>),
-}
+api_ok!(ResultOk::Ok = 200: ResultItem, "The result, with its extraction.");
 
-#[derive(ApiResponse)]
-pub enum ResultListOk {
-    /// A page of results.
-    #[oai(status = 200)]
-    Ok(Json<ResultList>),
-}
+api_ok!(ResultListOk::Ok = 200: ResultList, "A page of results.");
 
-#[derive(ApiResponse)]
-pub enum ResultDeleted {
-    /// Result deleted.
-    #[oai(status = 200)]
-    Ok(Json<Message>),
-}
+api_ok!(ResultDeleted::Ok = 200: Message, "Result deleted.");
 
 api_errors!(CreateResultErrors {
     BadRequest = 400: "Invalid request body: extraction not an object, bad createdAt, malformed schema_id",
@@ -383,6 +357,6 @@ impl ResultsApi {
         if !with_db(&state, move |c| Ok(crate::db::results::delete(c, &team, &id)?)).await? {
             return Err(ApiError::not_found("Result not found").into());
         }
-        Ok(ResultDeleted::Ok(Json(Message { message: "Result deleted successfully".into() })))
+        Ok(ResultDeleted::Ok(Json(Message::new("Result deleted successfully"))))
     }
 }

@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
-use super::{like_pattern, DbResult};
+use super::{list_page, DbResult, ListSource};
 use crate::domain::export::{CsvOptions, ExportStatus};
 use crate::domain::list::ListQuery;
 use crate::domain::time::now_ms;
@@ -87,39 +87,13 @@ pub fn get_any(conn: &Connection, id: &str) -> DbResult<Option<ExportRow>> {
 }
 
 pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<ExportRow>, u64)> {
-    let mut filter = String::from("e.team_id = ?1");
-    let mut args: Vec<rusqlite::types::Value> = vec![team_id.to_string().into()];
-    if let Some(t) = q.created_after {
-        args.push(t.into());
-        filter.push_str(&format!(" AND e.created_at >= ?{}", args.len()));
-    }
-    if let Some(t) = q.created_before {
-        args.push(t.into());
-        filter.push_str(&format!(" AND e.created_at <= ?{}", args.len()));
-    }
-    if let Some(s) = &q.search {
-        args.push(like_pattern(s).into());
-        let n = args.len();
-        filter.push_str(&format!(
-            " AND (e.id LIKE ?{n} ESCAPE '\\' OR e.status LIKE ?{n} ESCAPE '\\' OR e.schema_id LIKE ?{n} ESCAPE '\\'
-                   OR COALESCE(s.name, '') LIKE ?{n} ESCAPE '\\' OR COALESCE(e.expand_array, '') LIKE ?{n} ESCAPE '\\')"
-        ));
-    }
-    let total: i64 = conn.query_row(
-        &format!("SELECT COUNT(*) FROM {FROM} WHERE {filter}"),
-        rusqlite::params_from_iter(args.iter()),
-        |r| r.get(0),
-    )?;
-    let dir = if q.descending { "DESC" } else { "ASC" };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM {FROM} WHERE {filter} ORDER BY e.{col} {dir}, e.id {dir} LIMIT {limit} OFFSET {offset}",
-        col = q.sort_column,
-        limit = q.limit,
-        offset = q.offset()
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?.collect::<Result<Vec<_>, _>>()?;
-    Ok((rows, total as u64))
+    let src = ListSource {
+        from: FROM,
+        columns: COLUMNS,
+        prefix: "e.",
+        search: &["e.id", "e.status", "e.schema_id", "s.name", "e.expand_array"],
+    };
+    list_page(conn, &src, team_id, &[], q, from_row)
 }
 
 /// Deletes a job of a team and returns what it was, so the caller can cancel it and remove

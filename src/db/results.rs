@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
-use super::{like_pattern, DbResult};
+use super::{list_page, DbResult, ListSource};
 use crate::domain::list::ListQuery;
 pub use crate::domain::result::NewResult;
 
@@ -86,41 +86,14 @@ pub fn list(
     with_extraction: bool,
     q: &ListQuery,
 ) -> DbResult<(Vec<ResultRecord>, u64)> {
-    let mut filter = String::from("team_id = ?1");
-    let mut args: Vec<rusqlite::types::Value> = vec![team_id.to_string().into()];
-    if let Some(s) = schema_id {
-        args.push(s.to_string().into());
-        filter.push_str(&format!(" AND schema_id = ?{}", args.len()));
-    }
-    if let Some(t) = q.created_after {
-        args.push(t.into());
-        filter.push_str(&format!(" AND created_at >= ?{}", args.len()));
-    }
-    if let Some(t) = q.created_before {
-        args.push(t.into());
-        filter.push_str(&format!(" AND created_at <= ?{}", args.len()));
-    }
-    if let Some(s) = &q.search {
-        args.push(like_pattern(s).into());
-        filter.push_str(&format!(" AND COALESCE(file_name, '') LIKE ?{} ESCAPE '\\'", args.len()));
-    }
-    let total: i64 = conn.query_row(
-        &format!("SELECT COUNT(*) FROM results WHERE {filter}"),
-        rusqlite::params_from_iter(args.iter()),
-        |r| r.get(0),
-    )?;
-    let dir = if q.descending { "DESC" } else { "ASC" };
-    let extraction = if with_extraction { "extraction" } else { "''" };
-    let sql = format!(
-        "SELECT id, team_id, schema_id, file_name, {extraction}, created_at, updated_at FROM results
-         WHERE {filter} ORDER BY {col} {dir}, id {dir} LIMIT {limit} OFFSET {offset}",
-        col = q.sort_column,
-        limit = q.limit,
-        offset = q.offset()
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?.collect::<Result<Vec<_>, _>>()?;
-    Ok((rows, total as u64))
+    let columns = if with_extraction {
+        "id, team_id, schema_id, file_name, extraction, created_at, updated_at"
+    } else {
+        "id, team_id, schema_id, file_name, '', created_at, updated_at"
+    };
+    let src = ListSource { from: "results", columns, prefix: "", search: &["file_name"] };
+    let equal: Vec<(&str, &str)> = schema_id.map(|s| ("schema_id", s)).into_iter().collect();
+    list_page(conn, &src, team_id, &equal, q, from_row)
 }
 
 /// One result as an export reads it.

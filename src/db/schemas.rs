@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
-use super::{like_pattern, DbResult};
+use super::{list_page, DbResult, ListSource};
 use crate::domain::list::ListQuery;
 use crate::domain::schema::SchemaDef;
 
@@ -64,37 +64,8 @@ pub fn get_any(conn: &Connection, id: &str) -> DbResult<Option<SchemaRow>> {
 }
 
 pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<SchemaRow>, u64)> {
-    let mut filter = String::from("team_id = ?1");
-    let mut args: Vec<rusqlite::types::Value> = vec![team_id.to_string().into()];
-    if let Some(t) = q.created_after {
-        args.push(t.into());
-        filter.push_str(&format!(" AND created_at >= ?{}", args.len()));
-    }
-    if let Some(t) = q.created_before {
-        args.push(t.into());
-        filter.push_str(&format!(" AND created_at <= ?{}", args.len()));
-    }
-    if let Some(s) = &q.search {
-        args.push(like_pattern(s).into());
-        let n = args.len();
-        filter
-            .push_str(&format!(" AND (name LIKE ?{n} ESCAPE '\\' OR COALESCE(description, '') LIKE ?{n} ESCAPE '\\')"));
-    }
-    let total: i64 = conn.query_row(
-        &format!("SELECT COUNT(*) FROM schemas WHERE {filter}"),
-        rusqlite::params_from_iter(args.iter()),
-        |r| r.get(0),
-    )?;
-    let dir = if q.descending { "DESC" } else { "ASC" };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM schemas WHERE {filter} ORDER BY {col} {dir}, id {dir} LIMIT {limit} OFFSET {offset}",
-        col = q.sort_column,
-        limit = q.limit,
-        offset = q.offset()
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?.collect::<Result<Vec<_>, _>>()?;
-    Ok((rows, total as u64))
+    let src = ListSource { from: "schemas", columns: COLUMNS, prefix: "", search: &["name", "description"] };
+    list_page(conn, &src, team_id, &[], q, from_row)
 }
 
 /// Names of schemas by id, for `include=schema`.

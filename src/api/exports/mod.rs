@@ -5,18 +5,18 @@ use std::sync::Arc;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::OpenApi;
 
 use super::auth::ApiKeyAuth;
 use super::list::{default_limit, default_page, fields_param, include_schema, ListParams, SortOrder, Sparse};
-use super::{parse_id, with_db, ApiTags};
-use crate::api_errors;
+use super::{parse_id, with_db, ApiTags, Message};
 use crate::app::AppState;
 use crate::db::exports::ExportRow;
 use crate::domain::export::{check_expand_array, ExportStatus};
 use crate::domain::list::PageMeta;
 use crate::domain::time::{format_ms, now_ms, parse_instant, DayEnd};
 use crate::error::ApiError;
+use crate::{api_errors, api_ok};
 
 pub struct ExportsApi;
 
@@ -41,47 +41,15 @@ const EXPORT_FIELDS: &[&str] = &[
     "schema",
 ];
 
-/// A confirmation.
-#[derive(Object)]
-pub struct Deleted {
-    /// `Export deleted successfully`
-    pub message: String,
-}
+api_ok!(ExportCreated::Created = 201: Export, "Export job created; it runs in the background.");
 
-#[derive(ApiResponse)]
-pub enum ExportCreated {
-    /// Export job created; it runs in the background.
-    #[oai(status = 201)]
-    Created(Json<Export>),
-}
+api_ok!(ExportOk::Ok = 200: Export, "The export job.");
 
-#[derive(ApiResponse)]
-pub enum ExportOk {
-    /// The export job.
-    #[oai(status = 200)]
-    Ok(Json<Export>),
-}
+api_ok!(ExportListOk::Ok = 200: ExportList, "Success.");
 
-#[derive(ApiResponse)]
-pub enum ExportListOk {
-    /// Success.
-    #[oai(status = 200)]
-    Ok(Json<ExportList>),
-}
+api_ok!(DownloadOk::Ok = 200: DownloadUrl, "Download URL returned.");
 
-#[derive(ApiResponse)]
-pub enum DownloadOk {
-    /// Download URL returned.
-    #[oai(status = 200)]
-    Ok(Json<DownloadUrl>),
-}
-
-#[derive(ApiResponse)]
-pub enum ExportDeleted {
-    /// Export deleted.
-    #[oai(status = 200)]
-    Ok(Json<Deleted>),
-}
+api_ok!(ExportDeleted::Ok = 200: Message, "Export deleted.");
 
 api_errors!(CreateExportErrors {
     BadRequest = 400: "Invalid request body: malformed JSON or id, unparsable dates, start_date after end_date, an expand_array that is not a top-level array field, a bad option",
@@ -313,6 +281,6 @@ impl ExportsApi {
             Ok(())
         })
         .await?;
-        Ok(ExportDeleted::Ok(Json(Deleted { message: "Export deleted successfully".into() })))
+        Ok(ExportDeleted::Ok(Json(Message::new("Export deleted successfully"))))
     }
 }

@@ -6,17 +6,17 @@ use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
-use poem_openapi::{ApiResponse, Enum, OpenApi};
+use poem_openapi::{Enum, OpenApi};
 
 use super::auth::ApiKeyAuth;
 use super::list::{default_limit, default_page, fields_param, ListParams, SortOrder, Sparse};
-use super::{parse_id, with_db, ApiTags};
-use crate::api_errors;
+use super::{parse_id, with_db, ApiTags, Message};
 use crate::app::AppState;
 use crate::db::schemas::{DeleteOutcome, SchemaRow};
 use crate::domain::list::PageMeta;
 use crate::domain::time::now_ms;
 use crate::error::ApiError;
+use crate::{api_errors, api_ok};
 
 pub struct SchemasApi;
 
@@ -37,33 +37,13 @@ pub enum SchemaSortBy {
 
 const SCHEMA_FIELDS: &[&str] = &["id", "name", "description", "schema", "createdAt", "updatedAt"];
 
-#[derive(ApiResponse)]
-pub enum SchemaCreated {
-    /// Schema created.
-    #[oai(status = 201)]
-    Created(Json<Schema>),
-}
+api_ok!(SchemaCreated::Created = 201: Schema, "Schema created.");
 
-#[derive(ApiResponse)]
-pub enum SchemaOk {
-    /// The schema.
-    #[oai(status = 200)]
-    Ok(Json<Schema>),
-}
+api_ok!(SchemaOk::Ok = 200: Schema, "The schema.");
 
-#[derive(ApiResponse)]
-pub enum SchemaListOk {
-    /// A page of schemas.
-    #[oai(status = 200)]
-    Ok(Json<SchemaList>),
-}
+api_ok!(SchemaListOk::Ok = 200: SchemaList, "A page of schemas.");
 
-#[derive(ApiResponse)]
-pub enum SchemaDeleted {
-    /// Schema deleted.
-    #[oai(status = 200)]
-    Ok(Json<Message>),
-}
+api_ok!(SchemaDeleted::Ok = 200: Message, "Schema deleted.");
 
 api_errors!(CreateSchemaErrors {
     BadRequest = 400: "Invalid request body or schema definition",
@@ -262,9 +242,7 @@ impl SchemasApi {
         let id = parse_id("id", &id.0)?;
         let team = auth.0.id;
         match with_db(&state, move |c| Ok(crate::db::schemas::delete(c, &team, &id)?)).await? {
-            DeleteOutcome::Deleted => {
-                Ok(SchemaDeleted::Ok(Json(Message { message: "Schema deleted successfully".into() })))
-            }
+            DeleteOutcome::Deleted => Ok(SchemaDeleted::Ok(Json(Message::new("Schema deleted successfully")))),
             DeleteOutcome::NotFound => Err(not_found().into()),
             DeleteOutcome::InUse(results, exports) => Err(ApiError::conflict(format!(
                 "The schema is still used by {results} result(s) and {exports} export(s); delete those first"

@@ -98,12 +98,6 @@ pub struct SchemaList {
     pub meta: Meta,
 }
 
-/// A confirmation.
-#[derive(Object)]
-pub struct Message {
-    pub message: String,
-}
-
 fn seed_fields() -> Vec<SchemaField> {
     let f = |key: &str, ty, label: &str| SchemaField { key: key.into(), ty, label: Some(label.into()), fields: None };
     vec![
