@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use poem::http::{header, Method, StatusCode};
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::middleware::Tracing;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Route, Server};
@@ -175,6 +176,7 @@ const INDEX_HTML: &str = include_str!("../static/index.html");
 /// Every route, with the JSON error shape on every error.
 pub fn routes(state: Arc<AppState>) -> impl Endpoint {
     let api = openapi_service();
+    let allowed = Arc::new(AllowedMethods::from_spec(&api.spec()));
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let max_body = state.max_body;
@@ -183,26 +185,72 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint {
         .nest("/docs", docs)
         .nest("/", api)
         .into_endpoint()
-        .around(move |ep, req: Request| async move {
-            if req.uri().path() == "/" && matches!(*req.method(), poem::http::Method::GET | poem::http::Method::HEAD) {
-                return Ok(poem::web::Html(INDEX_HTML).into_response());
+        .around(move |ep, req: Request| {
+            let allowed = allowed.clone();
+            async move {
+                if req.uri().path() == "/" && matches!(*req.method(), Method::GET | Method::HEAD) {
+                    return Ok(poem::web::Html(INDEX_HTML).into_response());
+                }
+                let too_big = req
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .is_some_and(|n| n > max_body as u64);
+                if too_big {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("The body is larger than the limit of {max_body} bytes"),
+                    )
+                    .into());
+                }
+                let path = req.uri().path().to_string();
+                match ep.call(req).await {
+                    // RFC 9110: a 405 says which methods the resource has
+                    Err(e) if e.status() == StatusCode::METHOD_NOT_ALLOWED => {
+                        let mut resp = to_json_error(e).await;
+                        if let Some(allow) = allowed.for_path(&path).and_then(|a| a.parse().ok()) {
+                            resp.headers_mut().insert(header::ALLOW, allow);
+                        }
+                        Ok(resp)
+                    }
+                    other => other,
+                }
             }
-            let too_big = req
-                .headers()
-                .get(poem::http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .is_some_and(|n| n > max_body as u64);
-            if too_big {
-                return Err(ApiError::new(
-                    poem::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("The body is larger than the limit of {max_body} bytes"),
-                )
-                .into());
-            }
-            ep.call(req).await
         })
         .data(state)
         .catch_all_error(to_json_error)
         .with(Tracing)
+}
+
+/// The methods each documented path answers, for the `Allow` header of a 405.
+struct AllowedMethods(Vec<(Vec<String>, String)>);
+
+impl AllowedMethods {
+    fn from_spec(spec: &str) -> AllowedMethods {
+        let doc: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
+        let mut routes = Vec::new();
+        if let Some(paths) = doc["paths"].as_object() {
+            for (path, item) in paths {
+                let mut methods: Vec<String> =
+                    item.as_object().map(|m| m.keys().map(|k| k.to_ascii_uppercase()).collect()).unwrap_or_default();
+                if methods.iter().any(|m| m == "GET") {
+                    methods.push("HEAD".into());
+                }
+                routes.push((path.split('/').map(str::to_string).collect(), methods.join(", ")));
+            }
+        }
+        AllowedMethods(routes)
+    }
+
+    fn for_path(&self, path: &str) -> Option<&str> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.0
+            .iter()
+            .find(|(template, _)| {
+                template.len() == segments.len()
+                    && template.iter().zip(&segments).all(|(t, s)| t.starts_with('{') || t == s)
+            })
+            .map(|(_, allow)| allow.as_str())
+    }
 }

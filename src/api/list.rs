@@ -63,13 +63,14 @@ pub struct ListParams {
 impl ListParams {
     /// Checks the parameters; `sort_column` is the already-mapped column for `sort_by`.
     pub fn query(self, sort_column: &'static str) -> Result<ListQuery, ApiError> {
-        let after = match self.created_after.as_deref() {
+        // an empty value (`created_after=`, as forms send) means the filter is not set
+        let after = match self.created_after.as_deref().filter(|s| !s.trim().is_empty()) {
             Some(s) => Some(
                 parse_instant(s, DayEnd::Start).map_err(|m| ApiError::bad_request(format!("created_after: {m}")))?,
             ),
             None => None,
         };
-        let before = match self.created_before.as_deref() {
+        let before = match self.created_before.as_deref().filter(|s| !s.trim().is_empty()) {
             Some(s) => {
                 Some(parse_instant(s, DayEnd::End).map_err(|m| ApiError::bad_request(format!("created_before: {m}")))?)
             }
@@ -90,6 +91,7 @@ impl ListParams {
 /// Checks `fields`; `None` means every field. With `include=schema` the included `schema`
 /// object is kept whatever `fields` says: asking for it and then dropping it makes no sense.
 pub fn fields_param(param: Option<&str>, allowed: &[&str], keep_schema: bool) -> Result<Option<Vec<String>>, ApiError> {
+    let param = param.filter(|p| !p.trim().is_empty());
     let mut fields = param.map(|p| parse_fields(p, allowed)).transpose().map_err(ApiError::bad_request)?;
     if let Some(f) = fields.as_mut().filter(|f| keep_schema && !f.iter().any(|n| n == "schema")) {
         f.push("schema".into());

@@ -7,7 +7,7 @@ pub mod list;
 pub mod ndjson;
 pub mod results;
 pub mod schemas;
-pub mod text;
+pub mod types;
 
 use std::sync::Arc;
 

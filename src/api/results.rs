@@ -14,7 +14,7 @@ use super::list::{
     default_limit, default_page, fields_param, include_schema, ListParams, Meta, SchemaRef, SortOrder, Sparse,
 };
 use super::ndjson::Ndjson;
-use super::text::Text;
+use super::types::{JsonObject, Text};
 use super::{parse_id, with_db, ApiTags, Message};
 use crate::app::AppState;
 use crate::db::results::{NewResult, ResultRecord};
@@ -72,9 +72,9 @@ impl Example for ResultItem {
 #[oai(example)]
 pub struct CreateResult {
     /// UUID of the schema the extraction follows.
-    pub schema_id: Text,
+    pub schema_id: uuid::Uuid,
     /// The extracted data: a JSON object. Kept exactly as sent.
-    pub extraction: Value,
+    pub extraction: JsonObject,
     /// The source document's file name.
     pub file_name: Option<Text>,
     /// When it was extracted (ISO 8601), for backfills; default now.
@@ -85,8 +85,13 @@ pub struct CreateResult {
 impl Example for CreateResult {
     fn example() -> Self {
         CreateResult {
-            schema_id: "019760a0-0001-7000-8000-000000000001".into(),
-            extraction: serde_json::json!({"invoice_number": "INV-00000001", "total": 1250.0}),
+            schema_id: uuid::Uuid::from_u128(0x019760a0_0001_7000_8000_000000000001),
+            extraction: JsonObject(
+                serde_json::json!({"invoice_number": "INV-00000001", "total": 1250.0})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
             file_name: Some("invoice-00000001.pdf".into()),
             created_at: Some("2024-01-15T09:30:00.000Z".into()),
         }
@@ -182,18 +187,16 @@ impl ResultsApi {
         body: Json<CreateResult>,
     ) -> Result<ResultCreated, CreateResultErrors> {
         let body = body.0;
-        let schema_id = uuid::Uuid::parse_str(&body.schema_id)
-            .map_err(|_| ApiError::bad_request(format!("schema_id '{}' is not a valid UUID", body.schema_id)))?
-            .to_string();
-        if !body.extraction.is_object() {
-            return Err(ApiError::bad_request("extraction must be a JSON object").into());
-        }
+        let schema_id = body.schema_id.to_string();
         let created_at = match body.created_at.as_deref() {
             Some(s) => parse_instant(s, DayEnd::Start).map_err(|m| ApiError::bad_request(format!("createdAt: {m}")))?,
             None => now_ms(),
         };
-        let new =
-            NewResult { file_name: body.file_name.map(|t| t.0), created_at, extraction: body.extraction.to_string() };
+        let new = NewResult {
+            file_name: body.file_name.map(|t| t.0),
+            created_at,
+            extraction: serde_json::Value::Object(body.extraction.0).to_string(),
+        };
         let team = auth.0.id;
         let rec = with_db(&state, move |c| {
             crate::db::schemas::get(c, &team, &schema_id)?.ok_or_else(schema_missing)?;
@@ -215,10 +218,10 @@ impl ResultsApi {
         auth: ApiKeyAuth,
         state: Data<&Arc<AppState>>,
         /// Schema UUID
-        id: Path<String>,
+        id: Path<uuid::Uuid>,
         body: Ndjson,
     ) -> Result<BulkCreated, BulkErrors> {
-        let schema_id = parse_id("id", &id.0)?;
+        let schema_id = id.0.to_string();
         let team = auth.0.id;
         let n = with_db(&state, move |c| {
             crate::db::schemas::get(c, &team, &schema_id)?.ok_or_else(schema_missing)?;
@@ -295,7 +298,8 @@ impl ResultsApi {
         .query(col)?;
         let with_schema = include_schema(include.0.as_deref())?;
         let fields = fields_param(fields.0.as_deref(), RESULT_FIELDS, with_schema)?;
-        let schema_filter = schema_id.0.as_deref().map(|s| parse_id("schema_id", s)).transpose()?;
+        let schema_filter =
+            schema_id.0.as_deref().filter(|s| !s.is_empty()).map(|s| parse_id("schema_id", s)).transpose()?;
         let with_extraction = include_extraction.0;
         let team = auth.0.id;
         let (rows, names, meta) = with_db(&state, move |c| {
@@ -332,9 +336,9 @@ impl ResultsApi {
         auth: ApiKeyAuth,
         state: Data<&Arc<AppState>>,
         /// Result UUID
-        id: Path<String>,
+        id: Path<uuid::Uuid>,
     ) -> Result<ResultOk, GetResultErrors> {
-        let id = parse_id("id", &id.0)?;
+        let id = id.0.to_string();
         let team = auth.0.id;
         let rec = with_db(&state, move |c| Ok(crate::db::results::get(c, &team, &id)?)).await?;
         let rec = rec.ok_or_else(|| ApiError::not_found("Result not found"))?;
@@ -350,9 +354,9 @@ impl ResultsApi {
         auth: ApiKeyAuth,
         state: Data<&Arc<AppState>>,
         /// Result UUID
-        id: Path<String>,
+        id: Path<uuid::Uuid>,
     ) -> Result<ResultDeleted, GetResultErrors> {
-        let id = parse_id("id", &id.0)?;
+        let id = id.0.to_string();
         let team = auth.0.id;
         if !with_db(&state, move |c| Ok(crate::db::results::delete(c, &team, &id)?)).await? {
             return Err(ApiError::not_found("Result not found").into());

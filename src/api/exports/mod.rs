@@ -9,7 +9,7 @@ use poem_openapi::OpenApi;
 
 use super::auth::ApiKeyAuth;
 use super::list::{default_limit, default_page, fields_param, include_schema, ListParams, SortOrder, Sparse};
-use super::{parse_id, with_db, ApiTags, Message};
+use super::{with_db, ApiTags, Message};
 use crate::app::AppState;
 use crate::db::exports::ExportRow;
 use crate::domain::export::{check_expand_array, ExportStatus};
@@ -93,9 +93,7 @@ impl ExportsApi {
         body: Json<CreateExport>,
     ) -> Result<ExportCreated, CreateExportErrors> {
         let body = body.0;
-        let schema_id = uuid::Uuid::parse_str(&body.schema_id)
-            .map_err(|_| ApiError::bad_request(format!("schema_id '{}' is not a valid UUID", body.schema_id)))?
-            .to_string();
+        let schema_id = body.schema_id.to_string();
         let start = parse_instant(&body.start_date, DayEnd::Start)
             .map_err(|m| ApiError::bad_request(format!("start_date: {m}")))?;
         let end =
@@ -210,9 +208,9 @@ impl ExportsApi {
         auth: ApiKeyAuth,
         state: Data<&Arc<AppState>>,
         /// Export UUID
-        id: Path<String>,
+        id: Path<uuid::Uuid>,
     ) -> Result<ExportOk, GetExportErrors> {
-        let id = parse_id("id", &id.0)?;
+        let id = id.0.to_string();
         let team = auth.0.id;
         let row = with_db(&state, move |c| Ok(crate::db::exports::get(c, &team, &id)?)).await?;
         Ok(ExportOk::Ok(Json(to_api(&row.ok_or_else(not_found)?, false))))
@@ -229,9 +227,9 @@ impl ExportsApi {
         auth: ApiKeyAuth,
         state: Data<&Arc<AppState>>,
         /// Export UUID
-        id: Path<String>,
+        id: Path<uuid::Uuid>,
     ) -> Result<DownloadOk, DownloadErrors> {
-        let id = parse_id("id", &id.0)?;
+        let id = id.0.to_string();
         let team = auth.0.id;
         let row = with_db(&state, move |c| Ok(crate::db::exports::get(c, &team, &id)?)).await?;
         let row = row.ok_or_else(not_found)?;
@@ -261,9 +259,9 @@ impl ExportsApi {
         auth: ApiKeyAuth,
         state: Data<&Arc<AppState>>,
         /// Export UUID
-        id: Path<String>,
+        id: Path<uuid::Uuid>,
     ) -> Result<ExportDeleted, GetExportErrors> {
-        let id = parse_id("id", &id.0)?;
+        let id = id.0.to_string();
         let team = auth.0.id;
         let data_dir = state.data_dir.clone();
         let jobs = state.jobs.clone();

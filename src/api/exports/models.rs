@@ -4,7 +4,7 @@ use poem_openapi::types::Example;
 use poem_openapi::{Enum, Object};
 
 use crate::api::list::{Meta, SchemaRef, Sparse};
-use crate::api::text::Text;
+use crate::api::types::Text;
 use crate::db::exports::ExportRow;
 use crate::domain::export::{CsvOptions, ExportStatus, HeaderStyle, DELIMITERS};
 use crate::domain::time::format_ms;
@@ -61,6 +61,7 @@ pub struct ExportOptions {
 #[oai(deny_unknown_fields)]
 pub struct ExportOptionsInput {
     /// Field delimiter: `,` (default), `;`, `\t` or `|`.
+    #[oai(validator(pattern = "^[,;\\t|]$"))]
     pub delimiter: Option<Text>,
     /// Write a UTF-8 byte-order mark first (default false).
     pub bom: Option<bool>,
@@ -133,7 +134,7 @@ impl Example for Export {
 #[oai(example)]
 pub struct CreateExport {
     /// UUID of the schema whose results to export.
-    pub schema_id: Text,
+    pub schema_id: uuid::Uuid,
     /// ISO 8601 start: include results created on or after it. A bare date (`2024-01-01`)
     /// means the start of that day (UTC).
     pub start_date: Text,
@@ -149,7 +150,7 @@ pub struct CreateExport {
 impl Example for CreateExport {
     fn example() -> Self {
         CreateExport {
-            schema_id: "019760a0-0001-7000-8000-000000000001".into(),
+            schema_id: uuid::Uuid::from_u128(0x019760a0_0001_7000_8000_000000000001),
             start_date: "2024-01-01T00:00:00.000Z".into(),
             end_date: "2024-01-31T23:59:59.999Z".into(),
             expand_array: None,

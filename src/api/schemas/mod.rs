@@ -10,7 +10,7 @@ use poem_openapi::{Enum, OpenApi};
 
 use super::auth::ApiKeyAuth;
 use super::list::{default_limit, default_page, fields_param, ListParams, SortOrder, Sparse};
-use super::{parse_id, with_db, ApiTags, Message};
+use super::{with_db, ApiTags, Message};
 use crate::app::AppState;
 use crate::db::schemas::{DeleteOutcome, SchemaRow};
 use crate::domain::list::PageMeta;
@@ -174,9 +174,9 @@ impl SchemasApi {
         auth: ApiKeyAuth,
         state: Data<&Arc<AppState>>,
         /// Schema UUID
-        id: Path<String>,
+        id: Path<uuid::Uuid>,
     ) -> Result<SchemaOk, GetSchemaErrors> {
-        let id = parse_id("id", &id.0)?;
+        let id = id.0.to_string();
         let team = auth.0.id;
         let row = with_db(&state, move |c| Ok(crate::db::schemas::get(c, &team, &id)?)).await?;
         Ok(SchemaOk::Ok(Json(to_api(&row.ok_or_else(not_found)?))))
@@ -192,10 +192,10 @@ impl SchemasApi {
         auth: ApiKeyAuth,
         state: Data<&Arc<AppState>>,
         /// Schema UUID
-        id: Path<String>,
+        id: Path<uuid::Uuid>,
         body: Json<PatchSchema>,
     ) -> Result<SchemaOk, UpdateSchemaErrors> {
-        let id = parse_id("id", &id.0)?;
+        let id = id.0.to_string();
         let name = body.0.name.as_deref().map(check_name).transpose()?;
         let def = body.0.schema.as_ref().map(to_def).transpose()?;
         let description = body.0.description;
@@ -237,9 +237,9 @@ impl SchemasApi {
         auth: ApiKeyAuth,
         state: Data<&Arc<AppState>>,
         /// Schema UUID
-        id: Path<String>,
+        id: Path<uuid::Uuid>,
     ) -> Result<SchemaDeleted, DeleteSchemaErrors> {
-        let id = parse_id("id", &id.0)?;
+        let id = id.0.to_string();
         let team = auth.0.id;
         match with_db(&state, move |c| Ok(crate::db::schemas::delete(c, &team, &id)?)).await? {
             DeleteOutcome::Deleted => Ok(SchemaDeleted::Ok(Json(Message::new("Schema deleted successfully")))),

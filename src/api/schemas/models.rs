@@ -4,7 +4,7 @@ use poem_openapi::types::{Example, MaybeUndefined};
 use poem_openapi::{Enum, Object};
 
 use crate::api::list::{Meta, Sparse};
-use crate::api::text::Text;
+use crate::api::types::Text;
 use crate::db::schemas::SchemaRow;
 use crate::domain::schema::{FieldDef, SchemaDef};
 use crate::domain::time::format_ms;
@@ -38,7 +38,7 @@ pub struct SchemaField {
     /// Sub-fields: required and non-empty for `object`; optional for `array` (present: an
     /// array of objects with these sub-fields; absent: an array of scalars); not allowed
     /// on scalar types.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(skip_serializing_if_is_none, validator(min_items = 1))]
     pub fields: Option<Vec<SchemaField>>,
 }
 
@@ -46,6 +46,7 @@ pub struct SchemaField {
 #[derive(Object, Clone, Debug)]
 pub struct SchemaBody {
     /// The fields, in the order their CSV columns appear.
+    #[oai(validator(min_items = 1))]
     pub fields: Vec<SchemaField>,
 }
 
@@ -72,6 +73,7 @@ pub struct Schema {
 #[oai(example)]
 pub struct CreateSchema {
     /// Schema name, 1–200 characters.
+    #[oai(validator(min_length = 1, max_length = 200))]
     pub name: Text,
     /// Free text.
     pub description: Option<Text>,
@@ -83,7 +85,8 @@ pub struct CreateSchema {
 /// their file; exports that have not run yet use the new fields.
 #[derive(Object)]
 pub struct PatchSchema {
-    /// New name.
+    /// New name, 1–200 characters.
+    #[oai(validator(min_length = 1, max_length = 200))]
     pub name: Option<Text>,
     /// New description; `null` clears it.
     pub description: MaybeUndefined<Text>,

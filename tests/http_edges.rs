@@ -1,0 +1,79 @@
+//! HTTP details a generic client relies on: `Allow` on 405, empty query values read as
+//! "not set", and request bodies checked against the documented schema.
+
+mod common;
+
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn method_not_allowed_lists_the_allowed_methods() {
+    let app = common::spawn_app().await;
+    let r = app.client.put(app.url("/v1/exports")).header("x-api-key", &app.api_key).send().await.unwrap();
+    let allow = r.headers().get("allow").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    common::assert_error(r, 405).await;
+    let mut methods: Vec<&str> = allow.split(", ").collect();
+    methods.sort();
+    assert_eq!(methods, vec!["GET", "HEAD", "POST"]);
+
+    let id = "019760a0-0050-7000-8000-000000000050";
+    let r =
+        app.client.post(app.url(&format!("/v1/exports/{id}"))).header("x-api-key", &app.api_key).send().await.unwrap();
+    let allow = r.headers().get("allow").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    common::assert_error(r, 405).await;
+    let mut methods: Vec<&str> = allow.split(", ").collect();
+    methods.sort();
+    assert_eq!(methods, vec!["DELETE", "GET", "HEAD"]);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_query_values_mean_not_set() {
+    let app = common::spawn_app().await;
+    for path in [
+        "/v1/exports?search=&created_after=&created_before=&fields=&include=",
+        "/v1/schemas?search=&created_after=&created_before=&fields=&include=",
+        "/v1/results?search=&created_after=&created_before=&fields=&include=&schema_id=",
+    ] {
+        let r = app.get(path).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["meta"]["page"], 1, "{path}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_checked_against_their_schema() {
+    let app = common::spawn_app().await;
+    let schema = app.create_schema(&json!({"name": "S", "schema": {"fields": [{"key": "a", "type": "string"}]}})).await;
+    let sid = schema["id"].as_str().unwrap();
+    let cases = [
+        ("/v1/results", json!({"schema_id": sid, "extraction": null})),
+        ("/v1/results", json!({"schema_id": sid, "extraction": [1, 2]})),
+        ("/v1/results", json!({"schema_id": "", "extraction": {}})),
+        ("/v1/exports", json!({"schema_id": sid, "start_date": "", "end_date": "2024-01-01"})),
+        (
+            "/v1/exports",
+            json!({"schema_id": sid, "start_date": "2024-01-01", "end_date": "2024-01-02", "options": {"delimiter": ""}}),
+        ),
+        (
+            "/v1/exports",
+            json!({"schema_id": sid, "start_date": "2024-01-01", "end_date": "2024-01-02", "expand_array": ""}),
+        ),
+        ("/v1/schemas", json!({"name": "", "schema": {"fields": [{"key": "a", "type": "string"}]}})),
+        ("/v1/schemas", json!({"name": "x", "schema": {"fields": []}})),
+    ];
+    for (path, body) in cases {
+        let r = app.post_json(path, &body).send().await.unwrap();
+        let msg = common::assert_error(r, 400).await;
+        assert!(!msg.is_empty(), "{path} {body}");
+    }
+    let r = app.patch_json(&format!("/v1/schemas/{sid}"), &json!({"name": ""})).send().await.unwrap();
+    common::assert_error(r, 400).await;
+    // nothing was created
+    let v: Value = app.get("/v1/results").send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["meta"]["total"], 0);
+    let v: Value = app.get("/v1/exports").send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["meta"]["total"], 0);
+    app.stop().await;
+}
