@@ -35,6 +35,7 @@ pub struct ResultItem {
     /// The schema the extraction follows.
     pub schema_id: String,
     /// The source document's file name.
+    #[oai(nullable)]
     pub file_name: Option<String>,
     /// Always `SUCCESS`: only successful extractions are stored.
     pub status: String,
@@ -76,9 +77,10 @@ pub struct CreateResult {
     /// The extracted data: a JSON object. Kept exactly as sent.
     pub extraction: JsonObject,
     /// The source document's file name.
+    #[oai(nullable)]
     pub file_name: Option<Text>,
     /// When it was extracted (ISO 8601), for backfills; default now.
-    #[oai(rename = "createdAt")]
+    #[oai(nullable, rename = "createdAt")]
     pub created_at: Option<Text>,
 }
 

@@ -61,15 +61,19 @@ pub struct ExportOptions {
 #[oai(deny_unknown_fields)]
 pub struct ExportOptionsInput {
     /// Field delimiter: `,` (default), `;`, `\t` or `|`.
-    #[oai(validator(pattern = "^[,;\\t|]$"))]
+    #[oai(nullable, validator(pattern = "^[,;\\t|]$"))]
     pub delimiter: Option<Text>,
     /// Write a UTF-8 byte-order mark first (default false).
+    #[oai(nullable)]
     pub bom: Option<bool>,
     /// `key` (default) or `label`.
+    #[oai(nullable)]
     pub header: Option<HeaderOption>,
     /// Guard against spreadsheet formulas (default true).
+    #[oai(nullable)]
     pub formula_guard: Option<bool>,
     /// Gzip-compress the file (default false).
+    #[oai(nullable)]
     pub gzip: Option<bool>,
 }
 
@@ -87,21 +91,25 @@ pub struct Export {
     /// Results created at or before this time are included.
     pub end_date: String,
     /// The array field expanded into one row per item, if any.
+    #[oai(nullable)]
     pub expand_array: Option<String>,
     /// CSV options in effect.
     pub options: ExportOptions,
     /// Data records written (after expansion; header not counted). Null until COMPLETED.
+    #[oai(nullable)]
     pub row_count: Option<i64>,
     /// The file's size in bytes, as served. Null until COMPLETED.
+    #[oai(nullable)]
     pub file_size: Option<i64>,
     /// Why the export FAILED, in words you can act on. Null unless FAILED.
+    #[oai(nullable)]
     pub error: Option<String>,
     #[oai(rename = "createdAt")]
     pub created_at: String,
     #[oai(rename = "updatedAt")]
     pub updated_at: String,
     /// When the file was ready. Null until COMPLETED.
-    #[oai(rename = "completedAt")]
+    #[oai(nullable, rename = "completedAt")]
     pub completed_at: Option<String>,
     /// The schema, with `include=schema`.
     #[oai(skip_serializing_if_is_none)]
@@ -142,8 +150,10 @@ pub struct CreateExport {
     /// means that whole day, up to 23:59:59.999Z.
     pub end_date: Text,
     /// Key of a top-level array field to expand into one row per item.
+    #[oai(nullable)]
     pub expand_array: Option<Text>,
     /// CSV options.
+    #[oai(nullable)]
     pub options: Option<ExportOptionsInput>,
 }
 

@@ -59,6 +59,7 @@ pub struct Schema {
     /// Schema name (also names download files: `invoices_2024-01-01_2024-01-31.csv`).
     pub name: String,
     /// Free text.
+    #[oai(nullable)]
     pub description: Option<String>,
     /// The fields.
     pub schema: SchemaBody,
@@ -76,6 +77,7 @@ pub struct CreateSchema {
     #[oai(validator(min_length = 1, max_length = 200))]
     pub name: Text,
     /// Free text.
+    #[oai(nullable)]
     pub description: Option<Text>,
     /// The fields.
     pub schema: SchemaBody,
@@ -86,11 +88,13 @@ pub struct CreateSchema {
 #[derive(Object)]
 pub struct PatchSchema {
     /// New name, 1–200 characters.
-    #[oai(validator(min_length = 1, max_length = 200))]
+    #[oai(nullable, validator(min_length = 1, max_length = 200))]
     pub name: Option<Text>,
     /// New description; `null` clears it.
+    #[oai(nullable)]
     pub description: MaybeUndefined<Text>,
     /// New fields.
+    #[oai(nullable)]
     pub schema: Option<SchemaBody>,
 }
 
