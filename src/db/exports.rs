@@ -82,10 +82,6 @@ pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<Export
         .optional()?)
 }
 
-pub fn get_any(conn: &Connection, id: &str) -> DbResult<Option<ExportRow>> {
-    Ok(conn.query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1"), [id], from_row).optional()?)
-}
-
 pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<ExportRow>, u64)> {
     let src = ListSource {
         from: FROM,
@@ -172,11 +168,6 @@ pub fn fail(conn: &Connection, id: &str, run_id: &str, error: &str) -> DbResult<
          WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2",
         params![id, run_id, error, now_ms()],
     )? > 0)
-}
-
-/// Whether a job still exists (a worker checks this to notice a deletion).
-pub fn exists(conn: &Connection, id: &str) -> DbResult<bool> {
-    Ok(conn.query_row("SELECT 1 FROM exports WHERE id = ?1", [id], |_| Ok(())).optional()?.is_some())
 }
 
 /// Finished jobs (COMPLETED or FAILED) last changed before `cutoff`, deleted; returns them

@@ -36,12 +36,7 @@ pub fn generate_key() -> String {
 }
 
 pub fn create_team(conn: &Connection, name: &str) -> DbResult<Team> {
-    let team = Team { id: uuid::Uuid::now_v7().to_string(), name: name.to_string() };
-    conn.execute(
-        "INSERT INTO teams (id, name, created_at) VALUES (?1, ?2, ?3)",
-        params![team.id, team.name, now_ms()],
-    )?;
-    Ok(team)
+    create_team_with_id(conn, &uuid::Uuid::now_v7().to_string(), name)
 }
 
 /// Creates a team with a fixed id (the demo team).

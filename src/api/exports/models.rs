@@ -191,9 +191,22 @@ impl Example for DownloadUrl {
 
 /// A page of exports.
 #[derive(Object)]
+#[oai(example)]
 pub struct ExportList {
     pub data: Vec<Sparse<Export>>,
     pub meta: Meta,
+}
+
+impl Example for ExportList {
+    fn example() -> Self {
+        let mut e = Export::example();
+        e.status = Status::Completed;
+        e.row_count = Some(1034);
+        e.file_size = Some(519_300);
+        e.updated_at = "2024-01-31T12:01:30.000Z".into();
+        e.completed_at = Some("2024-01-31T12:01:30.000Z".into());
+        ExportList { data: vec![Sparse::new(&e, None)], meta: Meta { page: 1, limit: 20, total: 1, total_pages: 1 } }
+    }
 }
 
 /// `sort_by` for exports.
