@@ -128,6 +128,9 @@ pub async fn to_json_error(err: poem::Error) -> Response {
         let text = resp.into_body().into_string().await.unwrap_or_default();
         return ErrorBody::new(status, fallback_message(status, text)).into_response();
     }
+    if let Some(e) = err.downcast_ref::<ApiError>() {
+        return e.body().into_response();
+    }
     if status.is_server_error() {
         tracing::error!(cause = %err, "request failed");
     }
@@ -136,9 +139,63 @@ pub async fn to_json_error(err: poem::Error) -> Response {
         StatusCode::NOT_FOUND => "Not found: no such route; the API is described at /docs".to_string(),
         StatusCode::METHOD_NOT_ALLOWED => "Method not allowed on this route; the API is described at /docs".to_string(),
         StatusCode::INTERNAL_SERVER_ERROR => "Internal server error; the cause is in the server log".to_string(),
+        StatusCode::BAD_REQUEST => clean_parse_message(&err.to_string()),
         _ => fallback_message(status, err.to_string()),
     };
     ErrorBody::new(status, message).into_response()
+}
+
+/// Rewrites poem-openapi's parse errors for people: drops internal type names and the
+/// "(occurred while parsing ...)" trail, and states validator limits in words.
+pub fn clean_parse_message(msg: &str) -> String {
+    let mut s = msg.to_string();
+    while let Some(i) = s.find(" (occurred while parsing \"") {
+        let end = s[i + 1..].find(')').map(|j| i + 1 + j + 1).unwrap_or(s.len());
+        s.replace_range(i..end, "");
+    }
+    s = s.replace("parse request payload error: ", "");
+    if let Some(rest) = s.strip_prefix("failed to parse path `") {
+        let _ = rest;
+        return "the id in the path is not a valid UUID (e.g. 019760a0-0050-7000-8000-000000000050)".into();
+    }
+    if let Some(rest) = s.strip_prefix("failed to parse parameter `") {
+        if let Some(j) = rest.find("`: ") {
+            s = format!("query parameter `{}`: {}", &rest[..j], &rest[j + 3..]);
+        }
+    }
+    // `failed to parse "TypeName": ` names an internal type: drop it
+    while let Some(i) = s.find("failed to parse \"") {
+        let after = i + "failed to parse \"".len();
+        match s[after..].find("\": ") {
+            Some(j) => s.replace_range(i..after + j + 3, ""),
+            None => break,
+        }
+    }
+    let words = [
+        ("verification failed. ", ""),
+        ("Expect a valid enumeration value.", "not one of the allowed values (see /docs)"),
+        ("invalid digit found in string", "not a whole number"),
+        (", exclusive: false)", ")"),
+    ];
+    for (from, to) in words {
+        s = s.replace(from, to);
+    }
+    for (call, say) in [
+        ("maximum(", "must be at most {}"),
+        ("minimum(", "must be at least {}"),
+        ("minLength(", "must be at least {} character(s) long"),
+        ("maxLength(", "must be at most {} characters long"),
+        ("minItems(", "must have at least {} item(s)"),
+        ("pattern(", "must match {}"),
+    ] {
+        if let Some(i) = s.find(call) {
+            if let Some(j) = s[i..].rfind(')') {
+                let inner = s[i + call.len()..i + j].to_string();
+                s.replace_range(i..i + j + 1, &say.replace("{}", &inner));
+            }
+        }
+    }
+    s.trim().to_string()
 }
 
 fn fallback_message(status: StatusCode, text: String) -> String {
@@ -207,4 +264,31 @@ macro_rules! api_ok {
             $variant(poem_openapi::payload::Json<$ty>),
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_parse_message as clean;
+
+    #[test]
+    fn parse_messages_read_well() {
+        assert_eq!(
+            clean("failed to parse parameter `limit`: verification failed. maximum(100, exclusive: false)"),
+            "query parameter `limit`: must be at most 100"
+        );
+        assert_eq!(
+            clean("failed to parse parameter `sort_by`: failed to parse \"ExportSortBy\": Expect a valid enumeration value. (occurred while parsing \"optional_ExportSortBy\")"),
+            "query parameter `sort_by`: not one of the allowed values (see /docs)"
+        );
+        assert_eq!(
+            clean("parse request payload error: failed to parse \"ExportOptionsInput\": unknown field `foo`. (occurred while parsing \"optional_ExportOptionsInput\") (occurred while parsing \"CreateExport\")"),
+            "unknown field `foo`."
+        );
+        assert!(clean("failed to parse path `param0`: failed to parse \"string_uuid\": invalid length: found 3")
+            .contains("UUID"));
+        assert_eq!(
+            clean("failed to parse \"CreateSchema\": field `name` verification failed. minLength(1)"),
+            "field `name` must be at least 1 character(s) long"
+        );
+    }
 }

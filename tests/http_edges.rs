@@ -77,3 +77,62 @@ async fn bodies_are_checked_against_their_schema() {
     assert_eq!(v["meta"]["total"], 0);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_are_explained_by_member() {
+    let app = common::spawn_app().await;
+    let sid = "019760a0-0001-7000-8000-000000000001";
+    let cases = [
+        ("/v1/exports", json!({"start_date": "2024-01-01", "end_date": "2024-01-02"}), "schema_id is required"),
+        (
+            "/v1/exports",
+            json!({"schema_id": "x", "start_date": "2024-01-01", "end_date": "2024-01-02"}),
+            "schema_id must be a UUID",
+        ),
+        (
+            "/v1/exports",
+            json!({"schema_id": sid, "start_date": 5, "end_date": "2024-01-02"}),
+            "start_date must be a string",
+        ),
+        (
+            "/v1/exports",
+            json!({"schema_id": sid, "start_date": "2024-01-01", "end_date": "2024-01-02", "options": {"bom": "yes"}}),
+            "options.bom must be a boolean",
+        ),
+        (
+            "/v1/exports",
+            json!({"schema_id": sid, "start_date": "2024-01-01", "end_date": "2024-01-02", "options": {"header": "nope"}}),
+            "options.header must be one of",
+        ),
+        (
+            "/v1/schemas",
+            json!({"name": "x", "schema": {"fields": [{"key": "a", "type": "text"}]}}),
+            "schema.fields[0].type must be one of",
+        ),
+        (
+            "/v1/schemas",
+            json!({"name": "x", "schema": {"fields": [{"key": "a", "type": "string", "label": 5}]}}),
+            "schema.fields[0].label must be a string",
+        ),
+        (
+            "/v1/schemas",
+            json!({"name": "", "schema": {"fields": [{"key": "a", "type": "string"}]}}),
+            "name must be at least 1",
+        ),
+        ("/v1/schemas", json!([1]), "the request body must be a JSON object"),
+        ("/v1/results", json!({"schema_id": sid, "extraction": "text"}), "extraction must be a JSON object"),
+    ];
+    for (path, body, want) in cases {
+        let r = app.post_json(path, &body).send().await.unwrap();
+        let msg = common::assert_error(r, 400).await;
+        assert!(msg.contains(want), "{path} {body}: {msg}");
+        assert!(!msg.contains("occurred while parsing"), "{msg}");
+    }
+    let r = app.get("/v1/exports?limit=500").send().await.unwrap();
+    let msg = common::assert_error(r, 400).await;
+    assert!(msg.contains("limit") && msg.contains("100"), "{msg}");
+    let r = app.get("/v1/exports/not-a-uuid").send().await.unwrap();
+    let msg = common::assert_error(r, 400).await;
+    assert!(msg.contains("UUID"), "{msg}");
+    app.stop().await;
+}

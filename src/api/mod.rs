@@ -1,6 +1,7 @@
 //! The HTTP API, one file per resource. Doc comments here become the OpenAPI text.
 
 pub mod auth;
+pub mod body;
 pub mod exports;
 pub mod health;
 pub mod list;

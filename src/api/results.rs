@@ -10,6 +10,7 @@ use poem_openapi::{Enum, Object, OpenApi};
 use serde_json::Value;
 
 use super::auth::ApiKeyAuth;
+use super::body::JsonBody;
 use super::list::{
     default_limit, default_page, fields_param, include_schema, ListParams, Meta, SchemaRef, SortOrder, Sparse,
 };
@@ -186,7 +187,7 @@ impl ResultsApi {
         &self,
         auth: ApiKeyAuth,
         state: Data<&Arc<AppState>>,
-        body: Json<CreateResult>,
+        body: JsonBody<CreateResult>,
     ) -> Result<ResultCreated, CreateResultErrors> {
         let body = body.0;
         let schema_id = body.schema_id.to_string();

@@ -66,13 +66,18 @@ fn init_connection(c: &mut Connection) -> rusqlite::Result<()> {
 
 /// Opens (creating if needed) the database file and brings its schema up to date.
 pub fn open(path: &Path, max_size: u32) -> DbResult<Pool> {
+    // Switch a new file to WAL and migrate it on one connection first: the pool opens its
+    // connections in parallel, and several switching the mode at once collide.
+    {
+        let mut first = Connection::open(path)?;
+        init_connection(&mut first)?;
+        migrations::migrate(&mut first)?;
+    }
     let manager = SqliteConnectionManager::file(path).with_init(init_connection);
     let pool = r2d2::Pool::builder()
         .max_size(max_size)
         .connection_timeout(std::time::Duration::from_secs(30))
         .build(manager)?;
-    let mut conn = pool.get()?;
-    migrations::migrate(&mut conn)?;
     Ok(pool)
 }
 

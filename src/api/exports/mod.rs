@@ -8,6 +8,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::OpenApi;
 
 use super::auth::ApiKeyAuth;
+use super::body::JsonBody;
 use super::list::{default_limit, default_page, fields_param, include_schema, ListParams, SortOrder, Sparse};
 use super::{with_db, ApiTags, Message};
 use crate::app::AppState;
@@ -90,7 +91,7 @@ impl ExportsApi {
         &self,
         auth: ApiKeyAuth,
         state: Data<&Arc<AppState>>,
-        body: Json<CreateExport>,
+        body: JsonBody<CreateExport>,
     ) -> Result<ExportCreated, CreateExportErrors> {
         let body = body.0;
         let schema_id = body.schema_id.to_string();

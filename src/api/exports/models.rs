@@ -61,7 +61,7 @@ pub struct ExportOptions {
 #[oai(deny_unknown_fields)]
 pub struct ExportOptionsInput {
     /// Field delimiter: `,` (default), `;`, `\t` or `|`.
-    #[oai(nullable, validator(pattern = "^[,;\\t|]$"))]
+    #[oai(nullable)]
     pub delimiter: Option<Text>,
     /// Write a UTF-8 byte-order mark first (default false).
     #[oai(nullable)]

@@ -9,6 +9,7 @@ use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{Enum, OpenApi};
 
 use super::auth::ApiKeyAuth;
+use super::body::JsonBody;
 use super::list::{default_limit, default_page, fields_param, ListParams, SortOrder, Sparse};
 use super::{with_db, ApiTags, Message};
 use crate::app::AppState;
@@ -86,13 +87,13 @@ impl SchemasApi {
         &self,
         auth: ApiKeyAuth,
         state: Data<&Arc<AppState>>,
-        body: Json<CreateSchema>,
+        body: JsonBody<CreateSchema>,
     ) -> Result<SchemaCreated, CreateSchemaErrors> {
         let now = now_ms();
         let row = SchemaRow {
             id: uuid::Uuid::now_v7().to_string(),
             team_id: auth.0.id,
-            name: check_name(&body.name)?,
+            name: check_name(&body.0.name)?,
             description: body.0.description.map(|t| t.0),
             definition: to_def(&body.0.schema)?,
             created_at: now,
@@ -193,7 +194,7 @@ impl SchemasApi {
         state: Data<&Arc<AppState>>,
         /// Schema UUID
         id: Path<uuid::Uuid>,
-        body: Json<PatchSchema>,
+        body: JsonBody<PatchSchema>,
     ) -> Result<SchemaOk, UpdateSchemaErrors> {
         let id = id.0.to_string();
         let name = body.0.name.as_deref().map(check_name).transpose()?;
