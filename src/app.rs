@@ -90,8 +90,27 @@ impl App {
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .ok_or("the listener has no address")?;
-        let base_url = format!("http://{addr}");
-        let public_url = config.public_url.clone().unwrap_or_else(|| base_url.clone());
+        // 0.0.0.0 / [::] cannot be dialled: local links then name the loopback address
+        let mut reachable = addr;
+        if addr.ip().is_unspecified() {
+            reachable.set_ip(if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        let base_url = format!("http://{reachable}");
+        let public_url = match &config.public_url {
+            Some(u) => u.clone(),
+            None => {
+                if addr.ip().is_unspecified() {
+                    tracing::warn!(
+                        "download URLs will name {base_url}; set EXPORTS_PUBLIC_URL (--public-url) to the address clients use"
+                    );
+                }
+                base_url.clone()
+            }
+        };
         let jobs = Jobs::start(pool.clone(), config.data_dir.clone(), config.workers, config.retention)
             .map_err(|e| format!("cannot start the export workers: {e}"))?;
         let state = Arc::new(AppState {

@@ -86,6 +86,13 @@ impl ExportsApi {
     /// specified schema within the given date range (both ends inclusive) into a CSV file.
     /// Returns at once with status PENDING; poll `GET /v1/exports/{id}` until COMPLETED,
     /// then ask `GET /v1/exports/{id}/download` for the file's URL.
+    ///
+    /// The file: UTF-8, RFC 4180 (`\r\n` after every record, a header first, quotes only
+    /// where needed). Columns `id`, `file_name`, `createdAt`, then the schema's fields depth
+    /// first (`parent.child` for objects; arrays as compact JSON, or one row per item with
+    /// `expand_array`). Values by their JSON type, never coerced; text starting with `=`,
+    /// `+`, `-`, `@`, tab or CR gets a leading `'` unless `options.formula_guard` is false.
+    /// Rows ordered by `createdAt`, then `id`.
     #[oai(path = "/exports", method = "post", tag = "ApiTags::Exports")]
     async fn create_export(
         &self,
