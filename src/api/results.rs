@@ -20,7 +20,6 @@ use super::{parse_id, with_db, ApiTags, Message};
 use crate::app::AppState;
 use crate::db::results::{NewResult, ResultRecord};
 use crate::domain::list::PageMeta;
-use crate::domain::result::parse_ndjson_line;
 use crate::domain::time::{format_ms, now_ms, parse_instant, DayEnd};
 use crate::error::ApiError;
 use crate::{api_errors, api_ok};
@@ -228,23 +227,7 @@ impl ResultsApi {
         let team = auth.0.id;
         let n = with_db(&state, move |c| {
             crate::db::schemas::get(c, &team, &schema_id)?.ok_or_else(schema_missing)?;
-            let text = std::str::from_utf8(&body.0).map_err(|e| {
-                let line = body.0[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
-                ApiError::bad_request(format!("line {line}: not valid UTF-8"))
-            })?;
-            let now = now_ms();
-            let mut rows = Vec::new();
-            for (i, line) in text.split('\n').enumerate() {
-                match parse_ndjson_line(line, now) {
-                    Ok(Some(r)) => rows.push(r),
-                    Ok(None) => {}
-                    Err(m) => return Err(ApiError::bad_request(format!("line {}: {m}; nothing was stored", i + 1))),
-                }
-            }
-            if rows.is_empty() {
-                return Err(ApiError::bad_request("the body has no results: send one JSON object per line"));
-            }
-            Ok(crate::db::results::insert_many(c, &team, &schema_id, rows)?.len() as u64)
+            Ok(crate::db::results::insert_many(c, &team, &schema_id, body.0)?.len() as u64)
         })
         .await?;
         Ok(BulkCreated::Created(Json(Inserted { inserted: n })))
