@@ -49,6 +49,15 @@ def run_measured(cmd, env):
     return time.time() - t, usage.ru_maxrss / 1024
 
 
+def peak_rss_mb(pid):
+    """VmHWM of a running process (Linux)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=200_000)
@@ -81,6 +90,22 @@ def main():
                                 "--data-dir", data], env)
         print(f"import (CLI): {a.count} results in {dt:.2f} s = {a.count / dt:,.0f} results/s, peak RSS {rss:.0f} MB")
 
+        sid2 = call(base, "POST", "/v1/schemas", schema)["id"]
+        # streamed from the file: this script's own memory must stay small, because a child
+        # process's peak RSS as the kernel reports it includes the parent's at fork time
+        nd_path = os.path.join(ds, "results.ndjson")
+        size = os.path.getsize(nd_path)
+        t = time.time()
+        with open(nd_path, "rb") as body:
+            req = urllib.request.Request(f"{base}/v1/schemas/{sid2}/results", data=body, method="POST",
+                                         headers={"x-api-key": KEY, "content-type": "application/x-ndjson",
+                                                  "content-length": str(size)})
+            with urllib.request.urlopen(req) as r:
+                inserted = json.loads(r.read())["inserted"]
+        dt = time.time() - t
+        print(f"upload via API (NDJSON, {size / 1e6:.0f} MB): {inserted} results in {dt:.2f} s "
+              f"= {inserted / dt:,.0f} results/s; server peak RSS so far {peak_rss_mb(server.pid):.0f} MB")
+
         for expand in (None, "line_items"):
             body = {"schema_id": sid, "start_date": "2000-01-01", "end_date": "2100-01-01", "expand_array": expand}
             t = time.time()
@@ -104,6 +129,7 @@ def main():
             print(f"download ({label}): {n / 1e6:.1f} MB in {dt:.2f} s = {n / 1e6 / dt:.0f} MB/s")
 
         out = os.path.join(tmp, "cli.csv")
+        print(f"server peak RSS after exports and downloads: {peak_rss_mb(server.pid):.0f} MB")
         dt, rss = run_measured([BIN, "export", "--schema", sid, "--start", "2000-01-01", "--end", "2100-01-01",
                                 "--expand-array", "line_items", "--out", out, "--data-dir", data], env)
         print(f"export (CLI, expand_array=line_items): {os.path.getsize(out) / 1e6:.1f} MB in {dt:.2f} s, "
