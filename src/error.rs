@@ -208,7 +208,8 @@ fn fallback_message(status: StatusCode, text: String) -> String {
 }
 
 /// Declares an operation's error responses: each variant documents one status in the
-/// OpenAPI document and carries the JSON error body. Unlisted statuses become 500.
+/// OpenAPI document and carries the JSON error body. 401, 500 and 503 are always there (every
+/// operation using it needs a key and touches the database); unlisted statuses become 500.
 #[macro_export]
 macro_rules! api_errors {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $status:tt : $desc:literal),* $(,)? }) => {
@@ -220,6 +221,9 @@ macro_rules! api_errors {
                 #[oai(status = $status)]
                 $variant(poem_openapi::payload::Json<$crate::error::ErrorBody>),
             )*
+            /// Missing or invalid authentication: send a valid key in the `x-api-key` header.
+            #[oai(status = 401)]
+            Unauthorized(poem_openapi::payload::Json<$crate::error::ErrorBody>),
             /// The database is busy or unavailable; try again.
             #[oai(status = 503)]
             Unavailable(poem_openapi::payload::Json<$crate::error::ErrorBody>),
@@ -232,6 +236,7 @@ macro_rules! api_errors {
             fn from(e: $crate::error::ApiError) -> Self {
                 match e.status.as_u16() {
                     $( $status => $name::$variant(poem_openapi::payload::Json(e.body())), )*
+                    401 => $name::Unauthorized(poem_openapi::payload::Json(e.body())),
                     503 => $name::Unavailable(poem_openapi::payload::Json(e.body())),
                     _ => {
                         if e.status != poem::http::StatusCode::INTERNAL_SERVER_ERROR {

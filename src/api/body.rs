@@ -9,6 +9,7 @@ use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::{ParseFromJSON, Type};
 use serde_json::Value;
 
+use super::types::json_kind;
 use crate::error::{clean_parse_message, ApiError};
 
 pub struct JsonBody<T>(pub T);
@@ -63,17 +64,6 @@ fn resolve<'a>(registry: &'a Registry, r: &'a MetaSchemaRef) -> Option<&'a MetaS
     }
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn expected(ty: &str) -> &str {
     match ty {
         "string" => "a string",
@@ -117,7 +107,7 @@ fn check(registry: &Registry, schema: &MetaSchema, value: &Value, path: &str) ->
         _ => true,
     };
     if !type_ok {
-        return Err(format!("{what} must be {}, not {}", expected(schema.ty), kind(value)));
+        return Err(format!("{what} must be {}, not {}", expected(schema.ty), json_kind(value)));
     }
     match value {
         Value::String(s) => {

@@ -137,24 +137,20 @@ api_ok!(ResultDeleted::Ok = 200: Message, "Result deleted.");
 
 api_errors!(CreateResultErrors {
     BadRequest = 400: "Invalid request body: extraction not an object, bad createdAt, malformed schema_id",
-    Unauthorized = 401: "Missing or invalid API key",
     NotFound = 404: "Schema not found",
     UnsupportedMediaType = 415: "The body is not application/json",
 });
 api_errors!(BulkErrors {
     BadRequest = 400: "A line is invalid (the message names it); nothing was stored",
-    Unauthorized = 401: "Missing or invalid API key",
     NotFound = 404: "Schema not found",
     PayloadTooLarge = 413: "The body is larger than the configured limit",
     UnsupportedMediaType = 415: "The body is not application/x-ndjson",
 });
 api_errors!(ListResultsErrors {
     BadRequest = 400: "Invalid query parameter",
-    Unauthorized = 401: "Missing or invalid API key",
 });
 api_errors!(GetResultErrors {
     BadRequest = 400: "Malformed result id",
-    Unauthorized = 401: "Missing or invalid API key",
     NotFound = 404: "Result not found",
 });
 

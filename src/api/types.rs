@@ -118,7 +118,8 @@ impl ToJSON for JsonObject {
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
+/// `a string`, `an array`, ...: a JSON value's type in words, for messages.
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

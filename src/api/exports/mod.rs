@@ -54,22 +54,18 @@ api_ok!(ExportDeleted::Ok = 200: Message, "Export deleted.");
 
 api_errors!(CreateExportErrors {
     BadRequest = 400: "Invalid request body: malformed JSON or id, unparsable dates, start_date after end_date, an expand_array that is not a top-level array field, a bad option",
-    Unauthorized = 401: "Missing or invalid authentication",
     NotFound = 404: "Schema not found",
     UnsupportedMediaType = 415: "The body is not application/json",
 });
 api_errors!(ListExportsErrors {
     BadRequest = 400: "Invalid query parameter (the message names it)",
-    Unauthorized = 401: "Missing or invalid authentication",
 });
 api_errors!(GetExportErrors {
     BadRequest = 400: "Malformed export id",
-    Unauthorized = 401: "Missing or invalid authentication",
     NotFound = 404: "Export not found",
 });
 api_errors!(DownloadErrors {
     BadRequest = 400: "Malformed export id",
-    Unauthorized = 401: "Missing or invalid authentication",
     NotFound = 404: "Export not found",
     Conflict = 409: "Export is not yet completed (the message says its status)",
 });

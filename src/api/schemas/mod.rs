@@ -48,27 +48,22 @@ api_ok!(SchemaDeleted::Ok = 200: Message, "Schema deleted.");
 
 api_errors!(CreateSchemaErrors {
     BadRequest = 400: "Invalid request body or schema definition",
-    Unauthorized = 401: "Missing or invalid API key",
     UnsupportedMediaType = 415: "The body is not application/json",
 });
 api_errors!(UpdateSchemaErrors {
     BadRequest = 400: "Malformed schema id, invalid request body or schema definition",
-    Unauthorized = 401: "Missing or invalid API key",
     NotFound = 404: "Schema not found",
     UnsupportedMediaType = 415: "The body is not application/json",
 });
 api_errors!(ListSchemasErrors {
     BadRequest = 400: "Invalid query parameter",
-    Unauthorized = 401: "Missing or invalid API key",
 });
 api_errors!(GetSchemaErrors {
     BadRequest = 400: "Malformed schema id",
-    Unauthorized = 401: "Missing or invalid API key",
     NotFound = 404: "Schema not found",
 });
 api_errors!(DeleteSchemaErrors {
     BadRequest = 400: "Malformed schema id",
-    Unauthorized = 401: "Missing or invalid API key",
     NotFound = 404: "Schema not found",
     Conflict = 409: "Results or exports still refer to the schema",
 });
