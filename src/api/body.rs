@@ -46,12 +46,18 @@ impl<T: ParseFromJSON> ParsePayload for JsonBody<T> {
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
         let mut registry = Registry::new();
         T::register(&mut registry);
-        if let Some(schema) = resolve(&registry, &T::schema_ref()) {
+        let root_ref = T::schema_ref();
+        let root = resolve(&registry, &root_ref);
+        if let Some(schema) = root {
             check(&registry, schema, &value, "").map_err(ApiError::bad_request)?;
         }
-        T::parse_from_json(Some(value))
-            .map(JsonBody)
-            .map_err(|e| ApiError::bad_request(clean_parse_message(&e.into_message())).into())
+        T::parse_from_json(Some(value.clone())).map(JsonBody).map_err(|e| {
+            let msg = e.into_message();
+            let unknown = msg.find("unknown field `").and_then(|i| msg[i + 15..].split('`').next());
+            let located =
+                unknown.zip(root).and_then(|(key, schema)| locate_unknown(&registry, schema, &value, "", key));
+            ApiError::bad_request(located.unwrap_or_else(|| clean_parse_message(&msg))).into()
+        })
     }
 }
 
@@ -153,4 +159,38 @@ fn check(registry: &Registry, schema: &MetaSchema, value: &Value, path: &str) ->
         _ => {}
     }
     Ok(())
+}
+
+/// Finds the object that holds the member `key` its schema does not define, and says where
+/// it is and what is allowed there (`options: unknown member "foo"; allowed: ...`).
+fn locate_unknown(registry: &Registry, schema: &MetaSchema, value: &Value, path: &str, key: &str) -> Option<String> {
+    if !schema.all_of.is_empty() {
+        return schema
+            .all_of
+            .iter()
+            .filter_map(|part| resolve(registry, part))
+            .find_map(|inner| locate_unknown(registry, inner, value, path, key));
+    }
+    match value {
+        Value::Object(map) => {
+            let known = |k: &str| schema.properties.iter().any(|(name, _)| *name == k);
+            if !schema.properties.is_empty() && map.contains_key(key) && !known(key) {
+                let allowed: Vec<&str> = schema.properties.iter().map(|(name, _)| *name).collect();
+                let where_ = if path.is_empty() { "the request body".to_string() } else { path.to_string() };
+                return Some(format!("{where_}: unknown member {key:?}; allowed: {}", allowed.join(", ")));
+            }
+            schema.properties.iter().find_map(|(name, prop)| {
+                let (v, ps) = (map.get(*name)?, resolve(registry, prop)?);
+                locate_unknown(registry, ps, v, &join(path, name), key)
+            })
+        }
+        Value::Array(items) => {
+            let item_schema = schema.items.as_deref().and_then(|r| resolve(registry, r))?;
+            items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| locate_unknown(registry, item_schema, v, &format!("{path}[{i}]"), key))
+        }
+        _ => None,
+    }
 }
