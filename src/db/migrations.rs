@@ -95,4 +95,12 @@ mod tests {
         let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v as usize, MIGRATIONS.len());
     }
+
+    #[test]
+    fn refuses_a_database_from_a_newer_binary() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        let err = migrate(&mut c).unwrap_err().to_string();
+        assert!(err.contains("newer than this binary"), "{err}");
+    }
 }
