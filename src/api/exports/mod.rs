@@ -74,6 +74,12 @@ fn not_found() -> ApiError {
     ApiError::not_found("Export not found")
 }
 
+/// An export of the team, or 404 (another team's export answers as a missing one).
+async fn find(state: &Arc<AppState>, team: String, id: uuid::Uuid) -> Result<ExportRow, ApiError> {
+    let id = id.to_string();
+    with_db(state, move |c| Ok(crate::db::exports::get(c, &team, &id)?)).await?.ok_or_else(not_found)
+}
+
 #[OpenApi(prefix_path = "/v1")]
 impl ExportsApi {
     /// Create an export
@@ -214,10 +220,8 @@ impl ExportsApi {
         /// Export UUID
         id: Path<uuid::Uuid>,
     ) -> Result<ExportOk, GetExportErrors> {
-        let id = id.0.to_string();
-        let team = auth.0.id;
-        let row = with_db(&state, move |c| Ok(crate::db::exports::get(c, &team, &id)?)).await?;
-        Ok(ExportOk::Ok(Json(to_api(&row.ok_or_else(not_found)?, false))))
+        let row = find(&state, auth.0.id, id.0).await?;
+        Ok(ExportOk::Ok(Json(to_api(&row, false))))
     }
 
     /// Get a download URL
@@ -233,10 +237,7 @@ impl ExportsApi {
         /// Export UUID
         id: Path<uuid::Uuid>,
     ) -> Result<DownloadOk, DownloadErrors> {
-        let id = id.0.to_string();
-        let team = auth.0.id;
-        let row = with_db(&state, move |c| Ok(crate::db::exports::get(c, &team, &id)?)).await?;
-        let row = row.ok_or_else(not_found)?;
+        let row = find(&state, auth.0.id, id.0).await?;
         if row.status != ExportStatus::Completed {
             let detail = match row.status {
                 ExportStatus::Failed => {
