@@ -32,7 +32,8 @@ pub struct AppState {
     pub url_ttl: Duration,
     pub data_dir: PathBuf,
     pub jobs: Jobs,
-    pub max_body: usize,
+    /// Per-request and per-team limits.
+    pub limits: crate::config::Limits,
 }
 
 /// The database file inside the data folder.
@@ -120,7 +121,7 @@ impl App {
             url_ttl: config.url_ttl,
             data_dir: config.data_dir.clone(),
             jobs,
-            max_body: config.max_body,
+            limits: config.limits.clone(),
         });
         Ok(App { acceptor, addr, base_url, state, lock })
     }
@@ -198,7 +199,7 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint {
     let allowed = Arc::new(AllowedMethods::from_spec(&api.spec()));
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
-    let max_body = state.max_body;
+    let max_body = state.limits.max_body;
     Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)

@@ -24,14 +24,72 @@ pub struct Config {
     pub signing_key: Option<Vec<u8>>,
     /// A key that must exist for team `default`.
     pub api_key: Option<String>,
-    /// Largest request body accepted, in bytes (the NDJSON upload is the big one).
-    pub max_body: usize,
+    /// Per-request and per-team limits the handlers enforce.
+    pub limits: Limits,
+    /// Connection-level bounds the HTTP server enforces.
+    pub server: ServerLimits,
     /// Load demo data into an empty database.
     pub demo: bool,
 }
 
+/// Limits on what one request or one team may do. Every limit is a setting; see the README's
+/// "Limits" table.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest NDJSON upload body, in bytes (`--max-body`).
+    pub max_body: usize,
+    /// Largest JSON request body, in bytes (`--max-json-body`).
+    pub max_json_body: usize,
+    /// Exports a team may have PENDING or PROCESSING at once; 0: no limit.
+    pub max_queued_exports: u32,
+    /// Bytes of export files a team may keep; `None`: no limit.
+    pub max_export_storage: Option<u64>,
+    /// Requests per second per API key (burst 2N), and per client address for requests
+    /// without a valid key; 0: no rate limit.
+    pub rate_limit: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_body: DEFAULT_MAX_BODY,
+            max_json_body: DEFAULT_MAX_JSON_BODY,
+            max_queued_exports: 100,
+            max_export_storage: None,
+            rate_limit: 100,
+        }
+    }
+}
+
+/// Bounds on connections, so that slow, idle or too many clients cannot exhaust the server.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// A request's header must arrive whole within this time (`--header-timeout`).
+    pub header_timeout: Duration,
+    /// A connection with no request in flight and no bytes moving for this long is closed
+    /// (`--idle-timeout`).
+    pub idle_timeout: Duration,
+    /// Open connections at most; past it a new connection gets 503 and is closed
+    /// (`--max-connections`).
+    pub max_connections: usize,
+    /// On SIGTERM/SIGINT, how long open requests may take to finish (`--shutdown-grace`).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> ServerLimits {
+        ServerLimits {
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1000,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
 pub const MAX_URL_TTL: u64 = 604_800;
 pub const DEFAULT_MAX_BODY: usize = 256 * 1024 * 1024;
+pub const DEFAULT_MAX_JSON_BODY: usize = 1024 * 1024;
 
 impl Config {
     /// A configuration for tests and embedding: loopback, a free port, two workers.
@@ -45,7 +103,8 @@ impl Config {
             retention: None,
             signing_key: None,
             api_key: None,
-            max_body: DEFAULT_MAX_BODY,
+            limits: Limits::default(),
+            server: ServerLimits::default(),
             demo: false,
         }
     }

@@ -53,11 +53,25 @@ impl ErrorBody {
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds the caller should wait before trying again (`Retry-After`), for 429 and 503.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into() }
+        ApiError { status, message: message.into(), retry_after: None }
+    }
+    /// 429: a limit was reached; the message says which. `retry_after` in seconds.
+    pub fn too_many(m: impl Into<String>, retry_after: u64) -> ApiError {
+        ApiError { retry_after: Some(retry_after.max(1)), ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, m) }
+    }
+    /// 503: the service cannot answer now (database busy); `retry_after` in seconds.
+    pub fn unavailable(m: impl Into<String>, retry_after: u64) -> ApiError {
+        ApiError { retry_after: Some(retry_after.max(1)), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m) }
+    }
+    /// 507: the disk is full; nothing was stored.
+    pub fn insufficient_storage(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INSUFFICIENT_STORAGE, m)
     }
     pub fn bad_request(m: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, m)
@@ -80,6 +94,15 @@ impl ApiError {
     pub fn body(&self) -> ErrorBody {
         ErrorBody::new(self.status, self.message.clone())
     }
+
+    /// The JSON error response, with `Retry-After` where the error has one.
+    pub fn to_response(&self) -> Response {
+        let mut resp = self.body().into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(poem::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
+    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -95,7 +118,7 @@ impl From<DbError> for ApiError {
         match e {
             DbError::Pool(e) => {
                 tracing::error!(cause = %e, "database pool exhausted or unavailable");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "The database is busy or unavailable; try again shortly")
+                ApiError::unavailable("The database is busy or unavailable; try again shortly", 2)
             }
             e => ApiError::internal(e),
         }
@@ -107,7 +130,7 @@ impl poem::error::ResponseError for ApiError {
         self.status
     }
     fn as_response(&self) -> Response {
-        self.body().into_response()
+        self.to_response()
     }
 }
 
@@ -129,7 +152,7 @@ pub async fn to_json_error(err: poem::Error) -> Response {
         return ErrorBody::new(status, fallback_message(status, text)).into_response();
     }
     if let Some(e) = err.downcast_ref::<ApiError>() {
-        return e.body().into_response();
+        return e.to_response();
     }
     if status.is_server_error() {
         tracing::error!(cause = %err, "request failed");
@@ -208,8 +231,9 @@ fn fallback_message(status: StatusCode, text: String) -> String {
 }
 
 /// Declares an operation's error responses: each variant documents one status in the
-/// OpenAPI document and carries the JSON error body. 401, 500 and 503 are always there (every
-/// operation using it needs a key and touches the database); unlisted statuses become 500.
+/// OpenAPI document and carries the JSON error body. 401, 429, 500 and 503 are always there
+/// (every operation using it needs a key, is rate limited and touches the database); 429 and
+/// 503 carry `Retry-After`; unlisted statuses become 500.
 #[macro_export]
 macro_rules! api_errors {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $status:tt : $desc:literal),* $(,)? }) => {
@@ -224,9 +248,21 @@ macro_rules! api_errors {
             /// Missing or invalid authentication: send a valid key in the `x-api-key` header.
             #[oai(status = 401)]
             Unauthorized(poem_openapi::payload::Json<$crate::error::ErrorBody>),
-            /// The database is busy or unavailable; try again.
+            /// Too many requests: a rate limit or quota was reached (the message says which).
+            /// Wait `Retry-After` seconds.
+            #[oai(status = 429)]
+            TooManyRequests(
+                poem_openapi::payload::Json<$crate::error::ErrorBody>,
+                /// Seconds to wait before trying again.
+                #[oai(header = "Retry-After")] u64,
+            ),
+            /// The database is busy or unavailable; try again after `Retry-After` seconds.
             #[oai(status = 503)]
-            Unavailable(poem_openapi::payload::Json<$crate::error::ErrorBody>),
+            Unavailable(
+                poem_openapi::payload::Json<$crate::error::ErrorBody>,
+                /// Seconds to wait before trying again.
+                #[oai(header = "Retry-After")] u64,
+            ),
             /// Unexpected server error; logged with its cause.
             #[oai(status = 500)]
             Internal(poem_openapi::payload::Json<$crate::error::ErrorBody>),
@@ -237,7 +273,8 @@ macro_rules! api_errors {
                 match e.status.as_u16() {
                     $( $status => $name::$variant(poem_openapi::payload::Json(e.body())), )*
                     401 => $name::Unauthorized(poem_openapi::payload::Json(e.body())),
-                    503 => $name::Unavailable(poem_openapi::payload::Json(e.body())),
+                    429 => $name::TooManyRequests(poem_openapi::payload::Json(e.body()), e.retry_after.unwrap_or(1)),
+                    503 => $name::Unavailable(poem_openapi::payload::Json(e.body()), e.retry_after.unwrap_or(1)),
                     _ => {
                         if e.status != poem::http::StatusCode::INTERNAL_SERVER_ERROR {
                             tracing::error!(status = %e.status, message = %e.message, "undeclared error status");

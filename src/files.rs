@@ -64,7 +64,7 @@ impl FilesApi {
     ) -> FileReply {
         match serve(req, &state, &team_id.0, &export_id.0, &name.0, expires.0, token.0).await {
             Ok(resp) => FileReply(resp),
-            Err(e) => FileReply(e.body().into_response()),
+            Err(e) => FileReply(e.to_response()),
         }
     }
 }

@@ -835,7 +835,7 @@ async fn result_get_and_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ndjson_body_over_the_limit_is_413() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| c.max_body = 4096).await;
+    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| c.limits.max_body = 4096).await;
     let sid = new_schema(&app, "invoices").await;
     let line = json!({"extraction": {"text": "x".repeat(100)}}).to_string() + "\n";
     let big = line.repeat(100);

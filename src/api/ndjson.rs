@@ -44,7 +44,7 @@ impl ParsePayload for Ndjson {
     const IS_REQUIRED: bool = true;
 
     async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
-        let limit = request.data::<Arc<AppState>>().map(|s| s.max_body).unwrap_or(usize::MAX);
+        let limit = request.data::<Arc<AppState>>().map(|s| s.limits.max_body).unwrap_or(usize::MAX);
         let mut stream = body.take()?.into_bytes_stream();
         let mut lines = LineParser { now: now_ms(), line_no: 0, pending: Vec::new(), rows: Vec::new() };
         let mut received = 0usize;

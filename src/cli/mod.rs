@@ -76,9 +76,34 @@ pub struct ServeArgs {
     /// COMPLETED/FAILED exports older than this are deleted with their file; 0 keeps them.
     #[arg(long, env = "EXPORTS_RETENTION", default_value = "7d")]
     pub retention: String,
-    /// Largest request body accepted (the NDJSON upload), e.g. 256MB.
+    /// Largest NDJSON upload body (POST /v1/schemas/{id}/results), e.g. 256MB.
     #[arg(long, env = "EXPORTS_MAX_BODY", default_value = "256MB")]
     pub max_body: String,
+    /// Largest JSON request body (every other route that takes a body), e.g. 1MB.
+    #[arg(long, env = "EXPORTS_MAX_JSON_BODY", default_value = "1MB")]
+    pub max_json_body: String,
+    /// Exports a team may have PENDING or PROCESSING at once; 0: no limit.
+    #[arg(long, env = "EXPORTS_MAX_QUEUED_EXPORTS", default_value_t = 100)]
+    pub max_queued_exports: u32,
+    /// Bytes of export files a team may keep, e.g. 10GB; 0: no limit.
+    #[arg(long, env = "EXPORTS_MAX_EXPORT_STORAGE", default_value = "0")]
+    pub max_export_storage: String,
+    /// Requests per second per API key (burst twice that), and per client address for
+    /// requests without a valid key; 0 turns rate limiting off.
+    #[arg(long, env = "EXPORTS_RATE_LIMIT", default_value_t = 100)]
+    pub rate_limit: u32,
+    /// A request's header must arrive whole within this time, e.g. 30s.
+    #[arg(long, env = "EXPORTS_HEADER_TIMEOUT", default_value = "30s")]
+    pub header_timeout: String,
+    /// A connection with no request in flight and no traffic for this long is closed, e.g. 60s.
+    #[arg(long, env = "EXPORTS_IDLE_TIMEOUT", default_value = "60s")]
+    pub idle_timeout: String,
+    /// Open connections at most; a connection past the cap gets 503 and is closed.
+    #[arg(long, env = "EXPORTS_MAX_CONNECTIONS", default_value_t = 1000)]
+    pub max_connections: usize,
+    /// On SIGTERM/SIGINT, how long open requests may take to finish before the server exits.
+    #[arg(long, env = "EXPORTS_SHUTDOWN_GRACE", default_value = "5s")]
+    pub shutdown_grace: String,
 }
 
 #[derive(Subcommand)]

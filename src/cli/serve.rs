@@ -21,6 +21,29 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> Result<(), String> {
     let retention =
         config::parse_retention(&a.retention).map_err(|e| format!("--retention / EXPORTS_RETENTION: {e}"))?;
     let max_body = config::parse_size(&a.max_body).map_err(|e| format!("--max-body / EXPORTS_MAX_BODY: {e}"))?;
+    let max_json_body =
+        config::parse_size(&a.max_json_body).map_err(|e| format!("--max-json-body / EXPORTS_MAX_JSON_BODY: {e}"))?;
+    let max_export_storage = match a.max_export_storage.trim() {
+        "0" | "" | "off" => None,
+        s => Some(
+            config::parse_size(s).map_err(|e| format!("--max-export-storage / EXPORTS_MAX_EXPORT_STORAGE: {e}"))?
+                as u64,
+        ),
+    };
+    let seconds = |flag: &str, text: &str| -> Result<Duration, String> {
+        let d = config::parse_duration(text).map_err(|e| format!("{flag}: {e}"))?;
+        if d.is_zero() {
+            return Err(format!("{flag} must be more than 0 seconds"));
+        }
+        Ok(d)
+    };
+    let header_timeout = seconds("--header-timeout / EXPORTS_HEADER_TIMEOUT", &a.header_timeout)?;
+    let idle_timeout = seconds("--idle-timeout / EXPORTS_IDLE_TIMEOUT", &a.idle_timeout)?;
+    let shutdown_grace = config::parse_duration(&a.shutdown_grace)
+        .map_err(|e| format!("--shutdown-grace / EXPORTS_SHUTDOWN_GRACE: {e}"))?;
+    if a.max_connections == 0 {
+        return Err("--max-connections / EXPORTS_MAX_CONNECTIONS must be at least 1".into());
+    }
     let public_url = a
         .public_url
         .as_deref()
@@ -51,7 +74,19 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> Result<(), String> {
         retention,
         signing_key,
         api_key,
-        max_body,
+        limits: config::Limits {
+            max_body,
+            max_json_body,
+            max_queued_exports: a.max_queued_exports,
+            max_export_storage,
+            rate_limit: a.rate_limit,
+        },
+        server: config::ServerLimits {
+            header_timeout,
+            idle_timeout,
+            max_connections: a.max_connections,
+            shutdown_grace,
+        },
         demo: a.demo,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
