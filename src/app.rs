@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::http::{header, Method, StatusCode};
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::middleware::Tracing;
-use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Route, Server};
+use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Route};
 use poem_openapi::OpenApiService;
 
 use crate::api::exports::ExportsApi;
@@ -67,7 +66,8 @@ pub fn openapi_json() -> String {
 
 /// A built application: database open, workers running, port bound, not yet serving.
 pub struct App {
-    acceptor: TcpAcceptor,
+    listener: tokio::net::TcpListener,
+    server: crate::config::ServerLimits,
     addr: SocketAddr,
     base_url: String,
     state: Arc<AppState>,
@@ -82,15 +82,10 @@ impl App {
         let cfg = config.clone();
         let (pool, signer, lock) =
             tokio::task::spawn_blocking(move || prepare(&cfg)).await.map_err(|e| format!("start-up failed: {e}"))??;
-        let acceptor = TcpListener::bind(config.listen)
-            .into_acceptor()
+        let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-        let addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
-            .ok_or("the listener has no address")?;
+        let addr = listener.local_addr().map_err(|e| format!("the listener has no address: {e}"))?;
         // 0.0.0.0 / [::] cannot be dialled: local links then name the loopback address
         let mut reachable = addr;
         if addr.ip().is_unspecified() {
@@ -123,7 +118,7 @@ impl App {
             jobs,
             limits: config.limits.clone(),
         });
-        Ok(App { acceptor, addr, base_url, state, lock })
+        Ok(App { listener, server: config.server.clone(), addr, base_url, state, lock })
     }
 
     /// `http://` + the bound address.
@@ -139,13 +134,15 @@ impl App {
         &self.state
     }
 
-    /// Serves until `stop` resolves, then stops the export workers (a job in progress is
-    /// taken up again at the next start).
+    /// Serves until `stop` resolves; then tells the export workers to stop at once (a job in
+    /// progress is taken up again at the next start), lets open requests finish for at most
+    /// the shutdown grace, and waits for the workers.
     pub async fn run_until_stopped(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let state = self.state.clone();
-        let result = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(routes(state.clone()), stop, Some(Duration::from_secs(10)))
-            .await;
+        let jobs = state.jobs.clone();
+        let result =
+            crate::server::serve(self.listener, routes(state.clone()), self.server, stop, move || jobs.stop_soon())
+                .await;
         let jobs = state.jobs.clone();
         let _ = tokio::task::spawn_blocking(move || jobs.shutdown()).await;
         drop(self.lock);

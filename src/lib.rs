@@ -1,7 +1,7 @@
 //! exports-api: a self-hosted, single-binary service that turns extraction results into
 //! downloadable CSV files through asynchronous export jobs and signed URLs.
 //!
-//! Dependencies point one way: `cli` → `app` → `api`/`files` → `db`/`jobs`/`signing` →
+//! Dependencies point one way: `cli` → `app` → `server`, `api`/`files` → `db`/`jobs`/`signing` →
 //! `domain`.
 
 pub mod api;
@@ -15,4 +15,5 @@ pub mod domain;
 pub mod error;
 pub mod files;
 pub mod jobs;
+pub mod server;
 pub mod signing;
