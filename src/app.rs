@@ -13,6 +13,7 @@ use poem_openapi::OpenApiService;
 
 use crate::api::exports::ExportsApi;
 use crate::api::health::HealthApi;
+use crate::api::rate_limit::{RateLimit, RateLimits};
 use crate::api::results::ResultsApi;
 use crate::api::schemas::SchemasApi;
 use crate::config::Config;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub jobs: Jobs,
     /// Per-request and per-team limits.
     pub limits: crate::config::Limits,
+    /// Request rate limiter state (`--rate-limit`); `None` when rate limiting is off.
+    pub rate_limits: Option<Arc<RateLimits>>,
 }
 
 /// The database file inside the data folder.
@@ -47,7 +50,12 @@ Export jobs are asynchronous — when you create an export, the API queues the g
 immediately. Once complete, use the download endpoint to retrieve a time-limited download URL.\n\n\
 Every `/v1` route needs your API key in the `x-api-key` header. Every error has the body \
 `{\"statusCode\": 404, \"error\": \"Not Found\", \"message\": \"Export not found\"}`. Times are ISO 8601 \
-UTC with milliseconds; ids are UUIDv7.";
+UTC with milliseconds; ids are UUIDv7.\n\n\
+Requests are rate limited (server setting `--rate-limit N`, default 100): N requests per second, \
+with bursts of 2N, per API key; requests with a missing or unknown key and `/files` downloads count \
+against the client address instead (behind a reverse proxy all clients share the proxy's address). \
+Over a limit the answer is 429 with a `Retry-After` header in seconds. `/healthz`, `/docs` and \
+`/openapi.json` are never rate limited.";
 
 /// The OpenAPI service: the document `/openapi.json` serves and `exports-api openapi` prints.
 pub fn openapi_service() -> OpenApiService<Apis, ()> {
@@ -117,7 +125,11 @@ impl App {
             data_dir: config.data_dir.clone(),
             jobs,
             limits: config.limits.clone(),
+            rate_limits: RateLimits::new(config.limits.rate_limit),
         });
+        if let Some(r) = &state.rate_limits {
+            r.spawn_pruner();
+        }
         Ok(App { listener, server: config.server.clone(), addr, base_url, state, lock })
     }
 
@@ -197,6 +209,7 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint {
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let max_body = state.limits.max_body;
+    let rate_limit = RateLimit(state.rate_limits.clone());
     Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
@@ -235,6 +248,7 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint {
                 }
             }
         })
+        .with(rate_limit)
         .data(state)
         .catch_all_error(to_json_error)
         .with(Tracing)

@@ -44,7 +44,8 @@ impl FilesApi {
     /// `Accept-Ranges: bytes`; a single `Range` gives 206 (416 when it lies past the end);
     /// `If-None-Match` with the ETag gives 304. A missing or wrong signature, or any change
     /// to the path or `expires`, is 403; so is an expired link (its message says so). A
-    /// deleted export is 404.
+    /// deleted export is 404. Downloads count towards the per-address rate limit
+    /// (`--rate-limit`): over it, 429 with `Retry-After`.
     #[allow(clippy::too_many_arguments)]
     #[oai(path = "/files/teams/:team_id/:export_id/:name", method = "get", tag = "ApiTags::Files")]
     async fn download_file(
@@ -278,6 +279,18 @@ impl ApiResponse for FileReply {
                 error(403, "Missing or wrong signature, altered path or expiry, or an expired link"),
                 error(404, "The export was deleted"),
                 error(416, "The range lies past the end of the file"),
+                MetaResponse {
+                    headers: vec![MetaHeader {
+                        required: true,
+                        schema: u64::schema_ref(),
+                        ..header_doc("Retry-After", "Seconds to wait before trying again")
+                    }],
+                    ..error(
+                        429,
+                        "Too many requests from your address: downloads count towards the per-address rate limit \
+                         (`--rate-limit`); wait `Retry-After` seconds",
+                    )
+                },
             ],
         }
     }

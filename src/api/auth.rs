@@ -21,6 +21,7 @@ async fn check_key(req: &Request, key: ApiKey) -> poem::Result<Team> {
     let state = req.data::<Arc<AppState>>().ok_or_else(|| ApiError::internal("application state missing"))?.clone();
     let secret = key.key;
     let team = super::with_db(&state, move |c| Ok(crate::db::keys::team_for_key(c, &secret)?)).await?;
+    super::rate_limit::record_key_check(req, team.is_some());
     team.ok_or_else(|| {
         ApiError::new(
             poem::http::StatusCode::UNAUTHORIZED,

@@ -32,8 +32,8 @@ pub enum HealthResponse {
 impl HealthApi {
     /// Health check
     ///
-    /// 200 `{"status":"ok"}` when the database answers, else 503. Needs no API key; meant for
-    /// container health checks and load balancers.
+    /// 200 `{"status":"ok"}` when the database answers, else 503. Needs no API key and is
+    /// never rate limited; meant for container health checks and load balancers.
     #[oai(path = "/healthz", method = "get", tag = "ApiTags::Health")]
     async fn healthz(&self, state: Data<&Arc<AppState>>) -> HealthResponse {
         match super::with_db(&state, |c| Ok(crate::db::ping(c)?)).await {

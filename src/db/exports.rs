@@ -76,6 +76,57 @@ pub fn insert(conn: &Connection, e: &ExportRow) -> DbResult<()> {
     Ok(())
 }
 
+/// Per-team quotas checked when an export is created; `0` / `None` is no limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Quotas {
+    /// Most PENDING + PROCESSING exports a team may have.
+    pub max_queued: u32,
+    /// Most bytes of export files a team may keep.
+    pub max_storage: Option<u64>,
+}
+
+/// Why a new export was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuotaExceeded {
+    /// The team already has `queued` exports PENDING or PROCESSING.
+    Queued { queued: u64, max: u32 },
+    /// The team's export files already take `used` bytes.
+    Storage { used: u64, max: u64 },
+}
+
+/// Inserts a new job unless the team is at a quota. Counting and inserting happen in one
+/// write transaction, so concurrent creates cannot overshoot.
+pub fn insert_within_quotas(
+    conn: &mut Connection,
+    e: &ExportRow,
+    quotas: Quotas,
+) -> DbResult<Result<(), QuotaExceeded>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if quotas.max_queued > 0 {
+        let queued: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM exports WHERE team_id = ?1 AND status IN ('PENDING', 'PROCESSING')",
+            [&e.team_id],
+            |r| r.get(0),
+        )?;
+        if queued as u64 >= u64::from(quotas.max_queued) {
+            return Ok(Err(QuotaExceeded::Queued { queued: queued as u64, max: quotas.max_queued }));
+        }
+    }
+    if let Some(max) = quotas.max_storage {
+        let used: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(file_size), 0) FROM exports WHERE team_id = ?1 AND file_size IS NOT NULL",
+            [&e.team_id],
+            |r| r.get(0),
+        )?;
+        if used.max(0) as u64 >= max {
+            return Ok(Err(QuotaExceeded::Storage { used: used.max(0) as u64, max }));
+        }
+    }
+    insert(&tx, e)?;
+    tx.commit()?;
+    Ok(Ok(()))
+}
+
 pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<ExportRow>> {
     Ok(conn
         .query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1 AND e.team_id = ?2"), [id, team_id], from_row)
@@ -202,4 +253,64 @@ pub fn release(conn: &Connection, id: &str, run_id: &str) -> DbResult<bool> {
         "UPDATE exports SET attempts = MAX(attempts - 1, 0) WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2",
         params![id, run_id],
     )? > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(team: &str, schema: &str) -> ExportRow {
+        ExportRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            team_id: team.into(),
+            schema_id: schema.into(),
+            schema_name: None,
+            status: ExportStatus::Pending,
+            start_ms: 0,
+            end_ms: 1,
+            expand_array: None,
+            options: CsvOptions::default(),
+            row_count: None,
+            file_size: None,
+            error: None,
+            attempts: 0,
+            created_at: now_ms(),
+            updated_at: now_ms(),
+            completed_at: None,
+        }
+    }
+
+    /// Many connections creating at once never queue more than the cap.
+    #[test]
+    fn concurrent_inserts_stop_exactly_at_the_queued_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(&dir.path().join("q.db"), 20).unwrap();
+        let team = crate::db::keys::create_team(&pool.get().unwrap(), "t").unwrap().id;
+        pool.get()
+            .unwrap()
+            .execute(
+                "INSERT INTO schemas (id, team_id, name, definition, created_at, updated_at)
+                 VALUES ('s', ?1, 's', '{\"fields\":[]}', 0, 0)",
+                [&team],
+            )
+            .unwrap();
+        let quotas = Quotas { max_queued: 10, max_storage: None };
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(16));
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let (pool, team, barrier) = (pool.clone(), team.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let mut conn = pool.get().unwrap();
+                    barrier.wait();
+                    (0..8)
+                        .filter(|_| insert_within_quotas(&mut conn, &pending(&team, "s"), quotas).unwrap().is_ok())
+                        .count()
+                })
+            })
+            .collect();
+        let created: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(created, 10);
+        let refused = insert_within_quotas(&mut pool.get().unwrap(), &pending(&team, "s"), quotas).unwrap();
+        assert_eq!(refused, Err(QuotaExceeded::Queued { queued: 10, max: 10 }));
+    }
 }

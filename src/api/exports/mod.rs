@@ -12,7 +12,7 @@ use super::body::JsonBody;
 use super::list::{default_limit, default_page, fields_param, include_schema, ListParams, SortOrder, Sparse};
 use super::{with_db, ApiTags, Message};
 use crate::app::AppState;
-use crate::db::exports::ExportRow;
+use crate::db::exports::{ExportRow, QuotaExceeded, Quotas};
 use crate::domain::export::{check_expand_array, ExportStatus};
 use crate::domain::list::PageMeta;
 use crate::domain::time::{format_ms, now_ms, parse_instant, DayEnd};
@@ -70,6 +70,32 @@ api_errors!(DownloadErrors {
     Conflict = 409: "Export is not yet completed (the message says its status)",
 });
 
+/// Seconds to suggest waiting when a team has too many exports queued.
+const QUEUED_RETRY_AFTER: u64 = 10;
+/// Seconds to suggest waiting when a team's export files fill its storage quota.
+const STORAGE_RETRY_AFTER: u64 = 60;
+
+/// The 429 for a quota a new export would pass.
+fn quota_error(q: QuotaExceeded) -> ApiError {
+    match q {
+        QuotaExceeded::Queued { queued, max } => ApiError::too_many(
+            format!(
+                "Your team has {queued} exports PENDING or PROCESSING, the most allowed (--max-queued-exports {max}); \
+                 wait for some to finish, or delete some with DELETE /v1/exports/{{id}}, then try again"
+            ),
+            QUEUED_RETRY_AFTER,
+        ),
+        QuotaExceeded::Storage { used, max } => ApiError::too_many(
+            format!(
+                "Your team's export files take {used} bytes, at or over the limit of {max} bytes \
+                 (--max-export-storage); delete exports you no longer need with DELETE /v1/exports/{{id}}, \
+                 then try again"
+            ),
+            STORAGE_RETRY_AFTER,
+        ),
+    }
+}
+
 fn not_found() -> ApiError {
     ApiError::not_found("Export not found")
 }
@@ -95,6 +121,13 @@ impl ExportsApi {
     /// `expand_array`). Values by their JSON type, never coerced; text starting with `=`,
     /// `+`, `-`, `@`, tab or CR gets a leading `'` unless `options.formula_guard` is false.
     /// Rows ordered by `createdAt`, then `id`.
+    ///
+    /// Quotas per team, each answered with 429, `Retry-After` and a message naming the
+    /// setting: at most `--max-queued-exports` exports PENDING or PROCESSING at once
+    /// (default 100; wait for some to finish or delete some), and, when the server sets
+    /// `--max-export-storage`, at most that many bytes of export files (delete exports you no
+    /// longer need; `file_size` tells each one's share). Like every `/v1` request, creating an
+    /// export also counts towards the per-key rate limit (`--rate-limit`).
     #[oai(path = "/exports", method = "post", tag = "ApiTags::Exports")]
     async fn create_export(
         &self,
@@ -119,6 +152,8 @@ impl ExportsApi {
         let options = options_in(body.options)?;
         let expand = body.expand_array.map(|t| t.0);
         let team = auth.0.id;
+        let quotas =
+            Quotas { max_queued: state.limits.max_queued_exports, max_storage: state.limits.max_export_storage };
         let row = with_db(&state, move |c| {
             let schema = crate::db::schemas::get(c, &team, &schema_id)?
                 .ok_or_else(|| ApiError::not_found("Schema not found"))?;
@@ -144,7 +179,7 @@ impl ExportsApi {
                 updated_at: now,
                 completed_at: None,
             };
-            crate::db::exports::insert(c, &row)?;
+            crate::db::exports::insert_within_quotas(c, &row, quotas)?.map_err(quota_error)?;
             Ok(row)
         })
         .await?;
