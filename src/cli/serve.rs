@@ -25,10 +25,10 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> Result<(), String> {
         config::parse_size(&a.max_json_body).map_err(|e| format!("--max-json-body / EXPORTS_MAX_JSON_BODY: {e}"))?;
     let max_export_storage = match a.max_export_storage.trim() {
         "0" | "" | "off" => None,
-        s => Some(
-            config::parse_size(s).map_err(|e| format!("--max-export-storage / EXPORTS_MAX_EXPORT_STORAGE: {e}"))?
-                as u64,
-        ),
+        s => {
+            Some(config::parse_size(s).map_err(|e| format!("--max-export-storage / EXPORTS_MAX_EXPORT_STORAGE: {e}"))?
+                as u64)
+        }
     };
     let seconds = |flag: &str, text: &str| -> Result<Duration, String> {
         let d = config::parse_duration(text).map_err(|e| format!("{flag}: {e}"))?;
