@@ -52,16 +52,31 @@ impl ParsePayload for Ndjson {
             let chunk = chunk.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
             received += chunk.len();
             if received > limit {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("The body is larger than the limit of {limit} bytes; split the upload or raise --max-body"),
-                )
-                .into());
+                return Err(upload_too_large(limit).into());
             }
             lines.feed(&chunk)?;
         }
         Ok(Ndjson(lines.finish()?))
     }
+}
+
+/// 413 for an upload over `--max-body`.
+pub fn upload_too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("The body is larger than the limit of {limit} bytes; split the upload or raise --max-body"),
+    )
+}
+
+/// Whether a request goes to the NDJSON upload, `POST /v1/schemas/{id}/results`, whose body
+/// limit is `--max-body` (every other body is JSON, limited by `--max-json-body`).
+pub fn is_upload(method: &poem::http::Method, path: &str) -> bool {
+    let mut parts = path.split('/');
+    *method == poem::http::Method::POST
+        && matches!(
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next()),
+            (Some(""), Some("v1"), Some("schemas"), Some(id), Some("results"), None) if !id.is_empty()
+        )
 }
 
 /// Splits bytes into lines across chunk boundaries and parses each complete line.
