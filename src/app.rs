@@ -205,7 +205,7 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint {
         .nest("/docs", docs)
         .nest("/", api)
         .into_endpoint()
-        .around(move |ep, req: Request| {
+        .around(move |ep, mut req: Request| {
             let allowed = allowed.clone();
             async move {
                 if req.uri().path() == "/" && matches!(*req.method(), Method::GET | Method::HEAD) {
@@ -218,13 +218,13 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint {
                     } else {
                         (max_json_body, crate::api::body::json_body_too_large)
                     };
-                let too_big = req
+                let declared = req
                     .headers()
                     .get(header::CONTENT_LENGTH)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .is_some_and(|n| n > limit as u64);
-                if too_big {
+                    .and_then(|v| v.parse::<u64>().ok());
+                if let Some(n) = declared.filter(|n| *n > limit as u64) {
+                    crate::api::linger::discard_refused_body(&mut req, n);
                     return Err(too_large(limit).into());
                 }
                 let path = req.uri().path().to_string();

@@ -167,6 +167,24 @@ async fn the_early_content_length_check_uses_each_routes_limit() {
     let r = app.post_json("/v1/results", &body).send().await.unwrap();
     let msg = common::assert_error(r, 413).await;
     assert!(msg.contains("65536") && msg.contains("--max-json-body"), "{msg}");
+    // answered from the header alone, before any of the body is sent
+    let mut stream = tokio::net::TcpStream::connect(addr_of(&app)).await.unwrap();
+    let head = format!(
+        "POST /v1/results HTTP/1.1\r\nHost: x\r\nx-api-key: {}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n",
+        app.api_key,
+        2 << 20
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("an answer before the body is sent")
+        .unwrap();
+    drop(stream);
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("--max-json-body"), "{answer}");
     // an NDJSON upload of 1 MB is under --max-body: the JSON limit does not apply to it
     let line = format!("{}\n", json!({"extraction": {"a": "y".repeat(1000)}}));
     let n = app.upload_ndjson(&sid, line.repeat(1000)).await;
@@ -184,6 +202,80 @@ async fn the_early_content_length_check_uses_each_routes_limit() {
     let msg = common::assert_error(r, 413).await;
     assert!(msg.contains("--max-body"), "{msg}");
     assert_eq!(total(&app, "/v1/results").await, 1000);
+    app.stop().await;
+}
+
+/// Writes the whole request, then reads the answer, as most HTTP libraries do; returns the
+/// status and the JSON body.
+async fn send_all_then_read(addr: &str, request: &[u8]) -> (u16, Value) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let io = async {
+        if let Err(e) = stream.write_all(request).await {
+            panic!("the connection was reset while the request was sent: {e}");
+        }
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 8192];
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                    .and_then(|v| v.parse().ok())
+                    .expect("Content-Length");
+                if buf.len() >= end + 4 + len {
+                    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+                    return (status, serde_json::from_slice(&buf[end + 4..end + 4 + len]).expect("JSON body"));
+                }
+            }
+            let n = stream.read(&mut tmp).await.expect("read the answer");
+            assert!(n > 0, "closed before a whole answer");
+            buf.extend_from_slice(&tmp[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), io).await.expect("an answer within 60 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_everything_before_reading_still_gets_the_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| c.limits.max_json_body = 64 * 1024).await;
+    let sid = app.create_schema(&json!({"name": "S", "schema": {"fields": [{"key": "a", "type": "string"}]}})).await
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let addr = addr_of(&app);
+    let key = &app.api_key;
+    // 12 MB: more than the socket buffers hold, less than what the server throws away
+    let size = 12 << 20;
+    let json = format!(r#"{{"schema_id":"{sid}","extraction":{{"a":"{}"}}}}"#, "x".repeat(size));
+    let head = |path: &str, ct: &str, framing: &str| {
+        format!("POST {path} HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\ncontent-type: {ct}\r\n{framing}\r\n\r\n")
+    };
+    // over --max-json-body, announced by Content-Length
+    let mut req = head("/v1/results", "application/json", &format!("content-length: {}", json.len()));
+    req.push_str(&json);
+    let (status, body) = send_all_then_read(&addr, req.as_bytes()).await;
+    assert_eq!(status, 413, "{body}");
+    // over --max-json-body, chunked
+    let mut req = head("/v1/results", "application/json", "transfer-encoding: chunked");
+    for piece in json.as_bytes().chunks(64 * 1024) {
+        req.push_str(&format!("{:x}\r\n{}\r\n", piece.len(), std::str::from_utf8(piece).unwrap()));
+    }
+    req.push_str("0\r\n\r\n");
+    let (status, body) = send_all_then_read(&addr, req.as_bytes()).await;
+    assert_eq!(status, 413, "{body}");
+    // an upload whose first line is bad, followed by 12 MB of good lines
+    let good = format!("{}\n", json!({"extraction": {"a": "y".repeat(1000)}})).repeat(size / 1000);
+    let nd = format!("{{\"extraction\": [1]}}\n{good}");
+    let path = format!("/v1/schemas/{sid}/results");
+    let mut req = head(&path, "application/x-ndjson", &format!("content-length: {}", nd.len()));
+    req.push_str(&nd);
+    let (status, body) = send_all_then_read(&addr, req.as_bytes()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().starts_with("line 1:"), "{body}");
+    assert_eq!(total(&app, "/v1/results").await, 0);
     app.stop().await;
 }
 

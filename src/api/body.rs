@@ -14,6 +14,7 @@ use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::{ParseFromJSON, Type};
 use serde_json::Value;
 
+use super::linger::discard_rest;
 use super::types::json_kind;
 use crate::app::AppState;
 use crate::config::DEFAULT_MAX_JSON_BODY;
@@ -69,8 +70,8 @@ impl<T: ParseFromJSON> ParsePayload for JsonBody<T> {
 impl_apirequest_for_payload!(JsonBody<T>, T: ParseFromJSON);
 
 /// Reads the body as it arrives, whatever its framing (`Content-Length` or chunked): 413 as
-/// soon as it passes `limit` bytes, 400 as soon as it nests too deeply, without reading the
-/// rest.
+/// soon as it passes `limit` bytes, 400 as soon as it nests too deeply, without waiting for
+/// the rest (which is then thrown away, see `linger`).
 async fn read_limited(body: &mut RequestBody, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut stream = body
         .take()
@@ -80,10 +81,15 @@ async fn read_limited(body: &mut RequestBody, limit: usize) -> Result<Vec<u8>, A
     let mut nesting = NestingScan::default();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
-        if bytes.len() + chunk.len() > limit {
-            return Err(json_body_too_large(limit));
+        let refused = if bytes.len() + chunk.len() > limit {
+            Some(json_body_too_large(limit))
+        } else {
+            nesting.feed(&chunk).err().map(|e| ApiError::bad_request(format!("the request body: {e}")))
+        };
+        if let Some(e) = refused {
+            discard_rest(stream);
+            return Err(e);
         }
-        nesting.feed(&chunk).map_err(|e| ApiError::bad_request(format!("the request body: {e}")))?;
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)

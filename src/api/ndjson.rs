@@ -10,6 +10,7 @@ use poem::{Request, RequestBody};
 use poem_openapi::payload::{ParsePayload, Payload};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 
+use super::linger::discard_rest;
 use crate::app::AppState;
 use crate::domain::result::{parse_ndjson_line, NewResult};
 use crate::domain::time::now_ms;
@@ -51,10 +52,11 @@ impl ParsePayload for Ndjson {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
             received += chunk.len();
-            if received > limit {
-                return Err(upload_too_large(limit).into());
+            let fed = if received > limit { Err(upload_too_large(limit)) } else { lines.feed(&chunk) };
+            if let Err(e) = fed {
+                discard_rest(stream);
+                return Err(e.into());
             }
-            lines.feed(&chunk)?;
         }
         Ok(Ndjson(lines.finish()?))
     }
