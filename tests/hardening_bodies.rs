@@ -351,12 +351,12 @@ async fn a_100_mb_chunked_body_leaves_the_servers_memory_flat() {
 
     let prefix = format!(r#"{{"schema_id":"{sid}","extraction":{{"a":"x"}}"#);
     let a = send_chunked(&addr, "POST", "/v1/results", key, (&prefix, b' ', 100 * MB, "}")).await;
+    let peak = peak_rss(server.0.id());
+    eprintln!("server peak RSS: {} MB before, {} MB after a 100 MB chunked body", before / MB, peak / MB);
+    assert!(peak < 60 * MB, "the server's peak RSS reached {} MB (status {})", peak / MB, a.status);
     let msg = assert_json_error(&a, 413);
     assert!(msg.contains("--max-json-body"), "{msg}");
     eprintln!("answered after {} KB of 100 MB", a.produced / 1024);
-    let peak = peak_rss(server.0.id());
-    eprintln!("server peak RSS: {} MB before, {} MB after a 100 MB chunked body", before / MB, peak / MB);
-    assert!(peak < 60 * MB, "the server's peak RSS reached {} MB", peak / MB);
 
     let r = client.get(format!("http://{addr}/v1/results")).header("x-api-key", key).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["meta"]["total"], 0, "the body was stored");
