@@ -208,31 +208,34 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint {
     let allowed = Arc::new(AllowedMethods::from_spec(&api.spec()));
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
-    let max_body = state.limits.max_body;
+    let (max_body, max_json_body) = (state.limits.max_body, state.limits.max_json_body);
     let rate_limit = RateLimit(state.rate_limits.clone());
     Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/", api)
         .into_endpoint()
-        .around(move |ep, req: Request| {
+        .around(move |ep, mut req: Request| {
             let allowed = allowed.clone();
             async move {
                 if req.uri().path() == "/" && matches!(*req.method(), Method::GET | Method::HEAD) {
                     return Ok(poem::web::Html(INDEX_HTML).into_response());
                 }
-                let too_big = req
+                // early, from Content-Length; a chunked body is stopped by its reader
+                let (limit, too_large): (usize, fn(usize) -> ApiError) =
+                    if crate::api::ndjson::is_upload(req.method(), req.uri().path()) {
+                        (max_body, crate::api::ndjson::upload_too_large)
+                    } else {
+                        (max_json_body, crate::api::body::json_body_too_large)
+                    };
+                let declared = req
                     .headers()
                     .get(header::CONTENT_LENGTH)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .is_some_and(|n| n > max_body as u64);
-                if too_big {
-                    return Err(ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("The body is larger than the limit of {max_body} bytes"),
-                    )
-                    .into());
+                    .and_then(|v| v.parse::<u64>().ok());
+                if let Some(n) = declared.filter(|n| *n > limit as u64) {
+                    crate::api::linger::discard_refused_body(&mut req, n);
+                    return Err(too_large(limit).into());
                 }
                 let path = req.uri().path().to_string();
                 match ep.call(req).await {

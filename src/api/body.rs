@@ -1,7 +1,12 @@
 //! `JsonBody<T>`: a JSON request body checked against `T`'s documented schema before it is
 //! parsed, so that a missing or mistyped member is named in the 400 message
 //! (`options.delimiter must be a string, not a number`) instead of an internal type name.
+//! The body is read through `--max-json-body` and the nesting limit, whatever its framing.
 
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use poem::http::StatusCode;
 use poem::{Request, RequestBody};
 use poem_openapi::impl_apirequest_for_payload;
 use poem_openapi::payload::{Json, ParsePayload, Payload};
@@ -9,7 +14,11 @@ use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::{ParseFromJSON, Type};
 use serde_json::Value;
 
+use super::linger::discard_rest;
 use super::types::json_kind;
+use crate::app::AppState;
+use crate::config::DEFAULT_MAX_JSON_BODY;
+use crate::domain::nesting::NestingScan;
 use crate::error::{clean_parse_message, ApiError};
 
 pub struct JsonBody<T>(pub T);
@@ -33,12 +42,9 @@ impl<T: Type> Payload for JsonBody<T> {
 impl<T: ParseFromJSON> ParsePayload for JsonBody<T> {
     const IS_REQUIRED: bool = true;
 
-    async fn from_request(_request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
-        let bytes = body
-            .take()?
-            .into_vec()
-            .await
-            .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let limit = request.data::<Arc<AppState>>().map_or(DEFAULT_MAX_JSON_BODY, |s| s.limits.max_json_body);
+        let bytes = read_limited(body, limit).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request("the request body is empty: send a JSON object").into());
         }
@@ -62,6 +68,40 @@ impl<T: ParseFromJSON> ParsePayload for JsonBody<T> {
 }
 
 impl_apirequest_for_payload!(JsonBody<T>, T: ParseFromJSON);
+
+/// Reads the body as it arrives, whatever its framing (`Content-Length` or chunked): 413 as
+/// soon as it passes `limit` bytes, 400 as soon as it nests too deeply, without waiting for
+/// the rest (which is then thrown away, see `linger`).
+async fn read_limited(body: &mut RequestBody, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut stream = body
+        .take()
+        .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?
+        .into_bytes_stream();
+    let mut bytes = Vec::new();
+    let mut nesting = NestingScan::default();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+        let refused = if bytes.len() + chunk.len() > limit {
+            Some(json_body_too_large(limit))
+        } else {
+            nesting.feed(&chunk).err().map(|e| ApiError::bad_request(format!("the request body: {e}")))
+        };
+        if let Some(e) = refused {
+            discard_rest(stream);
+            return Err(e);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// 413 for a JSON body over `--max-json-body`.
+pub fn json_body_too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("The JSON body is larger than the limit of {limit} bytes; send less, or raise --max-json-body"),
+    )
+}
 
 fn resolve<'a>(registry: &'a Registry, r: &'a MetaSchemaRef) -> Option<&'a MetaSchema> {
     match r {

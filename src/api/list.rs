@@ -9,7 +9,7 @@ use poem_openapi::types::{ParseFromJSON, ParseResult, ToJSON, Type};
 use poem_openapi::{Enum, Object};
 use serde_json::Value;
 
-use crate::domain::list::{parse_fields, parse_include, ListQuery, PageMeta};
+use crate::domain::list::{parse_fields, parse_include, ListQuery, PageMeta, MAX_SEARCH_CHARS};
 use crate::domain::time::{parse_instant, DayEnd};
 use crate::error::ApiError;
 
@@ -76,12 +76,18 @@ impl ListParams {
             }
             None => None,
         };
+        let search = self.search.filter(|s| !s.is_empty());
+        if search.as_ref().is_some_and(|s| s.chars().count() > MAX_SEARCH_CHARS) {
+            return Err(ApiError::bad_request(format!(
+                "query parameter `search`: must be at most {MAX_SEARCH_CHARS} characters long"
+            )));
+        }
         Ok(ListQuery {
             page: self.page,
             limit: self.limit,
             sort_column,
             descending: self.sort_order != Some(SortOrder::Asc),
-            search: self.search.filter(|s| !s.is_empty()),
+            search,
             created_after: after,
             created_before: before,
         })

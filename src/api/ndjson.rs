@@ -10,6 +10,7 @@ use poem::{Request, RequestBody};
 use poem_openapi::payload::{ParsePayload, Payload};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 
+use super::linger::discard_rest;
 use crate::app::AppState;
 use crate::domain::result::{parse_ndjson_line, NewResult};
 use crate::domain::time::now_ms;
@@ -51,17 +52,33 @@ impl ParsePayload for Ndjson {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
             received += chunk.len();
-            if received > limit {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("The body is larger than the limit of {limit} bytes; split the upload or raise --max-body"),
-                )
-                .into());
+            let fed = if received > limit { Err(upload_too_large(limit)) } else { lines.feed(&chunk) };
+            if let Err(e) = fed {
+                discard_rest(stream);
+                return Err(e.into());
             }
-            lines.feed(&chunk)?;
         }
         Ok(Ndjson(lines.finish()?))
     }
+}
+
+/// 413 for an upload over `--max-body`.
+pub fn upload_too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("The body is larger than the limit of {limit} bytes; split the upload or raise --max-body"),
+    )
+}
+
+/// Whether a request goes to the NDJSON upload, `POST /v1/schemas/{id}/results`, whose body
+/// limit is `--max-body` (every other body is JSON, limited by `--max-json-body`).
+pub fn is_upload(method: &poem::http::Method, path: &str) -> bool {
+    let mut parts = path.split('/');
+    *method == poem::http::Method::POST
+        && matches!(
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next()),
+            (Some(""), Some("v1"), Some("schemas"), Some(id), Some("results"), None) if !id.is_empty()
+        )
 }
 
 /// Splits bytes into lines across chunk boundaries and parses each complete line.

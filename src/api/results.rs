@@ -136,14 +136,15 @@ api_ok!(ResultListOk::Ok = 200: ResultList, "A page of results.");
 api_ok!(ResultDeleted::Ok = 200: Message, "Result deleted.");
 
 api_errors!(CreateResultErrors {
-    BadRequest = 400: "Invalid request body: extraction not an object, bad createdAt, malformed schema_id",
+    BadRequest = 400: "Invalid request body: extraction not an object, bad createdAt, malformed schema_id, JSON nested more than 64 levels",
     NotFound = 404: "Schema not found",
+    PayloadTooLarge = 413: "The JSON body is larger than the configured limit (`--max-json-body`, default 1 MB)",
     UnsupportedMediaType = 415: "The body is not application/json",
 });
 api_errors!(BulkErrors {
-    BadRequest = 400: "A line is invalid (the message names it); nothing was stored",
+    BadRequest = 400: "A line is invalid or nested more than 64 levels (the message names it); nothing was stored",
     NotFound = 404: "Schema not found",
-    PayloadTooLarge = 413: "The body is larger than the configured limit",
+    PayloadTooLarge = 413: "The body is larger than the configured limit (`--max-body`, default 256 MB)",
     UnsupportedMediaType = 415: "The body is not application/x-ndjson",
 });
 api_errors!(ListResultsErrors {
@@ -249,7 +250,8 @@ impl ResultsApi {
         sort_by: Query<Option<ResultSortBy>>,
         /// Sort direction (default `desc`).
         sort_order: Query<Option<SortOrder>>,
-        /// Case-insensitive substring of the file name.
+        /// Case-insensitive substring of the file name; at most 200 characters.
+        #[oai(validator(max_length = 200))]
         search: Query<Option<String>>,
         /// Only results created at or after this ISO 8601 time (a bare date: its start).
         created_after: Query<Option<String>>,

@@ -1,6 +1,10 @@
 //! List parameters shared by `GET /v1/exports`, `/v1/schemas` and `/v1/results`, checked
 //! and turned into what the database layer needs.
 
+/// The longest `search` value, in characters (the lists document it as `maxLength`). Longer
+/// patterns are refused by SQLite's `LIKE` and would not be a useful search anyway.
+pub const MAX_SEARCH_CHARS: usize = 200;
+
 /// A validated list request. `sort_column` is a column name from a fixed allow-list, never
 /// user text.
 #[derive(Debug, Clone)]

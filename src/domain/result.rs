@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::nesting::check_nesting;
 use super::time::{parse_instant, DayEnd};
 
 /// A result to store.
@@ -26,12 +27,14 @@ struct Line<'a> {
 }
 
 /// Parses one NDJSON line `{"extraction": {...}, "file_name"?, "createdAt"?}`. Blank lines
-/// give `Ok(None)`. `now` is the creation time when the line has none.
+/// give `Ok(None)`. Nesting is limited like every JSON body's (`nesting::MAX_NESTING`). `now` is the creation time when the line has none.
 pub fn parse_ndjson_line(line: &str, now: i64) -> Result<Option<NewResult>, String> {
     let line = line.trim();
     if line.is_empty() {
         return Ok(None);
     }
+    // serde skips an extraction without parsing it: without this, any depth would be stored
+    check_nesting(line.as_bytes()).map_err(|e| e.to_string())?;
     let parsed: Line = serde_json::from_str(line).map_err(|e| {
         let e = e.to_string();
         if e.contains("unknown field") {
@@ -81,5 +84,20 @@ mod tests {
         ] {
             assert!(parse_ndjson_line(bad, 0).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn nesting_is_limited() {
+        use crate::domain::nesting::MAX_NESTING;
+        let line = |extraction_depth: usize| {
+            let inner = format!("{}{}", "[".repeat(extraction_depth - 1), "]".repeat(extraction_depth - 1));
+            format!(r#"{{"extraction":{{"a":{inner}}}}}"#)
+        };
+        // the line's own object counts: the extraction may nest MAX_NESTING - 1 deep
+        assert!(parse_ndjson_line(&line(MAX_NESTING - 1), 0).unwrap().is_some());
+        let err = parse_ndjson_line(&line(MAX_NESTING), 0).unwrap_err();
+        assert!(err.contains(&format!("nested more than {MAX_NESTING} levels")), "{err}");
+        let deep = format!(r#"{{"extraction":{{"a":{}}}}}"#, "[".repeat(100_000));
+        assert!(parse_ndjson_line(&deep, 0).unwrap_err().contains("nested more than"));
     }
 }

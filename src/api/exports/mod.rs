@@ -53,8 +53,9 @@ api_ok!(DownloadOk::Ok = 200: DownloadUrl, "Download URL returned.");
 api_ok!(ExportDeleted::Ok = 200: Message, "Export deleted.");
 
 api_errors!(CreateExportErrors {
-    BadRequest = 400: "Invalid request body: malformed JSON or id, unparsable dates, start_date after end_date, an expand_array that is not a top-level array field, a bad option",
+    BadRequest = 400: "Invalid request body: malformed JSON or id, unparsable dates, start_date after end_date, an expand_array that is not a top-level array field, a bad option, JSON nested more than 64 levels",
     NotFound = 404: "Schema not found",
+    PayloadTooLarge = 413: "The JSON body is larger than the configured limit (`--max-json-body`, default 1 MB)",
     UnsupportedMediaType = 415: "The body is not application/json",
 });
 api_errors!(ListExportsErrors {
@@ -119,7 +120,8 @@ impl ExportsApi {
     /// where needed). Columns `id`, `file_name`, `createdAt`, then the schema's fields depth
     /// first (`parent.child` for objects; arrays as compact JSON, or one row per item with
     /// `expand_array`). Values by their JSON type, never coerced; text starting with `=`,
-    /// `+`, `-`, `@`, tab or CR gets a leading `'` unless `options.formula_guard` is false.
+    /// `+`, `-`, `@`, tab or CR, header cells (keys and labels) included, gets a leading `'`
+    /// unless `options.formula_guard` is false.
     /// Rows ordered by `createdAt`, then `id`.
     ///
     /// Quotas per team, each answered with 429, `Retry-After` and a message naming the
@@ -207,7 +209,9 @@ impl ExportsApi {
         sort_by: Query<Option<ExportSortBy>>,
         /// Sort direction (default `desc`).
         sort_order: Query<Option<SortOrder>>,
-        /// Case-insensitive search filter.
+        /// Case-insensitive substring of the id, status, schema id, schema name or
+        /// expand_array; at most 200 characters.
+        #[oai(validator(max_length = 200))]
         search: Query<Option<String>>,
         /// ISO 8601 date filter: created at or after (a bare date: its start).
         created_after: Query<Option<String>>,

@@ -47,12 +47,14 @@ api_ok!(SchemaListOk::Ok = 200: SchemaList, "A page of schemas.");
 api_ok!(SchemaDeleted::Ok = 200: Message, "Schema deleted.");
 
 api_errors!(CreateSchemaErrors {
-    BadRequest = 400: "Invalid request body or schema definition",
+    BadRequest = 400: "Invalid request body or schema definition, or JSON nested more than 64 levels",
+    PayloadTooLarge = 413: "The JSON body is larger than the configured limit (`--max-json-body`, default 1 MB)",
     UnsupportedMediaType = 415: "The body is not application/json",
 });
 api_errors!(UpdateSchemaErrors {
-    BadRequest = 400: "Malformed schema id, invalid request body or schema definition",
+    BadRequest = 400: "Malformed schema id, invalid request body or schema definition, or JSON nested more than 64 levels",
     NotFound = 404: "Schema not found",
+    PayloadTooLarge = 413: "The JSON body is larger than the configured limit (`--max-json-body`, default 1 MB)",
     UnsupportedMediaType = 415: "The body is not application/json",
 });
 api_errors!(ListSchemasErrors {
@@ -121,7 +123,8 @@ impl SchemasApi {
         sort_by: Query<Option<SchemaSortBy>>,
         /// Sort direction (default `desc`).
         sort_order: Query<Option<SortOrder>>,
-        /// Case-insensitive substring of name or description.
+        /// Case-insensitive substring of name or description; at most 200 characters.
+        #[oai(validator(max_length = 200))]
         search: Query<Option<String>>,
         /// Only schemas created at or after this ISO 8601 time (a bare date: its start).
         created_after: Query<Option<String>>,

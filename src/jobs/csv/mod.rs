@@ -113,12 +113,13 @@ impl CsvPlan {
     }
 
     /// Appends the header record, `\r\n` included (no byte-order mark: the caller writes it).
+    /// Names are guarded like text values: a label can start like a formula.
     pub fn write_header(&self, out: &mut Vec<u8>) {
         for (i, name) in self.header.iter().enumerate() {
             if i > 0 {
                 out.push(self.delimiter);
             }
-            self.write_text(name, false, out);
+            self.write_text(name, self.formula_guard, out);
         }
         out.extend_from_slice(b"\r\n");
     }

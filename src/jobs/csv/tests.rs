@@ -234,6 +234,29 @@ fn nested_objects() {
 }
 
 #[test]
+fn header_cells_are_guarded_like_text() {
+    let s = schema(json!([
+        {"key": "a", "label": "=HYPERLINK(\"http://x\",\"y\")", "type": "string"},
+        {"key": "o", "label": "@Outer", "type": "object", "fields": [{"key": "x", "label": "-X", "type": "number"}]},
+        {"key": "b", "label": "+b, c", "type": "string"},
+        {"key": "c", "label": "Plain", "type": "string"},
+    ]));
+    let label = CsvOptions { header: HeaderStyle::Label, ..opts() };
+    let mut h = Vec::new();
+    CsvPlan::new(&s, None, &label).unwrap().write_header(&mut h);
+    assert_eq!(
+        String::from_utf8(h).unwrap(),
+        "id,file_name,createdAt,\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",'@Outer / -X,\"'+b, c\",Plain\r\n"
+    );
+    let mut h = Vec::new();
+    CsvPlan::new(&s, None, &CsvOptions { formula_guard: false, ..label }).unwrap().write_header(&mut h);
+    assert_eq!(
+        String::from_utf8(h).unwrap(),
+        "id,file_name,createdAt,\"=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",@Outer / -X,\"+b, c\",Plain\r\n"
+    );
+}
+
+#[test]
 fn label_headers() {
     let label = CsvOptions { header: HeaderStyle::Label, ..opts() };
     let plan = CsvPlan::new(&nested_schema(), None, &label).unwrap();
