@@ -15,4 +15,5 @@ pub mod domain;
 pub mod error;
 pub mod files;
 pub mod jobs;
+pub mod private;
 pub mod signing;

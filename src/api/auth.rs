@@ -7,6 +7,7 @@ use poem::Request;
 use poem_openapi::auth::ApiKey;
 use poem_openapi::SecurityScheme;
 
+use super::request_log::RequestTeam;
 use crate::app::AppState;
 use crate::db::keys::Team;
 use crate::error::ApiError;
@@ -21,6 +22,9 @@ async fn check_key(req: &Request, key: ApiKey) -> poem::Result<Team> {
     let state = req.data::<Arc<AppState>>().ok_or_else(|| ApiError::internal("application state missing"))?.clone();
     let secret = key.key;
     let team = super::with_db(&state, move |c| Ok(crate::db::keys::team_for_key(c, &secret)?)).await?;
+    if let (Some(team), Some(slot)) = (&team, req.extensions().get::<RequestTeam>()) {
+        slot.set(&team.id);
+    }
     team.ok_or_else(|| {
         ApiError::new(
             poem::http::StatusCode::UNAUTHORIZED,

@@ -6,6 +6,7 @@ pub mod exports;
 pub mod health;
 pub mod list;
 pub mod ndjson;
+pub mod request_log;
 pub mod results;
 pub mod schemas;
 pub mod types;

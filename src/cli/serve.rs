@@ -25,10 +25,10 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> Result<(), String> {
         config::parse_size(&a.max_json_body).map_err(|e| format!("--max-json-body / EXPORTS_MAX_JSON_BODY: {e}"))?;
     let max_export_storage = match a.max_export_storage.trim() {
         "0" | "" | "off" => None,
-        s => Some(
-            config::parse_size(s).map_err(|e| format!("--max-export-storage / EXPORTS_MAX_EXPORT_STORAGE: {e}"))?
-                as u64,
-        ),
+        s => {
+            Some(config::parse_size(s).map_err(|e| format!("--max-export-storage / EXPORTS_MAX_EXPORT_STORAGE: {e}"))?
+                as u64)
+        }
     };
     let seconds = |flag: &str, text: &str| -> Result<Duration, String> {
         let d = config::parse_duration(text).map_err(|e| format!("{flag}: {e}"))?;
@@ -39,6 +39,7 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> Result<(), String> {
     };
     let header_timeout = seconds("--header-timeout / EXPORTS_HEADER_TIMEOUT", &a.header_timeout)?;
     let idle_timeout = seconds("--idle-timeout / EXPORTS_IDLE_TIMEOUT", &a.idle_timeout)?;
+    let busy_timeout = seconds("--busy-timeout / EXPORTS_BUSY_TIMEOUT", &a.busy_timeout)?;
     let shutdown_grace = config::parse_duration(&a.shutdown_grace)
         .map_err(|e| format!("--shutdown-grace / EXPORTS_SHUTDOWN_GRACE: {e}"))?;
     if a.max_connections == 0 {
@@ -80,6 +81,7 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> Result<(), String> {
             max_queued_exports: a.max_queued_exports,
             max_export_storage,
             rate_limit: a.rate_limit,
+            busy_timeout,
         },
         server: config::ServerLimits {
             header_timeout,

@@ -56,6 +56,7 @@ api_errors!(CreateExportErrors {
     BadRequest = 400: "Invalid request body: malformed JSON or id, unparsable dates, start_date after end_date, an expand_array that is not a top-level array field, a bad option",
     NotFound = 404: "Schema not found",
     UnsupportedMediaType = 415: "The body is not application/json",
+    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 api_errors!(ListExportsErrors {
     BadRequest = 400: "Invalid query parameter (the message names it)",
@@ -63,6 +64,11 @@ api_errors!(ListExportsErrors {
 api_errors!(GetExportErrors {
     BadRequest = 400: "Malformed export id",
     NotFound = 404: "Export not found",
+});
+api_errors!(DeleteExportErrors {
+    BadRequest = 400: "Malformed export id",
+    NotFound = 404: "Export not found",
+    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 api_errors!(DownloadErrors {
     BadRequest = 400: "Malformed export id",
@@ -265,7 +271,7 @@ impl ExportsApi {
         state: Data<&Arc<AppState>>,
         /// Export UUID
         id: Path<uuid::Uuid>,
-    ) -> Result<ExportDeleted, GetExportErrors> {
+    ) -> Result<ExportDeleted, DeleteExportErrors> {
         let id = id.0.to_string();
         let team = auth.0.id;
         let data_dir = state.data_dir.clone();

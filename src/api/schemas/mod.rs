@@ -49,11 +49,13 @@ api_ok!(SchemaDeleted::Ok = 200: Message, "Schema deleted.");
 api_errors!(CreateSchemaErrors {
     BadRequest = 400: "Invalid request body or schema definition",
     UnsupportedMediaType = 415: "The body is not application/json",
+    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 api_errors!(UpdateSchemaErrors {
     BadRequest = 400: "Malformed schema id, invalid request body or schema definition",
     NotFound = 404: "Schema not found",
     UnsupportedMediaType = 415: "The body is not application/json",
+    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 api_errors!(ListSchemasErrors {
     BadRequest = 400: "Invalid query parameter",
@@ -66,6 +68,7 @@ api_errors!(DeleteSchemaErrors {
     BadRequest = 400: "Malformed schema id",
     NotFound = 404: "Schema not found",
     Conflict = 409: "Results or exports still refer to the schema",
+    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 
 fn not_found() -> ApiError {
