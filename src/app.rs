@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::http::{header, Method, StatusCode};
-use poem::middleware::Tracing;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Route};
 use poem_openapi::OpenApiService;
 
 use crate::api::exports::ExportsApi;
 use crate::api::health::HealthApi;
 use crate::api::rate_limit::{RateLimit, RateLimits};
+use crate::api::request_log::RequestLog;
 use crate::api::results::ResultsApi;
 use crate::api::schemas::SchemasApi;
 use crate::config::Config;
@@ -38,9 +38,12 @@ pub struct AppState {
     pub rate_limits: Option<Arc<RateLimits>>,
 }
 
+/// The database file's name in the data folder.
+pub const DATABASE_FILE: &str = "exports.db";
+
 /// The database file inside the data folder.
 pub fn database_path(data_dir: &std::path::Path) -> PathBuf {
-    data_dir.join("exports.db")
+    data_dir.join(DATABASE_FILE)
 }
 
 type Apis = (ExportsApi, SchemasApi, ResultsApi, FilesApi, HealthApi);
@@ -163,10 +166,11 @@ impl App {
 }
 
 fn prepare(cfg: &Config) -> Result<(Pool, Signer, std::fs::File), String> {
-    std::fs::create_dir_all(&cfg.data_dir)
+    // private whatever the umask: the folder 0700, every file in it 0600 (see `private`)
+    crate::private::create_data_dir(&cfg.data_dir, DATABASE_FILE)
         .map_err(|e| format!("cannot create the data folder {}: {e}", cfg.data_dir.display()))?;
     let lock = lock_data_dir(&cfg.data_dir)?;
-    let pool = db::open(&database_path(&cfg.data_dir), (cfg.workers as u32) + 16)
+    let pool = db::open(&database_path(&cfg.data_dir), (cfg.workers as u32) + 16, cfg.limits.busy_timeout)
         .map_err(|e| format!("cannot open the database in {}: {e}", cfg.data_dir.display()))?;
     let signer = Signer::load_or_create(&cfg.data_dir, cfg.signing_key.clone())
         .map_err(|e| format!("cannot load or create the signing key in {}: {e}", cfg.data_dir.display()))?;
@@ -183,12 +187,13 @@ fn prepare(cfg: &Config) -> Result<(Pool, Signer, std::fs::File), String> {
 /// which must not be a run that is still alive. The lock goes with the process.
 fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
     let path = dir.join("serve.lock");
-    let file = std::fs::OpenOptions::new()
+    let file = crate::private::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    crate::private::tighten(&path).map_err(|e| format!("cannot make {} private: {e}", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(format!(
@@ -254,7 +259,8 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint {
         .with(rate_limit)
         .data(state)
         .catch_all_error(to_json_error)
-        .with(Tracing)
+        // outermost: it sees every answer, its final status included
+        .with(RequestLog)
 }
 
 /// The methods each documented path answers, for the `Allow` header of a 405.

@@ -47,6 +47,9 @@ pub struct Limits {
     /// Requests per second per API key (burst 2N), and per client address for requests
     /// without a valid key; 0: no rate limit.
     pub rate_limit: u32,
+    /// How long a database write waits for a lock another process holds (e.g. an `import`)
+    /// before the request gets 503 with `Retry-After` (`--busy-timeout`).
+    pub busy_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -57,6 +60,7 @@ impl Default for Limits {
             max_queued_exports: 100,
             max_export_storage: None,
             rate_limit: 100,
+            busy_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -113,16 +113,46 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// Seconds a client is told to wait (`Retry-After`) when the database was busy.
+const BUSY_RETRY_AFTER: u64 = 2;
+
+/// The message of a 507: the disk is full and the request changed nothing.
+pub const DISK_FULL_MESSAGE: &str = "The server's disk is full, so nothing was stored. Try again once space has \
+been freed on the server (deleting old exports helps).";
+
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
+            DbError::Busy(e) => {
+                // expected while an import runs; the request's own log line says 503
+                tracing::debug!(cause = %e, "database busy: a request waited out the busy timeout");
+                ApiError::unavailable(
+                    "The database is busy: another process (such as an `exports-api import`) is writing to it. \
+Nothing was changed; retry after the time in Retry-After.",
+                    BUSY_RETRY_AFTER,
+                )
+            }
+            DbError::Full(e) => {
+                tracing::error!(cause = %e, "disk full: a write was refused");
+                ApiError::insufficient_storage(DISK_FULL_MESSAGE)
+            }
+            DbError::Io(e) if is_disk_full(&e) => {
+                tracing::error!(cause = %e, "disk full: a write was refused");
+                ApiError::insufficient_storage(DISK_FULL_MESSAGE)
+            }
             DbError::Pool(e) => {
                 tracing::error!(cause = %e, "database pool exhausted or unavailable");
-                ApiError::unavailable("The database is busy or unavailable; try again shortly", 2)
+                ApiError::unavailable("The database is busy or unavailable; try again shortly", BUSY_RETRY_AFTER)
             }
             e => ApiError::internal(e),
         }
     }
+}
+
+/// Whether an I/O error means the disk (or the user's quota) is full: ENOSPC or EDQUOT.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+        || e.raw_os_error() == Some(28)
 }
 
 impl poem::error::ResponseError for ApiError {

@@ -15,5 +15,6 @@ pub mod domain;
 pub mod error;
 pub mod files;
 pub mod jobs;
+pub mod private;
 pub mod server;
 pub mod signing;

@@ -38,7 +38,10 @@ impl Signer {
         }
         let path = data_dir.join(KEY_FILE);
         match std::fs::read(&path) {
-            Ok(key) if key.len() >= 32 => return Ok(Signer::new(key)),
+            Ok(key) if key.len() >= 32 => {
+                crate::private::tighten(&path)?;
+                return Ok(Signer::new(key));
+            }
             Ok(_) => {
                 return Err(std::io::Error::other(format!(
                     "{} is shorter than 32 bytes; delete it to generate a new key (old download URLs stop working)",
@@ -51,19 +54,15 @@ impl Signer {
         let mut key = vec![0u8; 32];
         getrandom::getrandom(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
         let tmp = data_dir.join(format!("{KEY_FILE}.tmp"));
-        {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut f = opts.open(&tmp)?;
+        let written = crate::private::create_file(&tmp).and_then(|mut f| {
             f.write_all(&key)?;
-            f.sync_all()?;
+            f.sync_all()
+        });
+        if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, &path)) {
+            // a full disk must not leave a short key behind for the next start to refuse
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
-        std::fs::rename(&tmp, &path)?;
         Ok(Signer::new(key))
     }
 

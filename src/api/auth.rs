@@ -7,6 +7,7 @@ use poem::Request;
 use poem_openapi::auth::ApiKey;
 use poem_openapi::SecurityScheme;
 
+use super::request_log::RequestTeam;
 use crate::app::AppState;
 use crate::db::keys::Team;
 use crate::error::ApiError;
@@ -22,6 +23,9 @@ async fn check_key(req: &Request, key: ApiKey) -> poem::Result<Team> {
     let secret = key.key;
     let team = super::with_db(&state, move |c| Ok(crate::db::keys::team_for_key(c, &secret)?)).await?;
     super::rate_limit::record_key_check(req, team.is_some());
+    if let (Some(team), Some(slot)) = (&team, req.extensions().get::<RequestTeam>()) {
+        slot.set(&team.id);
+    }
     team.ok_or_else(|| {
         ApiError::new(
             poem::http::StatusCode::UNAUTHORIZED,

@@ -8,6 +8,7 @@ pub mod linger;
 pub mod list;
 pub mod ndjson;
 pub mod rate_limit;
+pub mod request_log;
 pub mod results;
 pub mod schemas;
 pub mod types;

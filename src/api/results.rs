@@ -140,12 +140,14 @@ api_errors!(CreateResultErrors {
     NotFound = 404: "Schema not found",
     PayloadTooLarge = 413: "The JSON body is larger than the configured limit (`--max-json-body`, default 1 MB)",
     UnsupportedMediaType = 415: "The body is not application/json",
+    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 api_errors!(BulkErrors {
     BadRequest = 400: "A line is invalid or nested more than 64 levels (the message names it); nothing was stored",
     NotFound = 404: "Schema not found",
     PayloadTooLarge = 413: "The body is larger than the configured limit (`--max-body`, default 256 MB)",
     UnsupportedMediaType = 415: "The body is not application/x-ndjson",
+    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 api_errors!(ListResultsErrors {
     BadRequest = 400: "Invalid query parameter",
@@ -153,6 +155,11 @@ api_errors!(ListResultsErrors {
 api_errors!(GetResultErrors {
     BadRequest = 400: "Malformed result id",
     NotFound = 404: "Result not found",
+});
+api_errors!(DeleteResultErrors {
+    BadRequest = 400: "Malformed result id",
+    NotFound = 404: "Result not found",
+    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 
 fn to_api(r: &ResultRecord, with_extraction: bool, schema: Option<SchemaRef>) -> ResultItem {
@@ -339,7 +346,7 @@ impl ResultsApi {
         state: Data<&Arc<AppState>>,
         /// Result UUID
         id: Path<uuid::Uuid>,
-    ) -> Result<ResultDeleted, GetResultErrors> {
+    ) -> Result<ResultDeleted, DeleteResultErrors> {
         let id = id.0.to_string();
         let team = auth.0.id;
         if !with_db(&state, move |c| Ok(crate::db::results::delete(c, &team, &id)?)).await? {

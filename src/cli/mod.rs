@@ -104,6 +104,10 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT, how long open requests may take to finish before the server exits.
     #[arg(long, env = "EXPORTS_SHUTDOWN_GRACE", default_value = "5s")]
     pub shutdown_grace: String,
+    /// How long a database write waits while another process (e.g. `import`) holds the lock;
+    /// past it the request gets 503 with Retry-After.
+    #[arg(long, env = "EXPORTS_BUSY_TIMEOUT", default_value = "5s")]
+    pub busy_timeout: String,
 }
 
 #[derive(Subcommand)]
@@ -170,7 +174,9 @@ pub fn main() -> ExitCode {
     let serving = matches!(cli.command, Command::Serve(_));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if serving { "info" } else { "warn" }));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // colours only for a person at a terminal: a container's log file gets plain text
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -196,9 +202,13 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
+/// The command-line tools wait longer than the server for a lock another process holds:
+/// no client is waiting on a socket, and giving up makes the operator start again.
+const CLI_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn open_db(data_dir: &Path) -> Result<Pool, String> {
-    std::fs::create_dir_all(data_dir)
+    crate::private::create_data_dir(data_dir, crate::app::DATABASE_FILE)
         .map_err(|e| format!("cannot create the data folder {}: {e}", data_dir.display()))?;
-    db::open(&database_path(data_dir), 2)
+    db::open(&database_path(data_dir), 2, CLI_BUSY_TIMEOUT)
         .map_err(|e| format!("cannot open the database in {}: {e}", data_dir.display()))
 }

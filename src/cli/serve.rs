@@ -39,6 +39,7 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> Result<(), String> {
     };
     let header_timeout = seconds("--header-timeout / EXPORTS_HEADER_TIMEOUT", &a.header_timeout)?;
     let idle_timeout = seconds("--idle-timeout / EXPORTS_IDLE_TIMEOUT", &a.idle_timeout)?;
+    let busy_timeout = seconds("--busy-timeout / EXPORTS_BUSY_TIMEOUT", &a.busy_timeout)?;
     let shutdown_grace = config::parse_duration(&a.shutdown_grace)
         .map_err(|e| format!("--shutdown-grace / EXPORTS_SHUTDOWN_GRACE: {e}"))?;
     if a.max_connections == 0 {
@@ -80,6 +81,7 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> Result<(), String> {
             max_queued_exports: a.max_queued_exports,
             max_export_storage,
             rate_limit: a.rate_limit,
+            busy_timeout,
         },
         server: config::ServerLimits {
             header_timeout,

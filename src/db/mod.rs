@@ -9,6 +9,7 @@ pub mod results;
 pub mod schemas;
 
 use std::path::Path;
+use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
@@ -16,18 +17,29 @@ use rusqlite::Connection;
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 pub type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
 
-/// A database error, or a rule the data broke that the caller must report (not found, conflict).
+/// A database error, sorted by what the caller can do about it.
 #[derive(Debug)]
 pub enum DbError {
+    /// Another connection (e.g. an `import` beside the server) held the write lock for
+    /// longer than the busy timeout (SQLITE_BUSY / SQLITE_LOCKED). Nothing was changed;
+    /// trying again later can succeed.
+    Busy(rusqlite::Error),
+    /// The disk is full (SQLITE_FULL). The statement's transaction was rolled back.
+    Full(rusqlite::Error),
     Sqlite(rusqlite::Error),
     Pool(r2d2::Error),
+    /// The database file could not be created or made private.
+    Io(std::io::Error),
 }
 
 impl std::fmt::Display for DbError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            DbError::Busy(e) => write!(f, "database busy: {e}"),
+            DbError::Full(e) => write!(f, "disk full: {e}"),
             DbError::Sqlite(e) => write!(f, "database error: {e}"),
             DbError::Pool(e) => write!(f, "database unavailable: {e}"),
+            DbError::Io(e) => write!(f, "database file: {e}"),
         }
     }
 }
@@ -36,7 +48,12 @@ impl std::error::Error for DbError {}
 
 impl From<rusqlite::Error> for DbError {
     fn from(e: rusqlite::Error) -> Self {
-        DbError::Sqlite(e)
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => DbError::Busy(e),
+            Some(ErrorCode::DiskFull) => DbError::Full(e),
+            _ => DbError::Sqlite(e),
+        }
     }
 }
 
@@ -48,8 +65,8 @@ impl From<r2d2::Error> for DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
-fn init_connection(c: &mut Connection) -> rusqlite::Result<()> {
-    c.busy_timeout(std::time::Duration::from_secs(10))?;
+fn init_connection(c: &mut Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
+    c.busy_timeout(busy_timeout)?;
     // WAL is a property of the file: switch once, not on every connection (switching needs a
     // lock another process's long import may hold).
     let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
@@ -64,19 +81,33 @@ fn init_connection(c: &mut Connection) -> rusqlite::Result<()> {
     )
 }
 
-/// Opens (creating if needed) the database file and brings its schema up to date.
-pub fn open(path: &Path, max_size: u32) -> DbResult<Pool> {
+/// Opens (creating if needed) the database file and brings its schema up to date. A write
+/// that waits longer than `busy_timeout` for another connection's lock fails with
+/// `DbError::Busy`.
+///
+/// The file is created readable by its owner only (0600) before SQLite opens it; SQLite
+/// gives its `-wal` and `-shm` files the database file's mode. An existing database and its
+/// `-wal`/`-shm` lose any group and other permissions.
+pub fn open(path: &Path, max_size: u32, busy_timeout: Duration) -> DbResult<Pool> {
+    crate::private::create_file_if_missing(path).map_err(DbError::Io)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        crate::private::tighten(Path::new(&p)).map_err(DbError::Io)?;
+    }
     // Switch a new file to WAL and migrate it on one connection first: the pool opens its
     // connections in parallel, and several switching the mode at once collide.
     {
         let mut first = Connection::open(path)?;
-        init_connection(&mut first)?;
+        init_connection(&mut first, busy_timeout)?;
         migrations::migrate(&mut first)?;
     }
-    let manager = SqliteConnectionManager::file(path).with_init(init_connection);
+    let manager =
+        SqliteConnectionManager::file(path).with_init(move |c: &mut Connection| init_connection(c, busy_timeout));
     let pool = r2d2::Pool::builder()
         .max_size(max_size)
-        .connection_timeout(std::time::Duration::from_secs(30))
+        // every connection waiting out a lock: answer 503 soon after, not half a minute later
+        .connection_timeout(busy_timeout + Duration::from_secs(5))
         .build(manager)?;
     Ok(pool)
 }

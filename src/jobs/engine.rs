@@ -38,6 +38,22 @@ impl std::fmt::Display for EngineError {
     }
 }
 
+impl EngineError {
+    /// The disk (or the user's quota) is full: SQLITE_FULL, ENOSPC or EDQUOT.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            EngineError::Db(DbError::Full(_)) => true,
+            EngineError::Db(DbError::Io(e)) | EngineError::Io(e) => crate::error::is_disk_full(e),
+            _ => false,
+        }
+    }
+
+    /// Another process held a database lock for longer than the busy timeout.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, EngineError::Db(DbError::Busy(_)))
+    }
+}
+
 impl From<DbError> for EngineError {
     fn from(e: DbError) -> Self {
         EngineError::Db(e)

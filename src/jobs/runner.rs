@@ -38,7 +38,7 @@ impl Jobs {
     /// Prepares the exports folder (removing half-written files and files no job owns) and
     /// starts `workers` export threads plus the retention sweeper.
     pub fn start(pool: Pool, data_dir: PathBuf, workers: usize, retention: Option<Duration>) -> std::io::Result<Jobs> {
-        std::fs::create_dir_all(exports_dir(&data_dir))?;
+        crate::private::create_dir(&exports_dir(&data_dir))?;
         let shared = Arc::new(Shared {
             pool,
             data_dir,
@@ -108,11 +108,24 @@ fn worker_loop(s: &Shared) {
                     let _ = s.cv.wait_timeout(g, Duration::from_secs(1));
                 }
             }
+            Err(db::DbError::Busy(_)) => {
+                // another process (an import) holds the write lock: wait for it, quietly
+                tracing::debug!("the database is busy; export workers wait");
+                pause(s, Duration::from_secs(1));
+            }
             Err(e) => {
                 tracing::error!(error = %e, "could not claim an export job");
-                std::thread::sleep(Duration::from_secs(1));
+                pause(s, Duration::from_secs(1));
             }
         }
+    }
+}
+
+/// Waits up to `d`, less when the workers are told to stop.
+fn pause(s: &Shared, d: Duration) {
+    let g = s.wake.lock().expect("wake lock");
+    if !s.stopping.load(Ordering::SeqCst) {
+        let _ = s.cv.wait_timeout(g, d);
     }
 }
 
@@ -121,56 +134,94 @@ enum Outcome {
     Stopped,
 }
 
+/// What a job that runs out of disk space records as its error.
+const DISK_FULL: &str = "disk full: the server ran out of disk space while writing the export file, and nothing was \
+kept. Free space on the server (or delete old exports) and create the export again.";
+
 fn run_job(s: &Shared, job: db::exports::ExportRow) {
     let started = Instant::now();
     tracing::info!(export = %job.id, attempt = job.attempts, "export started");
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| produce_file(s, &job)));
     let tmp = temp_file(&s.data_dir, &job.id);
     let final_path = export_file(&s.data_dir, &job.id, job.options.gzip);
-    let record = |f: &dyn Fn(&rusqlite::Connection) -> db::DbResult<bool>| -> bool {
-        match s.pool.get().map_err(db::DbError::from).and_then(|c| f(&c)) {
-            Ok(updated) => updated,
-            Err(e) => {
-                tracing::error!(export = %job.id, error = %e, "could not record the outcome of an export");
-                true
+    let cancelled = || s.cancelled.lock().expect("cancel lock").contains(&job.id);
+    let outcome = loop {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| produce_file(s, &job)));
+        match outcome {
+            // a read that found the database busy: not the job's fault, try again
+            Ok(Err(e)) if e.is_busy() && !s.stopping.load(Ordering::SeqCst) && !cancelled() => {
+                let _ = std::fs::remove_file(&tmp);
+                tracing::debug!(export = %job.id, "the database is busy; the export starts over shortly");
+                pause(s, Duration::from_secs(1));
+            }
+            other => break other,
+        }
+    };
+    // Records an outcome. A busy database is waited out (the job must not stay PROCESSING,
+    // nor turn FAILED, because an import held the lock for a while); when the service stops
+    // first, the job stays claimed and the next start takes it up again.
+    let record = |f: &dyn Fn(&rusqlite::Connection) -> db::DbResult<bool>| -> Result<bool, db::DbError> {
+        loop {
+            match s.pool.get().map_err(db::DbError::from).and_then(|c| f(&c)) {
+                Err(db::DbError::Busy(_)) if !s.stopping.load(Ordering::SeqCst) => {
+                    tracing::debug!(export = %job.id, "the database is busy; waiting to record the export's outcome");
+                    pause(s, Duration::from_millis(500));
+                }
+                Err(e) => {
+                    tracing::error!(export = %job.id, error = %e, "could not record the outcome of an export");
+                    return Err(e);
+                }
+                Ok(updated) => return Ok(updated),
             }
         }
     };
     match outcome {
         Ok(Ok(Outcome::Done { rows, size })) => {
-            let kept = record(&|c| db::exports::complete(c, &job.id, &s.run_id, rows as i64, size as i64));
-            if kept {
-                tracing::info!(export = %job.id, rows, bytes = size, ms = started.elapsed().as_millis() as u64, "export completed");
-            } else {
+            match record(&|c| db::exports::complete(c, &job.id, &s.run_id, rows as i64, size as i64)) {
+                Ok(true) => {
+                    tracing::info!(export = %job.id, rows, bytes = size, ms = started.elapsed().as_millis() as u64, "export completed");
+                }
                 // deleted while it ran
-                let _ = std::fs::remove_file(&final_path);
+                Ok(false) => {
+                    let _ = std::fs::remove_file(&final_path);
+                }
+                // the disk filled up before the outcome could be recorded: give the space back
+                Err(db::DbError::Full(_)) => {
+                    let _ = std::fs::remove_file(&final_path);
+                    let _ = record(&|c| db::exports::fail(c, &job.id, &s.run_id, DISK_FULL));
+                }
+                Err(_) => {}
             }
         }
         Ok(Ok(Outcome::Stopped)) => {
             let _ = std::fs::remove_file(&tmp);
             if s.stopping.load(Ordering::SeqCst) {
                 // the service is stopping: leave it claimed; the next start takes it up again
-                record(&|c| db::exports::release(c, &job.id, &s.run_id));
+                let _ = record(&|c| db::exports::release(c, &job.id, &s.run_id));
                 tracing::info!(export = %job.id, "export interrupted by shutdown; it resumes at the next start");
             } else {
                 tracing::info!(export = %job.id, "export cancelled");
             }
         }
         Ok(Err(e)) => {
+            // first give the space back: recording the failure needs some
             let _ = std::fs::remove_file(&tmp);
             let message = match &e {
                 EngineError::Invalid(m) => m.clone(),
+                e if e.is_disk_full() => {
+                    tracing::error!(export = %job.id, error = %e, "export failed: disk full");
+                    DISK_FULL.to_string()
+                }
                 other => {
                     tracing::error!(export = %job.id, error = %other, "export failed");
                     format!("The export could not be written: {other}. Create it again; if it keeps failing, check the server's disk and log.")
                 }
             };
-            record(&|c| db::exports::fail(c, &job.id, &s.run_id, &message));
+            let _ = record(&|c| db::exports::fail(c, &job.id, &s.run_id, &message));
         }
         Err(_) => {
             let _ = std::fs::remove_file(&tmp);
             tracing::error!(export = %job.id, "export panicked");
-            record(&|c| {
+            let _ = record(&|c| {
                 db::exports::fail(
                     c,
                     &job.id,
@@ -197,7 +248,7 @@ fn produce_file(s: &Shared, job: &db::exports::ExportRow) -> Result<Outcome, Eng
         options: &job.options,
     };
     let tmp = temp_file(&s.data_dir, &job.id);
-    let file = std::fs::File::create(&tmp)?;
+    let file = crate::private::create_file(&tmp)?;
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
     let mut last_check = Instant::now();
     let written = write_export(&conn, &spec, &mut out, || {
@@ -240,6 +291,9 @@ fn clean_exports_dir(s: &Shared) -> Result<(), Box<dyn std::error::Error>> {
         let owned = name.split('.').next().is_some_and(|id| !id.is_empty() && ids.contains(id));
         if name.ends_with(".tmp") || !owned {
             let _ = std::fs::remove_file(entry.path());
+        } else {
+            // files an older version wrote readable by all
+            crate::private::tighten(&entry.path())?;
         }
     }
     Ok(())
@@ -271,6 +325,7 @@ fn sweep(s: &Shared, retention: Duration) {
                 tracing::info!(count = rows.len(), "deleted exports past retention");
             }
         }
+        Err(db::DbError::Busy(_)) => tracing::debug!("the database is busy; the retention sweep runs again later"),
         Err(e) => tracing::error!(error = %e, "retention sweep failed"),
     }
 }
@@ -283,13 +338,14 @@ pub fn write_file_atomically(
     let tmp = path.with_extension("partial");
     let file = std::fs::File::create(&tmp)?;
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
-    if let Err(e) = f(&mut out) {
-        drop(out);
+    let written = f(&mut out).and_then(|()| {
+        out.flush()?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Ok(std::fs::rename(&tmp, path)?)
+    });
+    if written.is_err() {
+        // a full disk, say: leave no partial file behind
         let _ = std::fs::remove_file(&tmp);
-        return Err(e);
     }
-    out.flush()?;
-    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    written
 }

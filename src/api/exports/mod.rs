@@ -57,6 +57,7 @@ api_errors!(CreateExportErrors {
     NotFound = 404: "Schema not found",
     PayloadTooLarge = 413: "The JSON body is larger than the configured limit (`--max-json-body`, default 1 MB)",
     UnsupportedMediaType = 415: "The body is not application/json",
+    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 api_errors!(ListExportsErrors {
     BadRequest = 400: "Invalid query parameter (the message names it)",
@@ -64,6 +65,11 @@ api_errors!(ListExportsErrors {
 api_errors!(GetExportErrors {
     BadRequest = 400: "Malformed export id",
     NotFound = 404: "Export not found",
+});
+api_errors!(DeleteExportErrors {
+    BadRequest = 400: "Malformed export id",
+    NotFound = 404: "Export not found",
+    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 api_errors!(DownloadErrors {
     BadRequest = 400: "Malformed export id",
@@ -304,7 +310,7 @@ impl ExportsApi {
         state: Data<&Arc<AppState>>,
         /// Export UUID
         id: Path<uuid::Uuid>,
-    ) -> Result<ExportDeleted, GetExportErrors> {
+    ) -> Result<ExportDeleted, DeleteExportErrors> {
         let id = id.0.to_string();
         let team = auth.0.id;
         let data_dir = state.data_dir.clone();

@@ -50,12 +50,14 @@ api_errors!(CreateSchemaErrors {
     BadRequest = 400: "Invalid request body or schema definition, or JSON nested more than 64 levels",
     PayloadTooLarge = 413: "The JSON body is larger than the configured limit (`--max-json-body`, default 1 MB)",
     UnsupportedMediaType = 415: "The body is not application/json",
+    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 api_errors!(UpdateSchemaErrors {
     BadRequest = 400: "Malformed schema id, invalid request body or schema definition, or JSON nested more than 64 levels",
     NotFound = 404: "Schema not found",
     PayloadTooLarge = 413: "The JSON body is larger than the configured limit (`--max-json-body`, default 1 MB)",
     UnsupportedMediaType = 415: "The body is not application/json",
+    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 api_errors!(ListSchemasErrors {
     BadRequest = 400: "Invalid query parameter",
@@ -68,6 +70,7 @@ api_errors!(DeleteSchemaErrors {
     BadRequest = 400: "Malformed schema id",
     NotFound = 404: "Schema not found",
     Conflict = 409: "Results or exports still refer to the schema",
+    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 
 fn not_found() -> ApiError {
