@@ -284,7 +284,7 @@ mod tests {
     #[test]
     fn concurrent_inserts_stop_exactly_at_the_queued_cap() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(&dir.path().join("q.db"), 20).unwrap();
+        let pool = crate::db::open(&dir.path().join("q.db"), 20, std::time::Duration::from_secs(5)).unwrap();
         let team = crate::db::keys::create_team(&pool.get().unwrap(), "t").unwrap().id;
         pool.get()
             .unwrap()
