@@ -12,8 +12,9 @@
 //! - at most `max_connections` are open; one more is answered 503 (JSON) and closed;
 //! - on stop, accepting ends at once, open connections finish their current request, and
 //!   whatever is still open after `shutdown_grace` is dropped;
-//! - the answers hyper writes by itself for malformed requests (400, 414, 431: empty bodies)
-//!   are rewritten into the JSON error shape, and a URI over `MAX_URI_BYTES` is a JSON 414.
+//! - the answers hyper writes by itself for malformed requests (400; 414 for a URI over 64 KiB;
+//!   431 for a header over `MAX_HEADERS` fields or `MAX_HEAD_BYTES`) come without a body: they
+//!   are rewritten into the JSON error shape.
 //!
 //! HTTP/2 is not served in cleartext (no browser uses h2c); put a TLS proxy in front for it.
 
@@ -40,8 +41,8 @@ use tokio::task::JoinSet;
 use crate::config::ServerLimits;
 use crate::error::ErrorBody;
 
-/// Longest request target (path and query) accepted; longer is a 414.
-pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Longest request target (path and query) hyper accepts; longer is a 414.
+pub const MAX_URI_BYTES: usize = 65_534;
 /// hyper's read buffer per connection: bounds the request head (a head that does not fit is
 /// a 431) and the memory an open connection can hold.
 const MAX_HEAD_BYTES: usize = 128 * 1024;
@@ -157,10 +158,7 @@ impl Connection {
                 let request = prepare(req, local.clone(), remote.clone(), idle);
                 let in_flight = InFlight::new(activity.clone());
                 async move {
-                    let response = match request {
-                        Ok(req) => endpoint.get_response(req).await,
-                        Err(resp) => *resp,
-                    };
+                    let response = endpoint.get_response(request).await;
                     drop(in_flight);
                     Ok::<_, Infallible>(http::Response::from(response))
                 }
@@ -191,25 +189,9 @@ impl Connection {
     }
 }
 
-/// The poem request for a hyper request, or the answer when it is refused outright. A body,
-/// if any, fails when no byte of it arrives for `idle` (a stalled upload cannot hold a
-/// connection and a handler forever).
-fn prepare(
-    req: http::Request<Incoming>,
-    local: LocalAddr,
-    remote: RemoteAddr,
-    idle: Duration,
-) -> Result<poem::Request, Box<Response>> {
-    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
-    if uri_len > MAX_URI_BYTES {
-        return Err(Box::new(
-            ErrorBody::new(
-                StatusCode::URI_TOO_LONG,
-                format!("The request URI has {uri_len} bytes; at most {MAX_URI_BYTES} are accepted"),
-            )
-            .into_response(),
-        ));
-    }
+/// The poem request for a hyper request. A body, if any, fails when no byte of it arrives for
+/// `idle` (a stalled upload cannot hold a connection and a handler forever).
+fn prepare(req: http::Request<Incoming>, local: LocalAddr, remote: RemoteAddr, idle: Duration) -> poem::Request {
     let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
         || req
             .headers()
@@ -220,7 +202,7 @@ fn prepare(
         let body = req.take_body();
         req.set_body(stall_bounded(body, idle));
     }
-    Ok(req)
+    req
 }
 
 /// `body`, failing with `TimedOut` when the next piece takes longer than `idle` to arrive.
