@@ -25,7 +25,10 @@ use crate::signing::Signer;
 
 /// What every request handler can reach.
 pub struct AppState {
+    /// Connections for reads.
     pub pool: Pool,
+    /// The one connection that writes (see `db::Writer`).
+    pub writer: db::Writer,
     pub signer: Signer,
     /// Base of download URLs, without a trailing slash.
     pub public_url: String,
@@ -91,7 +94,7 @@ impl App {
     /// binds the listen address (port 0 picks a free one).
     pub async fn build(config: Config) -> Result<App, String> {
         let cfg = config.clone();
-        let (pool, signer, lock) =
+        let (pool, writer, signer, lock) =
             tokio::task::spawn_blocking(move || prepare(&cfg)).await.map_err(|e| format!("start-up failed: {e}"))??;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -118,10 +121,11 @@ impl App {
                 base_url.clone()
             }
         };
-        let jobs = Jobs::start(pool.clone(), config.data_dir.clone(), config.workers, config.retention)
+        let jobs = Jobs::start(pool.clone(), writer.clone(), config.data_dir.clone(), config.workers, config.retention)
             .map_err(|e| format!("cannot start the export workers: {e}"))?;
         let state = Arc::new(AppState {
             pool,
+            writer,
             signer,
             public_url,
             url_ttl: config.url_ttl,
@@ -165,12 +169,14 @@ impl App {
     }
 }
 
-fn prepare(cfg: &Config) -> Result<(Pool, Signer, std::fs::File), String> {
+fn prepare(cfg: &Config) -> Result<(Pool, db::Writer, Signer, std::fs::File), String> {
     // private whatever the umask: the folder 0700, every file in it 0600 (see `private`)
     crate::private::create_data_dir(&cfg.data_dir, DATABASE_FILE)
         .map_err(|e| format!("cannot create the data folder {}: {e}", cfg.data_dir.display()))?;
     let lock = lock_data_dir(&cfg.data_dir)?;
     let pool = db::open(&database_path(&cfg.data_dir), (cfg.workers as u32) + 16, cfg.limits.busy_timeout)
+        .map_err(|e| format!("cannot open the database in {}: {e}", cfg.data_dir.display()))?;
+    let writer = db::Writer::open(&database_path(&cfg.data_dir), cfg.limits.busy_timeout)
         .map_err(|e| format!("cannot open the database in {}: {e}", cfg.data_dir.display()))?;
     let signer = Signer::load_or_create(&cfg.data_dir, cfg.signing_key.clone())
         .map_err(|e| format!("cannot load or create the signing key in {}: {e}", cfg.data_dir.display()))?;
@@ -180,7 +186,7 @@ fn prepare(cfg: &Config) -> Result<(Pool, Signer, std::fs::File), String> {
     }
     crate::bootstrap::ensure_keys(&conn, cfg.api_key.as_deref())
         .map_err(|e| format!("setting up API keys failed: {e}"))?;
-    Ok((pool, signer, lock))
+    Ok((pool, writer, signer, lock))
 }
 
 /// One server per data folder: its workers take over jobs left PROCESSING by an earlier run,

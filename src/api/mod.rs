@@ -62,6 +62,16 @@ pub async fn with_db<T: Send + 'static>(
     .map_err(ApiError::internal)?
 }
 
+/// Runs a write on the one write connection (see `db::Writer`), off the async runtime.
+/// Reads inside `f` see the database as the write leaves it.
+pub async fn with_writer<T: Send + 'static>(
+    state: &Arc<AppState>,
+    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let writer = state.writer.clone();
+    tokio::task::spawn_blocking(move || writer.run(f)).await.map_err(ApiError::internal)?
+}
+
 /// Parses a path id as a UUID; anything else is a 400 naming the parameter.
 pub fn parse_id(name: &str, value: &str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(value)

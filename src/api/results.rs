@@ -16,7 +16,7 @@ use super::list::{
 };
 use super::ndjson::Ndjson;
 use super::types::{JsonObject, Text};
-use super::{parse_id, with_db, ApiTags, Message};
+use super::{parse_id, with_db, with_writer, ApiTags, Message};
 use crate::app::AppState;
 use crate::db::results::{NewResult, ResultRecord};
 use crate::domain::list::PageMeta;
@@ -204,7 +204,7 @@ impl ResultsApi {
             extraction: serde_json::Value::Object(body.extraction.0).to_string(),
         };
         let team = auth.0.id;
-        let rec = with_db(&state, move |c| {
+        let rec = with_writer(&state, move |c| {
             crate::db::schemas::get(c, &team, &schema_id)?.ok_or_else(schema_missing)?;
             let ids = crate::db::results::insert_many(c, &team, &schema_id, [new])?;
             crate::db::results::get(c, &team, &ids[0])?.ok_or_else(|| ApiError::internal("stored result vanished"))
@@ -229,7 +229,7 @@ impl ResultsApi {
     ) -> Result<BulkCreated, BulkErrors> {
         let schema_id = id.0.to_string();
         let team = auth.0.id;
-        let n = with_db(&state, move |c| {
+        let n = with_writer(&state, move |c| {
             crate::db::schemas::get(c, &team, &schema_id)?.ok_or_else(schema_missing)?;
             Ok(crate::db::results::insert_many(c, &team, &schema_id, body.0)?.len() as u64)
         })
@@ -349,7 +349,7 @@ impl ResultsApi {
     ) -> Result<ResultDeleted, DeleteResultErrors> {
         let id = id.0.to_string();
         let team = auth.0.id;
-        if !with_db(&state, move |c| Ok(crate::db::results::delete(c, &team, &id)?)).await? {
+        if !with_writer(&state, move |c| Ok(crate::db::results::delete(c, &team, &id)?)).await? {
             return Err(ApiError::not_found("Result not found").into());
         }
         Ok(ResultDeleted::Ok(Json(Message::new("Result deleted successfully"))))

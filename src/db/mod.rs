@@ -7,6 +7,9 @@ pub mod keys;
 mod migrations;
 pub mod results;
 pub mod schemas;
+mod writer;
+
+pub use writer::Writer;
 
 use std::path::Path;
 use std::time::Duration;

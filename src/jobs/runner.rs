@@ -22,6 +22,7 @@ pub struct Jobs {
 
 struct Shared {
     pool: Pool,
+    writer: db::Writer,
     data_dir: PathBuf,
     /// Identifies this run of the service; a PROCESSING job claimed under another run id
     /// belongs to a process that died, and is taken up again.
@@ -37,10 +38,17 @@ struct Shared {
 impl Jobs {
     /// Prepares the exports folder (removing half-written files and files no job owns) and
     /// starts `workers` export threads plus the retention sweeper.
-    pub fn start(pool: Pool, data_dir: PathBuf, workers: usize, retention: Option<Duration>) -> std::io::Result<Jobs> {
+    pub fn start(
+        pool: Pool,
+        writer: db::Writer,
+        data_dir: PathBuf,
+        workers: usize,
+        retention: Option<Duration>,
+    ) -> std::io::Result<Jobs> {
         crate::private::create_dir(&exports_dir(&data_dir))?;
         let shared = Arc::new(Shared {
             pool,
+            writer,
             data_dir,
             run_id: uuid::Uuid::now_v7().to_string(),
             wake: Mutex::new(0),
@@ -98,8 +106,7 @@ impl Jobs {
 fn worker_loop(s: &Shared) {
     while !s.stopping.load(Ordering::SeqCst) {
         let seen = *s.wake.lock().expect("wake lock");
-        let claimed =
-            s.pool.get().map_err(db::DbError::from).and_then(|mut c| db::exports::claim_next(&mut c, &s.run_id));
+        let claimed = s.writer.run(|c| db::exports::claim_next(c, &s.run_id));
         match claimed {
             Ok(Some(job)) => run_job(s, job),
             Ok(None) => {
@@ -161,7 +168,7 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
     // first, the job stays claimed and the next start takes it up again.
     let record = |f: &dyn Fn(&rusqlite::Connection) -> db::DbResult<bool>| -> Result<bool, db::DbError> {
         loop {
-            match s.pool.get().map_err(db::DbError::from).and_then(|c| f(&c)) {
+            match s.writer.run(|c| f(c)) {
                 Err(db::DbError::Busy(_)) if !s.stopping.load(Ordering::SeqCst) => {
                     tracing::debug!(export = %job.id, "the database is busy; waiting to record the export's outcome");
                     pause(s, Duration::from_millis(500));
@@ -314,8 +321,7 @@ fn retention_loop(s: &Shared) {
 
 fn sweep(s: &Shared, retention: Duration) {
     let cutoff = now_ms() - retention.as_millis() as i64;
-    let res =
-        s.pool.get().map_err(db::DbError::from).and_then(|mut c| db::exports::delete_finished_before(&mut c, cutoff));
+    let res = s.writer.run(|c| db::exports::delete_finished_before(c, cutoff));
     match res {
         Ok(rows) => {
             for r in &rows {

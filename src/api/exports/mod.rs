@@ -10,7 +10,7 @@ use poem_openapi::OpenApi;
 use super::auth::ApiKeyAuth;
 use super::body::JsonBody;
 use super::list::{default_limit, default_page, fields_param, include_schema, ListParams, SortOrder, Sparse};
-use super::{with_db, ApiTags, Message};
+use super::{with_db, with_writer, ApiTags, Message};
 use crate::app::AppState;
 use crate::db::exports::{ExportRow, QuotaExceeded, Quotas};
 use crate::domain::export::{check_expand_array, ExportStatus};
@@ -162,7 +162,7 @@ impl ExportsApi {
         let team = auth.0.id;
         let quotas =
             Quotas { max_queued: state.limits.max_queued_exports, max_storage: state.limits.max_export_storage };
-        let row = with_db(&state, move |c| {
+        let row = with_writer(&state, move |c| {
             let schema = crate::db::schemas::get(c, &team, &schema_id)?
                 .ok_or_else(|| ApiError::not_found("Schema not found"))?;
             if let Some(key) = &expand {
@@ -315,7 +315,7 @@ impl ExportsApi {
         let team = auth.0.id;
         let data_dir = state.data_dir.clone();
         let jobs = state.jobs.clone();
-        with_db(&state, move |c| {
+        with_writer(&state, move |c| {
             let row = crate::db::exports::delete(c, &team, &id)?.ok_or_else(not_found)?;
             if row.status == ExportStatus::Processing {
                 jobs.cancel(&row.id);

@@ -11,7 +11,7 @@ use poem_openapi::{Enum, OpenApi};
 use super::auth::ApiKeyAuth;
 use super::body::JsonBody;
 use super::list::{default_limit, default_page, fields_param, ListParams, SortOrder, Sparse};
-use super::{with_db, ApiTags, Message};
+use super::{with_db, with_writer, ApiTags, Message};
 use crate::app::AppState;
 use crate::db::schemas::{DeleteOutcome, SchemaRow};
 use crate::domain::list::PageMeta;
@@ -99,7 +99,7 @@ impl SchemasApi {
             created_at: now,
             updated_at: now,
         };
-        let row = with_db(&state, move |c| {
+        let row = with_writer(&state, move |c| {
             crate::db::schemas::insert(c, &row)?;
             Ok(row)
         })
@@ -202,7 +202,7 @@ impl SchemasApi {
         let def = body.0.schema.as_ref().map(to_def).transpose()?;
         let description = body.0.description;
         let team = auth.0.id;
-        let row = with_db(&state, move |c| {
+        let row = with_writer(&state, move |c| {
             let tx = c
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(crate::db::DbError::from)?;
@@ -243,7 +243,7 @@ impl SchemasApi {
     ) -> Result<SchemaDeleted, DeleteSchemaErrors> {
         let id = id.0.to_string();
         let team = auth.0.id;
-        match with_db(&state, move |c| Ok(crate::db::schemas::delete(c, &team, &id)?)).await? {
+        match with_writer(&state, move |c| Ok(crate::db::schemas::delete(c, &team, &id)?)).await? {
             DeleteOutcome::Deleted => Ok(SchemaDeleted::Ok(Json(Message::new("Schema deleted successfully")))),
             DeleteOutcome::NotFound => Err(not_found().into()),
             DeleteOutcome::InUse(results, exports) => Err(ApiError::conflict(format!(
