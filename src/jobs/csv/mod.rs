@@ -2,6 +2,7 @@
 //! each result's extraction, quoting, the formula guard and `expand_array`. No files, no
 //! database: records are appended to a byte buffer.
 
+mod bytes;
 mod compact;
 #[cfg(test)]
 mod reference;
@@ -85,8 +86,6 @@ pub struct CsvPlan {
     after: Vec<Node>,
     delimiter: u8,
     formula_guard: bool,
-    /// The bytes that make a field quoted: the delimiter, `"`, CR, LF.
-    quote: [bool; 256],
     /// Where the values of the columns lie in an extraction.
     scan: ScanPlan,
     /// How many schema columns come before the expanded array.
@@ -128,10 +127,6 @@ impl CsvPlan {
             }
         }
         let delimiter = options.delimiter_byte();
-        let mut quote = [false; 256];
-        for b in [delimiter, b'"', b'\r', b'\n'] {
-            quote[b as usize] = true;
-        }
         let items = expand.as_ref().map(|(key, cols): &(String, Expanded)| match cols {
             Expanded::Objects { children, .. } => (key.as_str(), Some(children.as_slice())),
             Expanded::Scalars => (key.as_str(), None),
@@ -145,7 +140,6 @@ impl CsvPlan {
             after,
             delimiter,
             formula_guard: options.formula_guard,
-            quote,
             scan,
             before_width,
         })
@@ -286,7 +280,7 @@ impl CsvPlan {
     fn write_text(&self, text: &str, guard: bool, out: &mut Vec<u8>) {
         let bytes = text.as_bytes();
         let guarded = guard && matches!(bytes.first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'));
-        let needs_quotes = bytes.iter().any(|&b| self.quote[b as usize]);
+        let needs_quotes = bytes::contains_any(bytes, [self.delimiter, b'"', b'\r', b'\n']);
         if !needs_quotes {
             if guarded {
                 out.push(b'\'');
@@ -298,15 +292,13 @@ impl CsvPlan {
         if guarded {
             out.push(b'\'');
         }
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
+        out.reserve(bytes.len() + 8);
+        for &b in bytes {
+            out.push(b);
             if b == b'"' {
-                out.extend_from_slice(&bytes[start..=i]);
                 out.push(b'"');
-                start = i + 1;
             }
         }
-        out.extend_from_slice(&bytes[start..]);
         out.push(b'"');
     }
 }

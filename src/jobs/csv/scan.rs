@@ -9,6 +9,7 @@
 
 use std::ops::Range;
 
+use super::bytes::string_stop;
 use super::Node;
 use crate::jobs::json::MAX_DEPTH;
 
@@ -145,10 +146,21 @@ impl ScanPlan {
     }
 
     /// The entry of `key` at `level`, if the plan wants it.
-    fn find(&self, level: usize, raw: &[u8], escaped: bool, buf: &mut String) -> Option<usize> {
+    /// `hint` is where the search starts (members mostly come in schema order); it moves
+    /// past the entry found.
+    fn find(&self, level: usize, raw: &[u8], escaped: bool, buf: &mut String, hint: &mut usize) -> Option<usize> {
         let entries = &self.levels[level].entries;
         if !escaped {
-            return entries.iter().position(|e| e.key.as_bytes() == raw);
+            let (head, from_hint) = entries.split_at((*hint).min(entries.len()));
+            let found = from_hint
+                .iter()
+                .position(|e| e.key.as_bytes() == raw)
+                .map(|i| i + head.len())
+                .or_else(|| head.iter().position(|e| e.key.as_bytes() == raw));
+            if let Some(i) = found {
+                *hint = i + 1;
+            }
+            return found;
         }
         buf.clear();
         // `raw` lies between two quotes of valid UTF-8 text, at ASCII bytes
@@ -209,19 +221,6 @@ struct Invalid;
 
 type Scan<T> = Result<T, Invalid>;
 
-/// Bytes that end the plain run of a string: `"`, `\` and control characters.
-static STRING_STOP: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = true;
-        i += 1;
-    }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
-};
-
 struct Scanner<'a> {
     b: &'a [u8],
     pos: usize,
@@ -265,6 +264,7 @@ impl Scanner<'_> {
             self.pos += 1;
             return Ok(());
         }
+        let mut hint = 0;
         loop {
             self.ws();
             if self.peek() != Some(b'"') {
@@ -279,7 +279,7 @@ impl Scanner<'_> {
                 return Err(Invalid);
             }
             self.pos += 1;
-            match plan.find(level, raw, escaped, key) {
+            match plan.find(level, raw, escaped, key, &mut hint) {
                 None => {
                     self.value(depth + 1)?;
                 }
@@ -527,12 +527,7 @@ impl Scanner<'_> {
     fn string_body(&mut self) -> Scan<bool> {
         let mut escaped = false;
         loop {
-            while let Some(&c) = self.b.get(self.pos) {
-                if STRING_STOP[c as usize] {
-                    break;
-                }
-                self.pos += 1;
-            }
+            self.pos = string_stop(self.b, self.pos);
             match self.peek() {
                 Some(b'"') => {
                     self.pos += 1;

@@ -225,7 +225,7 @@ pub fn write_float_literal(lit: &str, json: bool, out: &mut String) {
 }
 
 /// True when `lit` (`-?D+\.D+`, no exponent) is written by Python's `repr` as is.
-fn is_repr_literal(lit: &[u8]) -> bool {
+pub fn is_repr_literal(lit: &[u8]) -> bool {
     let body = lit.strip_prefix(b"-").unwrap_or(lit);
     let Some(dot) = body.iter().position(|&b| b == b'.') else {
         return false;
