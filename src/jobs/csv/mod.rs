@@ -292,13 +292,15 @@ impl CsvPlan {
         if guarded {
             out.push(b'\'');
         }
-        out.reserve(bytes.len() + 8);
-        for &b in bytes {
-            out.push(b);
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
             if b == b'"' {
+                out.extend_from_slice(&bytes[start..=i]);
                 out.push(b'"');
+                start = i + 1;
             }
         }
+        out.extend_from_slice(&bytes[start..]);
         out.push(b'"');
     }
 }
