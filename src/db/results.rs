@@ -96,17 +96,18 @@ pub fn list(
     list_page(conn, &src, team_id, &equal, q, from_row)
 }
 
-/// One result as an export reads it.
-pub struct ExportSourceRow {
-    pub id: String,
-    pub file_name: Option<String>,
+/// One result as an export reads it, borrowed from the SQLite cursor (valid until the
+/// next row is read).
+pub struct ExportSourceRow<'a> {
+    pub id: &'a str,
+    pub file_name: Option<&'a str>,
     pub created_at: i64,
-    pub extraction: String,
+    pub extraction: &'a str,
 }
 
 /// Streams the results of a schema whose `createdAt` is in `[start, end]`, ordered by
-/// createdAt then id, into `each`, one at a time from the SQLite cursor. `each` returns
-/// `Ok(false)` to stop early.
+/// createdAt then id, into `each`, one at a time from the SQLite cursor, without copying
+/// them. `each` returns `Ok(false)` to stop early.
 pub fn stream_for_export<E: From<super::DbError>>(
     conn: &Connection,
     schema_id: &str,
@@ -114,20 +115,26 @@ pub fn stream_for_export<E: From<super::DbError>>(
     end: i64,
     mut each: impl FnMut(ExportSourceRow) -> Result<bool, E>,
 ) -> Result<(), E> {
+    let db = |e: rusqlite::Error| E::from(super::DbError::from(e));
+    fn text<'r>(r: &'r Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
+        let v = r.get_ref(i)?;
+        v.as_str_or_null().map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, v.data_type(), Box::new(e)))
+    }
+    let missing = |i: usize| rusqlite::Error::InvalidColumnType(i, "NULL".into(), rusqlite::types::Type::Null);
     let mut stmt = conn
         .prepare(
             "SELECT id, file_name, created_at, extraction FROM results
              WHERE schema_id = ?1 AND created_at >= ?2 AND created_at <= ?3
              ORDER BY created_at, id",
         )
-        .map_err(super::DbError::from)?;
-    let mut rows = stmt.query(params![schema_id, start, end]).map_err(super::DbError::from)?;
-    while let Some(r) = rows.next().map_err(super::DbError::from)? {
+        .map_err(db)?;
+    let mut rows = stmt.query(params![schema_id, start, end]).map_err(db)?;
+    while let Some(r) = rows.next().map_err(db)? {
         let row = ExportSourceRow {
-            id: r.get(0).map_err(super::DbError::from)?,
-            file_name: r.get(1).map_err(super::DbError::from)?,
-            created_at: r.get(2).map_err(super::DbError::from)?,
-            extraction: r.get(3).map_err(super::DbError::from)?,
+            id: text(r, 0).map_err(db)?.ok_or_else(|| db(missing(0)))?,
+            file_name: text(r, 1).map_err(db)?,
+            created_at: r.get(2).map_err(db)?,
+            extraction: text(r, 3).map_err(db)?.ok_or_else(|| db(missing(3)))?,
         };
         if !each(row)? {
             break;

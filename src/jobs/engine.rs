@@ -5,7 +5,8 @@ use std::io::Write;
 
 use rusqlite::Connection;
 
-use super::csv::{CsvPlan, ResultRow};
+use super::batches;
+use super::csv::CsvPlan;
 use crate::db::{self, DbError};
 use crate::domain::export::CsvOptions;
 use crate::domain::schema::SchemaDef;
@@ -66,13 +67,13 @@ impl From<std::io::Error> for EngineError {
     }
 }
 
-/// Rows between two checks of `should_stop`.
-const STOP_CHECK_EVERY: u64 = 512;
-/// Bytes gathered before they go to the writer.
-const CHUNK: usize = 64 * 1024;
-
 /// Writes the export to `out` (BOM, header, records; gzip-compressed when the options say
 /// so). Returns the number of data records, or `None` when `should_stop` said to stop.
+///
+/// The calling thread reads the SQLite cursor into batches and writes the formatted
+/// batches to `out` in order; formatting threads (one per CPU) turn batches into CSV
+/// meanwhile. At most a few batches are in flight, so memory stays flat whatever the size
+/// of the export. `should_stop` is asked after every batch.
 pub fn write_export<W: Write>(
     conn: &Connection,
     spec: &ExportSpec,
@@ -80,50 +81,46 @@ pub fn write_export<W: Write>(
     should_stop: impl FnMut() -> bool,
 ) -> Result<Option<u64>, EngineError> {
     let plan = CsvPlan::new(spec.schema, spec.expand_array, spec.options).map_err(EngineError::Invalid)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if !spec.options.gzip {
-        return write_records(conn, spec, &plan, out, should_stop);
+        return write_records(conn, spec, &plan, out, threads, should_stop);
     }
     let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
-    let written = write_records(conn, spec, &plan, &mut gz, should_stop)?;
+    let written = write_records(conn, spec, &plan, &mut gz, threads, should_stop)?;
     if written.is_some() {
         gz.finish()?;
     }
     Ok(written)
 }
 
-fn write_records<W: Write>(
+pub(super) fn write_records<W: Write>(
     conn: &Connection,
     spec: &ExportSpec,
     plan: &CsvPlan,
     sink: &mut W,
+    threads: usize,
     mut should_stop: impl FnMut() -> bool,
 ) -> Result<Option<u64>, EngineError> {
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
+    let mut head: Vec<u8> = Vec::new();
     if spec.options.bom {
-        buf.extend_from_slice(b"\xEF\xBB\xBF");
+        head.extend_from_slice(b"\xEF\xBB\xBF");
     }
-    plan.write_header(&mut buf);
-    let mut records: u64 = 0;
-    let mut seen: u64 = 0;
-    let mut stopped = false;
-    db::results::stream_for_export(conn, spec.schema_id, spec.start_ms, spec.end_ms, |r| {
-        let row = ResultRow { id: r.id, file_name: r.file_name, created_at_ms: r.created_at, extraction: r.extraction };
-        records += plan.write_result(&row, &mut buf) as u64;
-        if buf.len() >= CHUNK {
-            sink.write_all(&buf)?;
-            buf.clear();
-        }
-        seen += 1;
-        if seen.is_multiple_of(STOP_CHECK_EVERY) && should_stop() {
-            stopped = true;
-            return Ok(false);
-        }
-        Ok::<bool, EngineError>(true)
+    plan.write_header(&mut head);
+    let output = batches::Output { sink: &mut *sink, head, same_writes: spec.options.gzip };
+    let records = batches::format_in_order(plan, threads, output, |batches| {
+        let mut stopped = false;
+        db::results::stream_for_export(conn, spec.schema_id, spec.start_ms, spec.end_ms, |r| {
+            if batches.push(r.id, r.file_name, r.created_at, r.extraction)? && should_stop() {
+                stopped = true;
+                return Ok(false);
+            }
+            Ok::<bool, EngineError>(true)
+        })?;
+        Ok(!stopped && !should_stop())
     })?;
-    if stopped || should_stop() {
+    let Some(records) = records else {
         return Ok(None);
-    }
-    sink.write_all(&buf)?;
+    };
     sink.flush()?;
     Ok(Some(records))
 }

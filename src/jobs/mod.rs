@@ -1,7 +1,10 @@
 //! Export jobs: the CSV engine and the worker threads that run it.
 
+mod batches;
 pub mod csv;
 pub mod engine;
+#[cfg(test)]
+mod engine_tests;
 pub mod json;
 pub mod runner;
 

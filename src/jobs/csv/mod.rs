@@ -2,7 +2,16 @@
 //! each result's extraction, quoting, the formula guard and `expand_array`. No files, no
 //! database: records are appended to a byte buffer.
 
-use super::json::{object_get, write_float, JsonValue};
+mod bytes;
+mod compact;
+#[cfg(test)]
+mod reference;
+mod scan;
+
+use compact::{write_compact, CompactScratch};
+use scan::{decode_string, Kind, RowSpans, ScanPlan, Span};
+
+use super::json::write_float_literal;
 use crate::domain::export::{check_expand_array, CsvOptions, HeaderStyle, DELIMITERS};
 use crate::domain::schema::{FieldDef, FieldType, SchemaDef};
 use crate::domain::time::format_ms;
@@ -17,6 +26,15 @@ pub struct ResultRow {
     pub extraction: String,
 }
 
+/// Reusable buffers of [`CsvPlan::write_row`].
+#[derive(Debug)]
+pub struct RowScratch {
+    spans: RowSpans,
+    text: String,
+    compact: CompactScratch,
+    tail: Vec<u8>,
+}
+
 /// A schema field's column(s), outside the expanded array.
 #[derive(Debug, Clone)]
 enum Node {
@@ -24,6 +42,15 @@ enum Node {
     Value(String),
     /// An object field: its sub-fields' columns (`width` of them in all).
     Object { key: String, children: Vec<Node>, width: usize },
+}
+
+impl Node {
+    fn width(&self) -> usize {
+        match self {
+            Node::Value(_) => 1,
+            Node::Object { width, .. } => *width,
+        }
+    }
 }
 
 /// The columns of the expanded array.
@@ -49,15 +76,20 @@ impl Expanded {
 pub struct CsvPlan {
     header: Vec<String>,
     /// Schema columns before the expanded array (all of them when nothing is expanded).
+    /// Compiled into `scan`; the tree walk of the test oracle reads them.
+    #[cfg_attr(not(test), allow(dead_code))]
     before: Vec<Node>,
     /// The expanded array's key and columns.
     expand: Option<(String, Expanded)>,
     /// Schema columns after the expanded array.
+    #[cfg_attr(not(test), allow(dead_code))]
     after: Vec<Node>,
     delimiter: u8,
     formula_guard: bool,
-    /// The bytes that make a field quoted: the delimiter, `"`, CR, LF.
-    quote: [bool; 256],
+    /// Where the values of the columns lie in an extraction.
+    scan: ScanPlan,
+    /// How many schema columns come before the expanded array.
+    before_width: usize,
 }
 
 impl CsvPlan {
@@ -95,11 +127,22 @@ impl CsvPlan {
             }
         }
         let delimiter = options.delimiter_byte();
-        let mut quote = [false; 256];
-        for b in [delimiter, b'"', b'\r', b'\n'] {
-            quote[b as usize] = true;
-        }
-        Ok(CsvPlan { header, before, expand, after, delimiter, formula_guard: options.formula_guard, quote })
+        let items = expand.as_ref().map(|(key, cols): &(String, Expanded)| match cols {
+            Expanded::Objects { children, .. } => (key.as_str(), Some(children.as_slice())),
+            Expanded::Scalars => (key.as_str(), None),
+        });
+        let scan = ScanPlan::new(&[&before, &after], items);
+        let before_width = before.iter().map(Node::width).sum();
+        Ok(CsvPlan {
+            header,
+            before,
+            expand,
+            after,
+            delimiter,
+            formula_guard: options.formula_guard,
+            scan,
+            before_width,
+        })
     }
 
     /// The column names, in order (key or label style, as the options said).
@@ -128,95 +171,106 @@ impl CsvPlan {
     /// (always at least 1). An extraction that is not valid JSON, or not an object, is read
     /// as an empty object: all schema columns empty.
     pub fn write_result(&self, row: &ResultRow, out: &mut Vec<u8>) -> usize {
-        let parsed = JsonValue::parse(&row.extraction).ok();
-        let root: &[(String, JsonValue)] = match &parsed {
-            Some(JsonValue::Object(entries)) => entries,
-            _ => &[],
-        };
-        let d = self.delimiter;
-        let mut scratch = String::new();
+        let mut scratch = self.scratch();
+        self.write_row(&row.id, row.file_name.as_deref(), row.created_at_ms, &row.extraction, out, &mut scratch)
+    }
 
+    /// The reusable buffers [`CsvPlan::write_row`] needs (one per thread).
+    pub fn scratch(&self) -> RowScratch {
+        RowScratch {
+            spans: self.scan.spans(),
+            text: String::new(),
+            compact: CompactScratch::default(),
+            tail: Vec::new(),
+        }
+    }
+
+    /// [`CsvPlan::write_result`] from borrowed parts, reusing `scratch`: the extraction is
+    /// scanned once for the plan's columns, without building a value tree.
+    pub fn write_row(
+        &self,
+        id: &str,
+        file_name: Option<&str>,
+        created_at_ms: i64,
+        extraction: &str,
+        out: &mut Vec<u8>,
+        scratch: &mut RowScratch,
+    ) -> usize {
+        let RowScratch { spans, text, compact, tail } = scratch;
+        self.scan.scan(extraction, spans);
+        let d = self.delimiter;
         let start = out.len();
-        self.write_text(&row.id, false, out);
+        self.write_text(id, false, out);
         out.push(d);
-        if let Some(name) = &row.file_name {
+        if let Some(name) = file_name {
             self.write_text(name, self.formula_guard, out);
         }
         out.push(d);
-        write_timestamp(row.created_at_ms, out);
-        self.write_nodes(&self.before, root, out, &mut scratch);
-
-        let Some((key, cols)) = &self.expand else {
+        write_timestamp(created_at_ms, out);
+        let (before, after) = spans.slots.split_at(self.before_width);
+        for &span in before {
+            out.push(d);
+            self.write_span(extraction, span, out, text, compact);
+        }
+        let Some((_, cols)) = &self.expand else {
             out.extend_from_slice(b"\r\n");
             return 1;
         };
-        let items: &[JsonValue] = match object_get(root, key) {
-            Some(JsonValue::Array(items)) => items,
-            _ => &[],
-        };
-        if items.is_empty() {
-            push_n(out, d, cols.width());
-            self.write_nodes(&self.after, root, out, &mut scratch);
+        let width = cols.width();
+        if spans.item_count == 0 {
+            push_n(out, d, width);
+            for &span in after {
+                out.push(d);
+                self.write_span(extraction, span, out, text, compact);
+            }
             out.extend_from_slice(b"\r\n");
             return 1;
         }
         let head_end = out.len();
-        let mut tail = Vec::new();
-        self.write_nodes(&self.after, root, &mut tail, &mut scratch);
+        tail.clear();
+        for &span in after {
+            tail.push(d);
+            self.write_span(extraction, span, tail, text, compact);
+        }
         tail.extend_from_slice(b"\r\n");
-        for (i, item) in items.iter().enumerate() {
+        for (i, item) in spans.items.chunks_exact(width).enumerate() {
             if i > 0 {
                 out.extend_from_within(start..head_end);
             }
-            match cols {
-                Expanded::Objects { children, width } => match item {
-                    JsonValue::Object(entries) => self.write_nodes(children, entries, out, &mut scratch),
-                    _ => push_n(out, d, *width),
-                },
-                Expanded::Scalars => {
-                    out.push(d);
-                    self.write_value(Some(item), out, &mut scratch);
-                }
+            for &span in item {
+                out.push(d);
+                self.write_span(extraction, span, out, text, compact);
             }
-            out.extend_from_slice(&tail);
+            out.extend_from_slice(tail);
         }
-        items.len()
-    }
-
-    /// Writes the columns of `nodes` for the object `obj`, each preceded by the delimiter.
-    fn write_nodes(&self, nodes: &[Node], obj: &[(String, JsonValue)], out: &mut Vec<u8>, scratch: &mut String) {
-        for node in nodes {
-            match node {
-                Node::Value(key) => {
-                    out.push(self.delimiter);
-                    self.write_value(object_get(obj, key), out, scratch);
-                }
-                Node::Object { key, children, width } => match object_get(obj, key) {
-                    Some(JsonValue::Object(entries)) => self.write_nodes(children, entries, out, scratch),
-                    _ => push_n(out, self.delimiter, *width),
-                },
-            }
-        }
+        spans.item_count
     }
 
     /// Writes one value by its JSON type: nothing for missing/null, the string (guarded),
     /// the number's text, `true`/`false`, or the compact JSON of an array/object.
-    fn write_value(&self, value: Option<&JsonValue>, out: &mut Vec<u8>, scratch: &mut String) {
-        match value {
-            None | Some(JsonValue::Null) => {}
-            Some(JsonValue::Bool(true)) => out.extend_from_slice(b"true"),
-            Some(JsonValue::Bool(false)) => out.extend_from_slice(b"false"),
-            Some(JsonValue::Int(text)) => self.write_text(text, false, out),
-            Some(JsonValue::Float(f)) => {
-                scratch.clear();
-                write_float(*f, scratch);
-                self.write_text(scratch, false, out);
+    fn write_span(&self, src: &str, span: Span, out: &mut Vec<u8>, text: &mut String, compact: &mut CompactScratch) {
+        let raw = &src[span.start..span.end];
+        match span.kind {
+            Kind::Missing | Kind::Null => {}
+            Kind::True => out.extend_from_slice(b"true"),
+            Kind::False => out.extend_from_slice(b"false"),
+            Kind::Int if raw == "-0" => out.push(b'0'),
+            Kind::Int => self.write_text(raw, false, out),
+            Kind::Float => {
+                text.clear();
+                write_float_literal(raw, false, text);
+                self.write_text(text, false, out);
             }
-            Some(JsonValue::Str(s)) => self.write_text(s, self.formula_guard, out),
-            Some(v @ (JsonValue::Array(_) | JsonValue::Object(_))) => {
-                scratch.clear();
-                v.write_compact(scratch);
-                self.write_text(scratch, false, out);
+            Kind::Str => self.write_text(raw, self.formula_guard, out),
+            Kind::StrEsc => {
+                text.clear();
+                decode_string(raw, text);
+                self.write_text(text, self.formula_guard, out);
+            }
+            Kind::Compound => {
+                text.clear();
+                write_compact(raw, text, compact);
+                self.write_text(text, false, out);
             }
         }
     }
@@ -226,7 +280,7 @@ impl CsvPlan {
     fn write_text(&self, text: &str, guard: bool, out: &mut Vec<u8>) {
         let bytes = text.as_bytes();
         let guarded = guard && matches!(bytes.first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'));
-        let needs_quotes = bytes.iter().any(|&b| self.quote[b as usize]);
+        let needs_quotes = bytes::contains_any(bytes, [self.delimiter, b'"', b'\r', b'\n']);
         if !needs_quotes {
             if guarded {
                 out.push(b'\'');
@@ -335,5 +389,7 @@ fn build_nodes(
     (nodes, width)
 }
 
+#[cfg(test)]
+mod identity_tests;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,8 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
-pub use number::{write_float, write_json_string};
+pub use number::{is_repr_literal, write_float, write_float_literal, write_json_string};
+pub(crate) use parse::MAX_DEPTH;
 
 /// One JSON value.
 ///

@@ -196,3 +196,58 @@ impl std::io::Write for StackBuf {
         Ok(())
     }
 }
+
+/// Appends a checked JSON number literal with a fraction or exponent (or `NaN`, `Infinity`,
+/// `-Infinity`) as [`write_float`] writes its value; with `json`, non-finite values are
+/// written `NaN`, `Infinity`, `-Infinity` instead, as compact JSON text has them.
+///
+/// A positional literal of at most 15 significant digits whose fraction has no trailing
+/// zero (or is a single `0`) and whose exponent is at least -4 already is that text: such a
+/// decimal is the only one of 15 or fewer digits that rounds to its double, so it is the
+/// shortest round trip, and Python writes it positionally. It is copied without parsing.
+pub fn write_float_literal(lit: &str, json: bool, out: &mut String) {
+    if is_repr_literal(lit.as_bytes()) {
+        out.push_str(lit);
+        return;
+    }
+    let f = lit.parse::<f64>().unwrap_or(f64::NAN);
+    if json && !f.is_finite() {
+        out.push_str(if f.is_nan() {
+            "NaN"
+        } else if f > 0.0 {
+            "Infinity"
+        } else {
+            "-Infinity"
+        });
+    } else {
+        write_float(f, out);
+    }
+}
+
+/// True when `lit` (`-?D+\.D+`, no exponent) is written by Python's `repr` as is.
+pub fn is_repr_literal(lit: &[u8]) -> bool {
+    let body = lit.strip_prefix(b"-").unwrap_or(lit);
+    let Some(dot) = body.iter().position(|&b| b == b'.') else {
+        return false;
+    };
+    let (int, frac) = (&body[..dot], &body[dot + 1..]);
+    if int.is_empty() || frac.is_empty() || !int.iter().chain(frac).all(u8::is_ascii_digit) {
+        return false;
+    }
+    if int.len() > 1 && int[0] == b'0' {
+        return false;
+    }
+    if frac != b"0" && frac.last() == Some(&b'0') {
+        return false;
+    }
+    let digits = int.len() + frac.len();
+    match int.iter().chain(frac).position(|&b| b != b'0') {
+        // zero: `0.0` or `-0.0`
+        None => frac == b"0",
+        Some(first) => {
+            // the decimal exponent of the first significant digit
+            let exp = int.len() as i64 - 1 - first as i64;
+            exp >= -4 && digits - first <= 15
+        }
+    }
+}

@@ -46,7 +46,7 @@ impl ObjectBuilder {
 /// How deeply arrays/objects may nest in [`JsonValue::parse`]. More than the API accepts
 /// (`domain::nesting::MAX_NESTING`), so that every stored extraction exports, older rows
 /// stored before that limit existed included.
-const MAX_DEPTH: usize = 256;
+pub(crate) const MAX_DEPTH: usize = 256;
 const _: () = assert!(MAX_DEPTH >= crate::domain::nesting::MAX_NESTING);
 
 /// A JSON text parser that reads numbers exactly (see [`JsonValue::parse`]).

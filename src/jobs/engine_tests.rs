@@ -1,0 +1,227 @@
+//! The export engine against the engine as it was (the tree-based formatter, one thread):
+//! byte for byte on the generated data set plus awkward rows, for every option and
+//! `expand_array`, with any number of formatting threads; and stopping and failing midway.
+
+use std::io::Write;
+
+use super::engine::{write_export, write_records, EngineError, ExportSpec};
+use crate::db::{self, schemas::SchemaRow};
+use crate::domain::export::{CsvOptions, HeaderStyle, DELIMITERS};
+use crate::domain::result::{parse_ndjson_line, NewResult};
+use crate::domain::schema::SchemaDef;
+use crate::jobs::csv::{CsvPlan, ResultRow};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    pool: db::Pool,
+    schema: SchemaRow,
+}
+
+/// `count` results from gen_results.py, and rows no generator writes.
+fn fixture(count: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("gen");
+    let st = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/bench/gen_results.py"))
+        .args(["--count", &count.to_string(), "--seed", "11", "--out"])
+        .arg(&data)
+        .status()
+        .expect("python3 runs ../shared/bench/gen_results.py");
+    assert!(st.success());
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("schema.json")).unwrap()).unwrap();
+    let definition: SchemaDef = serde_json::from_value(doc["schema"].clone()).unwrap();
+    let pool = db::open(&dir.path().join("db.sqlite"), 2, std::time::Duration::from_secs(5)).unwrap();
+    let mut conn = pool.get().unwrap();
+    let team = db::keys::create_team(&conn, "t").unwrap();
+    let schema = SchemaRow {
+        id: "s1".into(),
+        team_id: team.id.clone(),
+        name: "Invoices".into(),
+        description: None,
+        definition,
+        created_at: 0,
+        updated_at: 0,
+    };
+    db::schemas::insert(&conn, &schema).unwrap();
+    let nd = std::fs::read_to_string(data.join("results.ndjson")).unwrap();
+    let mut rows: Vec<NewResult> = nd.lines().filter_map(|l| parse_ndjson_line(l, 0).unwrap()).collect();
+    let t = rows[rows.len() / 2].created_at;
+    let awkward = [
+        "not json",
+        "[1, 2]",
+        r#"{"invoice_number": "=1+1", "invoice_number": "-dup wins", "line_items": {"x": 1}}"#,
+        r#"{"line_items": [1, null, {"description": "a\"b", "quantity": -0, "amount": 1e400}, []], "tags": "x"}"#,
+        r#"{"billing_address": {"city": "Z\u00fcrich", "city": "\ud83d\ude00"}, "billing_address": {"street": "\ud800"}}"#,
+        r#"{"tags": [{"b": 1, "a": 2, "b": 3}], "total": 1E+2, "subtotal": 0.1e-9, "tax": NaN}"#,
+        r#"{"line_items": [{"description": "x"}], "line_items": []}"#,
+        r#"{"notes": "line\r\nbreak; | tab	", "paid": true, "page_count": 123456789012345678901234567890}"#,
+        "{\"notes\": \"unterminated}",
+        "  {\"notes\": \"padded\"}  ",
+    ];
+    for (i, e) in awkward.iter().enumerate() {
+        // same createdAt as generated rows: ordered by id among them
+        rows.push(NewResult {
+            file_name: (i % 2 == 0).then(|| format!("=awk{i}.pdf")),
+            created_at: t,
+            extraction: e.to_string(),
+        });
+    }
+    db::results::insert_many(&mut conn, &team.id, "s1", rows).unwrap();
+    drop(conn);
+    Fixture { _dir: dir, pool, schema }
+}
+
+/// The export as the engine wrote it before: tree-based formatter, one thread, writes of
+/// whole rows once 64 KiB have gathered, a flush at the end (a gzip stream's bytes depend on
+/// all of these).
+fn reference_export(conn: &rusqlite::Connection, spec: &ExportSpec) -> Vec<u8> {
+    if spec.options.gzip {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        reference_records(conn, spec, &mut gz);
+        return gz.finish().unwrap();
+    }
+    let mut out = Vec::new();
+    reference_records(conn, spec, &mut out);
+    out
+}
+
+fn reference_records<W: Write>(conn: &rusqlite::Connection, spec: &ExportSpec, sink: &mut W) {
+    let plan = CsvPlan::new(spec.schema, spec.expand_array, spec.options).unwrap();
+    let mut csv = Vec::new();
+    if spec.options.bom {
+        csv.extend_from_slice(b"\xEF\xBB\xBF");
+    }
+    plan.write_header(&mut csv);
+    db::results::stream_for_export(conn, spec.schema_id, spec.start_ms, spec.end_ms, |r| {
+        let row = ResultRow {
+            id: r.id.to_string(),
+            file_name: r.file_name.map(str::to_string),
+            created_at_ms: r.created_at,
+            extraction: r.extraction.to_string(),
+        };
+        plan.write_result_reference(&row, &mut csv);
+        if csv.len() >= 64 * 1024 {
+            sink.write_all(&csv).unwrap();
+            csv.clear();
+        }
+        Ok::<bool, EngineError>(true)
+    })
+    .unwrap();
+    sink.write_all(&csv).unwrap();
+    sink.flush().unwrap();
+}
+
+fn spec<'a>(f: &'a Fixture, expand: Option<&'a str>, options: &'a CsvOptions) -> ExportSpec<'a> {
+    ExportSpec {
+        schema_id: &f.schema.id,
+        schema: &f.schema.definition,
+        start_ms: i64::MIN,
+        end_ms: i64::MAX,
+        expand_array: expand,
+        options,
+    }
+}
+
+#[test]
+fn byte_identical_to_the_tree_engine_for_every_option() {
+    let f = fixture(1500);
+    let conn = f.pool.get().unwrap();
+    let mut combos = 0;
+    for (i, delimiter) in DELIMITERS.into_iter().enumerate() {
+        for bom in [false, true] {
+            for header in [HeaderStyle::Key, HeaderStyle::Label] {
+                for formula_guard in [true, false] {
+                    // gzip on a few combinations (its bytes depend on the writes, not the options)
+                    for gzip in [false, true] {
+                        if gzip && (i > 0 || formula_guard || header == HeaderStyle::Label) {
+                            continue;
+                        }
+                        let options = CsvOptions { delimiter, bom, header, formula_guard, gzip };
+                        for expand in [None, Some("line_items"), Some("tags")] {
+                            let spec = spec(&f, expand, &options);
+                            let expected = reference_export(&conn, &spec);
+                            let threads = 1 + (i + combos) % 3;
+                            let mut got = Vec::new();
+                            let plan = CsvPlan::new(spec.schema, spec.expand_array, spec.options).unwrap();
+                            let records = if gzip {
+                                let mut gz = flate2::write::GzEncoder::new(&mut got, flate2::Compression::default());
+                                let n = write_records(&conn, &spec, &plan, &mut gz, threads, || false).unwrap();
+                                gz.finish().unwrap();
+                                n
+                            } else {
+                                write_records(&conn, &spec, &plan, &mut got, threads, || false).unwrap()
+                            };
+                            assert!(
+                                got == expected,
+                                "{options:?}, expand {expand:?}, {threads} threads: {} bytes, expected {}",
+                                got.len(),
+                                expected.len()
+                            );
+                            let records = records.unwrap();
+                            assert!(records >= 1510, "{records}");
+                            combos += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(combos, 96 + 6);
+    // and through the public entry point, which picks the number of threads
+    let options = CsvOptions { gzip: true, bom: true, ..CsvOptions::default() };
+    let spec = spec(&f, Some("line_items"), &options);
+    let mut got = Vec::new();
+    write_export(&conn, &spec, &mut got, || false).unwrap();
+    assert!(got == reference_export(&conn, &spec));
+}
+
+#[test]
+fn stops_when_asked_between_batches() {
+    let f = fixture(3000);
+    let conn = f.pool.get().unwrap();
+    let options = CsvOptions::default();
+    let spec = spec(&f, None, &options);
+    let mut asked = 0;
+    let mut out = Vec::new();
+    let written = write_export(&conn, &spec, &mut out, || {
+        asked += 1;
+        asked == 2
+    })
+    .unwrap();
+    assert_eq!(written, None);
+    assert_eq!(asked, 2, "asked again after it said stop");
+    // it stopped early: not everything was written
+    let full = reference_export(&conn, &spec);
+    assert!(out.len() < full.len() / 2, "{} of {} bytes", out.len(), full.len());
+}
+
+/// A sink that fails once it has taken `left` bytes.
+struct FailingSink {
+    left: usize,
+}
+
+impl Write for FailingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > self.left {
+            return Err(std::io::Error::other("disk on fire"));
+        }
+        self.left -= buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_write_ends_the_export_with_its_error() {
+    let f = fixture(3000);
+    let conn = f.pool.get().unwrap();
+    let options = CsvOptions::default();
+    let spec = spec(&f, Some("line_items"), &options);
+    for left in [0, 100, 300_000] {
+        let err = write_export(&conn, &spec, &mut FailingSink { left }, || false).unwrap_err();
+        assert!(matches!(&err, EngineError::Io(e) if e.to_string() == "disk on fire"), "{err}");
+    }
+}
