@@ -148,11 +148,15 @@ def wrk(url, key, threads=2, conns=32, secs=8, script=None):
     if non2xx:
         say(f"  warning: {non2xx.group(1)} non-2xx answers from {url}")
 
-    def ms(text):
-        v, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
-        return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
-    p99 = ms(re.search(r"99%\s+(\S+)", out).group(1))
-    mean = ms(re.search(r"Latency\s+(\S+)", out).group(1))
+    def ms(pattern):
+        m = re.search(pattern, out, re.M)
+        v = m and re.match(r"([\d.]+)(us|ms|m|s)$", m.group(1))
+        if not v:
+            say(f"  warning: could not read {pattern!r} from wrk's output:\n{out}")
+            return float("nan")
+        return float(v.group(1)) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60_000}[v.group(2)]
+    p99 = ms(r"^\s*99%\s+(\S+)")
+    mean = ms(r"^\s*Latency\s+(\S+)")
     return rps, p99, mean
 
 
@@ -198,12 +202,12 @@ def sqlite_anchor_sql(sid, schema, out, expanded):
                    f"WHERE r.schema_id = '{sid}' ORDER BY r.created_at, r.id, j.key;\n")
 
 
-def export_via_api(srv, sid, expand=None, start="2000-01-01", end="2100-01-01"):
+def export_via_api(srv, sid, expand=None, start="2000-01-01", end="2100-01-01", key=KEY):
     body = {"schema_id": sid, "start_date": start, "end_date": end, "expand_array": expand}
-    e = call(srv.base, "POST", "/v1/exports", body)
+    e = call(srv.base, "POST", "/v1/exports", body, key=key)
     while e["status"] in ("PENDING", "PROCESSING"):
         time.sleep(0.05)
-        e = call(srv.base, "GET", f"/v1/exports/{e['id']}")
+        e = call(srv.base, "GET", f"/v1/exports/{e['id']}", key=key)
     assert e["status"] == "COMPLETED", e
     return e
 
@@ -464,6 +468,7 @@ def main():
             req = urllib.request.Request(f"{srv.base}/v1/schemas/{small_sid}/results", data=head, method="POST",
                                          headers={"x-api-key": small_key, "content-type": "application/x-ndjson"})
             urllib.request.urlopen(req).read()
+            export_via_api(srv, small_sid, key=small_key)  # a real row, whose options the seeded rows copy
             srv.stop()
             seed_exports(db_path, KEY_TEAMS[small_key], 200, sid)
             seed_exports(db_path, KEY_TEAMS[big_key], 100_000, sid)
