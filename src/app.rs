@@ -39,6 +39,8 @@ pub struct AppState {
     pub limits: crate::config::Limits,
     /// Request rate limiter state (`--rate-limit`); `None` when rate limiting is off.
     pub rate_limits: Option<Arc<RateLimits>>,
+    /// Totals of unfiltered lists, remembered while their table is unchanged.
+    pub list_counts: Arc<crate::db::counts::ListCounts>,
 }
 
 /// The database file's name in the data folder.
@@ -133,6 +135,7 @@ impl App {
             jobs,
             limits: config.limits.clone(),
             rate_limits: RateLimits::new(config.limits.rate_limit),
+            list_counts: Arc::default(),
         });
         if let Some(r) = &state.rate_limits {
             r.spawn_pruner();

@@ -293,8 +293,10 @@ impl ResultsApi {
             schema_id.0.as_deref().filter(|s| !s.is_empty()).map(|s| parse_id("schema_id", s)).transpose()?;
         let with_extraction = include_extraction.0;
         let team = auth.0.id;
+        let counts = state.list_counts.clone();
         let (rows, names, meta) = with_db(&state, move |c| {
-            let (rows, total) = crate::db::results::list(c, &team, schema_filter.as_deref(), with_extraction, &q)?;
+            let (rows, total) =
+                crate::db::results::list(c, &team, schema_filter.as_deref(), with_extraction, &q, Some(&counts))?;
             let names = if with_schema {
                 let mut ids: Vec<String> = rows.iter().map(|r| r.schema_id.clone()).collect();
                 ids.sort();

@@ -133,14 +133,22 @@ pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<Export
         .optional()?)
 }
 
-pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<ExportRow>, u64)> {
+/// A page of a team's exports and their total; `counts` remembers unfiltered totals.
+pub fn list(
+    conn: &Connection,
+    team_id: &str,
+    q: &ListQuery,
+    counts: Option<&super::counts::ListCounts>,
+) -> DbResult<(Vec<ExportRow>, u64)> {
     let src = ListSource {
+        table: "exports e",
+        team_column: "team_id",
         from: FROM,
         columns: COLUMNS,
         prefix: "e.",
         search: &["e.id", "e.status", "e.schema_id", "s.name", "e.expand_array"],
     };
-    list_page(conn, &src, team_id, &[], q, from_row)
+    list_page(conn, &src, team_id, q, counts, from_row)
 }
 
 /// Deletes a job of a team and returns what it was, so the caller can cancel it and remove

@@ -61,6 +61,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX exports_team_created ON exports(team_id, created_at, id);
     CREATE INDEX exports_status ON exports(status, created_at);
     CREATE INDEX exports_schema ON exports(schema_id);",
+    // 2: a team's exports in every sort order of GET /v1/exports, read from the index alone
+    // (created_at rides along for the created_after/created_before filters); deletions counted
+    "CREATE INDEX exports_team_updated ON exports(team_id, updated_at, id, created_at);
+    CREATE INDEX exports_team_status ON exports(team_id, status, id, created_at);
+    CREATE INDEX exports_team_start ON exports(team_id, start_ms, id, created_at);
+    CREATE INDEX exports_team_end ON exports(team_id, end_ms, id, created_at);
+    -- rows ever deleted per table: with the largest rowid, tells a list's remembered total is
+    -- still exact (db/counts.rs); inserts fire nothing
+    CREATE TABLE row_deletions (tbl TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO row_deletions VALUES ('exports', 0), ('results', 0);
+    CREATE TRIGGER exports_deleted AFTER DELETE ON exports
+        BEGIN UPDATE row_deletions SET n = n + 1 WHERE tbl = 'exports'; END;
+    CREATE TRIGGER results_deleted AFTER DELETE ON results
+        BEGIN UPDATE row_deletions SET n = n + 1 WHERE tbl = 'results'; END;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -2,8 +2,10 @@
 //! r2d2 pool. Every function takes a connection; callers run them off the async runtime
 //! (`spawn_blocking` or a worker thread) because SQLite calls block.
 
+pub mod counts;
 pub mod exports;
 pub mod keys;
+mod list;
 mod migrations;
 pub mod results;
 pub mod schemas;
@@ -16,6 +18,8 @@ use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
+
+pub(crate) use list::{list_page, ListSource};
 
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 pub type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
@@ -119,79 +123,4 @@ pub fn open(path: &Path, max_size: u32, busy_timeout: Duration) -> DbResult<Pool
 pub fn ping(conn: &Connection) -> DbResult<()> {
     conn.query_row("SELECT 1", [], |_| Ok(()))?;
     Ok(())
-}
-
-/// What a list query reads: a table (or join), its columns, the prefix of the listed table's
-/// columns in it (`"e."` in a join, else `""`), and the expressions `search` matches.
-pub(crate) struct ListSource<'a> {
-    pub from: &'a str,
-    pub columns: &'a str,
-    pub prefix: &'a str,
-    pub search: &'a [&'a str],
-}
-
-/// One page of a team's rows and the total count, with the filters every list shares
-/// (`created_after`, `created_before`, `search`) plus `equal` (column = value) ones. Ties in
-/// the sort order break by id, so paging is stable.
-pub(crate) fn list_page<T>(
-    conn: &Connection,
-    src: &ListSource,
-    team_id: &str,
-    equal: &[(&str, &str)],
-    q: &crate::domain::list::ListQuery,
-    from_row: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
-) -> DbResult<(Vec<T>, u64)> {
-    use rusqlite::types::Value;
-    let p = src.prefix;
-    let mut filter = format!("{p}team_id = ?1");
-    let mut args: Vec<Value> = vec![team_id.to_string().into()];
-    for (col, v) in equal {
-        args.push(v.to_string().into());
-        filter.push_str(&format!(" AND {p}{col} = ?{}", args.len()));
-    }
-    if let Some(t) = q.created_after {
-        args.push(t.into());
-        filter.push_str(&format!(" AND {p}created_at >= ?{}", args.len()));
-    }
-    if let Some(t) = q.created_before {
-        args.push(t.into());
-        filter.push_str(&format!(" AND {p}created_at <= ?{}", args.len()));
-    }
-    if let Some(s) = &q.search {
-        args.push(like_pattern(s).into());
-        let n = args.len();
-        let any: Vec<String> = src.search.iter().map(|c| format!("COALESCE({c}, '') LIKE ?{n} ESCAPE '\\'")).collect();
-        filter.push_str(&format!(" AND ({})", any.join(" OR ")));
-    }
-    let from = src.from;
-    let total: i64 = conn.query_row(
-        &format!("SELECT COUNT(*) FROM {from} WHERE {filter}"),
-        rusqlite::params_from_iter(args.iter()),
-        |r| r.get(0),
-    )?;
-    let dir = if q.descending { "DESC" } else { "ASC" };
-    let sql = format!(
-        "SELECT {cols} FROM {from} WHERE {filter} ORDER BY {p}{sort} {dir}, {p}id {dir} LIMIT {limit} OFFSET {offset}",
-        cols = src.columns,
-        sort = q.sort_column,
-        limit = q.limit,
-        offset = q.offset()
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?.collect::<Result<Vec<_>, _>>()?;
-    Ok((rows, total as u64))
-}
-
-/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern and wraps it in `%`.
-fn like_pattern(s: &str) -> String {
-    let mut p = String::with_capacity(s.len() + 2);
-    p.push('%');
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
 }

@@ -85,15 +85,34 @@ pub fn list(
     schema_id: Option<&str>,
     with_extraction: bool,
     q: &ListQuery,
+    counts: Option<&super::counts::ListCounts>,
 ) -> DbResult<(Vec<ResultRecord>, u64)> {
     let columns = if with_extraction {
         "id, team_id, schema_id, file_name, extraction, created_at, updated_at"
     } else {
         "id, team_id, schema_id, file_name, '', created_at, updated_at"
     };
-    let src = ListSource { from: "results", columns, prefix: "", search: &["file_name"] };
-    let equal: Vec<(&str, &str)> = schema_id.map(|s| ("schema_id", s)).into_iter().collect();
-    list_page(conn, &src, team_id, &equal, q, from_row)
+    let src = ListSource {
+        table: "results",
+        from: "results",
+        team_column: "team_id",
+        columns,
+        prefix: "",
+        search: &["file_name"],
+    };
+    let Some(schema_id) = schema_id else { return list_page(conn, &src, team_id, q, counts, from_row) };
+    // A schema's results all belong to the schema's team (they are stored for it), so once the
+    // schema is known to be this team's, `schema_id` alone selects them and the count and the
+    // page read the (schema_id, created_at, id) index only.
+    let owned = conn
+        .query_row("SELECT 1 FROM schemas WHERE id = ?1 AND team_id = ?2", [schema_id, team_id], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !owned {
+        return Ok((vec![], 0));
+    }
+    let by_schema = ListSource { team_column: "schema_id", ..src };
+    list_page(conn, &by_schema, schema_id, q, counts, from_row)
 }
 
 /// One result as an export reads it, borrowed from the SQLite cursor (valid until the

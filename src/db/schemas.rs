@@ -64,8 +64,15 @@ pub fn get_any(conn: &Connection, id: &str) -> DbResult<Option<SchemaRow>> {
 }
 
 pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<SchemaRow>, u64)> {
-    let src = ListSource { from: "schemas", columns: COLUMNS, prefix: "", search: &["name", "description"] };
-    list_page(conn, &src, team_id, &[], q, from_row)
+    let src = ListSource {
+        table: "schemas",
+        from: "schemas",
+        team_column: "team_id",
+        columns: COLUMNS,
+        prefix: "",
+        search: &["name", "description"],
+    };
+    list_page(conn, &src, team_id, q, None, from_row)
 }
 
 /// Names of schemas by id, for `include=schema`.

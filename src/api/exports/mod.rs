@@ -247,8 +247,9 @@ impl ExportsApi {
         let with_schema = include_schema(include.0.as_deref())?;
         let fields = fields_param(fields.0.as_deref(), EXPORT_FIELDS, with_schema)?;
         let team = auth.0.id;
+        let counts = state.list_counts.clone();
         let (rows, meta) = with_db(&state, move |c| {
-            let (rows, total) = crate::db::exports::list(c, &team, &q)?;
+            let (rows, total) = crate::db::exports::list(c, &team, &q, Some(&counts))?;
             Ok((rows, PageMeta::new(&q, total)))
         })
         .await?;
