@@ -175,16 +175,26 @@ pub const MAX_ATTEMPTS: i64 = 3;
 pub fn claim_next(conn: &mut Connection, run_id: &str) -> DbResult<Option<ExportRow>> {
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let next: Option<(String, i64)> = tx
-            .query_row(
-                "SELECT id, attempts FROM exports
-                 WHERE status = 'PENDING' OR (status = 'PROCESSING' AND COALESCE(claimed_by, '') <> ?1)
-                 ORDER BY created_at, id LIMIT 1",
-                [run_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((id, attempts)) = next else {
+        // two walks of the `exports_queue` index, each stopping at its first row (one query
+        // with OR would sort every waiting job)
+        let oldest = |sql: &str, args: &[&dyn rusqlite::ToSql]| {
+            tx.query_row(sql, args, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+                .optional()
+        };
+        let pending = oldest(
+            "SELECT created_at, id, attempts FROM exports WHERE status = 'PENDING' ORDER BY created_at, id LIMIT 1",
+            &[],
+        )?;
+        let orphan = oldest(
+            "SELECT created_at, id, attempts FROM exports
+             WHERE status = 'PROCESSING' AND COALESCE(claimed_by, '') <> ?1 ORDER BY created_at, id LIMIT 1",
+            &[&run_id],
+        )?;
+        let next = match (pending, orphan) {
+            (Some(p), Some(o)) => Some(if (o.0, &o.1) < (p.0, &p.1) { o } else { p }),
+            (p, o) => p.or(o),
+        };
+        let Some((_, id, attempts)) = next else {
             return Ok(None);
         };
         let now = now_ms();

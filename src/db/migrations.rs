@@ -75,6 +75,10 @@ const MIGRATIONS: &[&str] = &[
         BEGIN UPDATE row_deletions SET n = n + 1 WHERE tbl = 'exports'; END;
     CREATE TRIGGER results_deleted AFTER DELETE ON results
         BEGIN UPDATE row_deletions SET n = n + 1 WHERE tbl = 'results'; END;",
+    // 3: the job queue read from the index alone, in claim order (status, created_at, id):
+    // a claim no longer sorts every waiting job while it holds the write connection
+    "CREATE INDEX exports_queue ON exports(status, created_at, id, attempts, claimed_by);
+    DROP INDEX exports_status;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
