@@ -232,6 +232,23 @@ impl Scanner<'_> {
         self.b.get(self.pos).copied()
     }
 
+    /// After a member or an item: `,` (more follow: false) or `close` (the end: true), each
+    /// consumed; white space before it is skipped.
+    fn closed_after_item(&mut self, close: u8) -> Scan<bool> {
+        self.ws();
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => Err(Invalid),
+        }
+    }
+
     #[inline]
     fn ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.pos) {
@@ -285,14 +302,8 @@ impl Scanner<'_> {
                 }
                 Some(e) => self.member(plan, &plan.levels[level].entries[e], depth + 1, slots, items, key)?,
             }
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(Invalid),
+            if self.closed_after_item(b'}')? {
+                return Ok(());
             }
         }
     }
@@ -384,14 +395,8 @@ impl Scanner<'_> {
                     items.spans.push(span);
                 }
             }
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(Invalid),
+            if self.closed_after_item(b']')? {
+                return Ok(());
             }
         }
     }
@@ -449,14 +454,8 @@ impl Scanner<'_> {
             }
             self.pos += 1;
             self.value(depth + 1)?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(Invalid),
+            if self.closed_after_item(b'}')? {
+                return Ok(());
             }
         }
     }
@@ -469,14 +468,8 @@ impl Scanner<'_> {
         }
         loop {
             self.value(depth + 1)?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(Invalid),
+            if self.closed_after_item(b']')? {
+                return Ok(());
             }
         }
     }
