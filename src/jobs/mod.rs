@@ -6,6 +6,7 @@ pub mod engine;
 #[cfg(test)]
 mod engine_tests;
 pub mod json;
+mod priority;
 pub mod runner;
 
 use std::path::{Path, PathBuf};

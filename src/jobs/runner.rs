@@ -152,7 +152,7 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
     let final_path = export_file(&s.data_dir, &job.id, job.options.gzip);
     let cancelled = || s.cancelled.lock().expect("cancel lock").contains(&job.id);
     let outcome = loop {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| produce_file(s, &job)));
+        let outcome = super::priority::run_in_background(format!("export-{}", &job.id[..8]), || produce_file(s, &job));
         match outcome {
             // a read that found the database busy: not the job's fault, try again
             Ok(Err(e)) if e.is_busy() && !s.stopping.load(Ordering::SeqCst) && !cancelled() => {
