@@ -140,6 +140,10 @@ Nothing was changed; retry after the time in Retry-After.",
                 tracing::error!(cause = %e, "disk full: a write was refused");
                 ApiError::insufficient_storage(DISK_FULL_MESSAGE)
             }
+            DbError::Interrupted(why) => {
+                tracing::warn!(cause = why, "a write was interrupted");
+                ApiError::unavailable(format!("The write did not happen ({why}). Nothing was changed; retry."), 1)
+            }
             DbError::Pool(e) => {
                 tracing::error!(cause = %e, "database pool exhausted or unavailable");
                 ApiError::unavailable("The database is busy or unavailable; try again shortly", BUSY_RETRY_AFTER)

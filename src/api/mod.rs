@@ -62,14 +62,14 @@ pub async fn with_db<T: Send + 'static>(
     .map_err(ApiError::internal)?
 }
 
-/// Runs a write on the one write connection (see `db::Writer`), off the async runtime.
-/// Reads inside `f` see the database as the write leaves it.
+/// Runs a write on the writer thread (see `db::Writer`) inside a transaction, and answers
+/// once it is committed; an `Err` from `f` undoes what it wrote. Reads inside `f` see the
+/// database as the write leaves it.
 pub async fn with_writer<T: Send + 'static>(
     state: &Arc<AppState>,
-    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let writer = state.writer.clone();
-    tokio::task::spawn_blocking(move || writer.run(f)).await.map_err(ApiError::internal)?
+    state.writer.run_async(f).await
 }
 
 /// Parses a path id as a UUID; anything else is a 400 naming the parameter.

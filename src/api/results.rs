@@ -206,7 +206,7 @@ impl ResultsApi {
         let team = auth.0.id;
         let rec = with_writer(&state, move |c| {
             crate::db::schemas::get(c, &team, &schema_id)?.ok_or_else(schema_missing)?;
-            let ids = crate::db::results::insert_many(c, &team, &schema_id, [new])?;
+            let ids = crate::db::results::insert_in(c, &team, &schema_id, [new])?;
             crate::db::results::get(c, &team, &ids[0])?.ok_or_else(|| ApiError::internal("stored result vanished"))
         })
         .await?;
@@ -231,7 +231,7 @@ impl ResultsApi {
         let team = auth.0.id;
         let n = with_writer(&state, move |c| {
             crate::db::schemas::get(c, &team, &schema_id)?.ok_or_else(schema_missing)?;
-            Ok(crate::db::results::insert_many(c, &team, &schema_id, body.0)?.len() as u64)
+            Ok(crate::db::results::insert_in(c, &team, &schema_id, body.0)?.len() as u64)
         })
         .await?;
         Ok(BulkCreated::Created(Json(Inserted { inserted: n })))

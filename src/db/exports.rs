@@ -1,6 +1,6 @@
 //! Export jobs: their rows, and the atomic claim/complete/fail steps the workers take.
 
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{list_page, DbResult, ListSource};
 use crate::domain::export::{CsvOptions, ExportStatus};
@@ -94,14 +94,10 @@ pub enum QuotaExceeded {
     Storage { used: u64, max: u64 },
 }
 
-/// Inserts a new job unless the team is at a quota. Counting and inserting happen in one
-/// write transaction, so concurrent creates cannot overshoot.
-pub fn insert_within_quotas(
-    conn: &mut Connection,
-    e: &ExportRow,
-    quotas: Quotas,
-) -> DbResult<Result<(), QuotaExceeded>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+/// Inserts a new job unless the team is at a quota. Run it on the writer: counting and
+/// inserting then happen in one write transaction, so concurrent creates cannot overshoot.
+pub fn insert_within_quotas(conn: &Connection, e: &ExportRow, quotas: Quotas) -> DbResult<Result<(), QuotaExceeded>> {
+    let tx = conn;
     if quotas.max_queued > 0 {
         let queued: i64 = tx.query_row(
             "SELECT COUNT(*) FROM exports WHERE team_id = ?1 AND status IN ('PENDING', 'PROCESSING')",
@@ -122,8 +118,7 @@ pub fn insert_within_quotas(
             return Ok(Err(QuotaExceeded::Storage { used: used.max(0) as u64, max }));
         }
     }
-    insert(&tx, e)?;
-    tx.commit()?;
+    insert(tx, e)?;
     Ok(Ok(()))
 }
 
@@ -153,15 +148,13 @@ pub fn list(
 
 /// Deletes a job of a team and returns what it was, so the caller can cancel it and remove
 /// its file.
-pub fn delete(conn: &mut Connection, team_id: &str, id: &str) -> DbResult<Option<ExportRow>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let row = tx
+pub fn delete(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<ExportRow>> {
+    let row = conn
         .query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1 AND e.team_id = ?2"), [id, team_id], from_row)
         .optional()?;
     if row.is_some() {
-        tx.execute("DELETE FROM exports WHERE id = ?1", [id])?;
+        conn.execute("DELETE FROM exports WHERE id = ?1", [id])?;
     }
-    tx.commit()?;
     Ok(row)
 }
 
@@ -172,9 +165,10 @@ pub const MAX_ATTEMPTS: i64 = 3;
 /// Atomically takes the oldest job that is waiting: PENDING, or PROCESSING under an earlier
 /// run of the service (`claimed_by` differs from this run's `run_id`: its process died).
 /// Orphans that have already been tried `MAX_ATTEMPTS` times are marked FAILED instead.
-pub fn claim_next(conn: &mut Connection, run_id: &str) -> DbResult<Option<ExportRow>> {
+/// Run it on the writer (one transaction).
+pub fn claim_next(conn: &Connection, run_id: &str) -> DbResult<Option<ExportRow>> {
+    let tx = conn;
     loop {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // two walks of the `exports_queue` index, each stopping at its first row (one query
         // with OR would sort every waiting job)
         let oldest = |sql: &str, args: &[&dyn rusqlite::ToSql]| {
@@ -205,7 +199,6 @@ pub fn claim_next(conn: &mut Connection, run_id: &str) -> DbResult<Option<Export
                  WHERE id = ?1",
                 params![id, now],
             )?;
-            tx.commit()?;
             continue;
         }
         tx.execute(
@@ -214,7 +207,6 @@ pub fn claim_next(conn: &mut Connection, run_id: &str) -> DbResult<Option<Export
             params![id, run_id, now],
         )?;
         let row = tx.query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1"), [&id], from_row)?;
-        tx.commit()?;
         return Ok(Some(row));
     }
 }
@@ -239,22 +231,32 @@ pub fn fail(conn: &Connection, id: &str, run_id: &str, error: &str) -> DbResult<
     )? > 0)
 }
 
-/// Finished jobs (COMPLETED or FAILED) last changed before `cutoff`, deleted; returns them
-/// so their files can be removed.
-pub fn delete_finished_before(conn: &mut Connection, cutoff: i64) -> DbResult<Vec<ExportRow>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let rows = {
-        let mut stmt = tx.prepare(&format!(
-            "SELECT {COLUMNS} FROM {FROM} WHERE e.status IN ('COMPLETED', 'FAILED') AND e.updated_at < ?1"
-        ))?;
-        let rows = stmt.query_map([cutoff], from_row)?.collect::<Result<Vec<_>, _>>()?;
-        rows
-    };
-    for r in &rows {
-        tx.execute("DELETE FROM exports WHERE id = ?1", [&r.id])?;
-    }
-    tx.commit()?;
+/// Finished jobs (COMPLETED or FAILED) last changed before `cutoff`, to be deleted with their
+/// files.
+///
+/// The search reads (call it on a pool connection, not the writer: it may scan every
+/// finished job); `delete_finished` then deletes them in small batches.
+pub fn finished_before(conn: &Connection, cutoff: i64) -> DbResult<Vec<ExportRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE e.status IN ('COMPLETED', 'FAILED') AND e.updated_at < ?1"
+    ))?;
+    let rows = stmt.query_map([cutoff], from_row)?.collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
+}
+
+/// Deletes those of `ids` that are still finished and last changed before `cutoff`; returns
+/// the ids it deleted.
+pub fn delete_finished(conn: &Connection, ids: &[String], cutoff: i64) -> DbResult<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "DELETE FROM exports WHERE id = ?1 AND status IN ('COMPLETED', 'FAILED') AND updated_at < ?2",
+    )?;
+    let mut deleted = Vec::new();
+    for id in ids {
+        if stmt.execute(params![id, cutoff])? > 0 {
+            deleted.push(id.clone());
+        }
+    }
+    Ok(deleted)
 }
 
 /// Ids of every job, for removing files that no job owns any more.
@@ -298,11 +300,14 @@ mod tests {
         }
     }
 
-    /// Many connections creating at once never queue more than the cap.
+    /// Many threads creating at once through the writer never queue more than the cap, also
+    /// when their creates share a commit.
     #[test]
     fn concurrent_inserts_stop_exactly_at_the_queued_cap() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(&dir.path().join("q.db"), 20, std::time::Duration::from_secs(5)).unwrap();
+        let path = dir.path().join("q.db");
+        let pool = crate::db::open(&path, 20, std::time::Duration::from_secs(5)).unwrap();
+        let writer = crate::db::Writer::open(&path, std::time::Duration::from_secs(5)).unwrap();
         let team = crate::db::keys::create_team(&pool.get().unwrap(), "t").unwrap().id;
         pool.get()
             .unwrap()
@@ -316,19 +321,22 @@ mod tests {
         let barrier = std::sync::Arc::new(std::sync::Barrier::new(16));
         let threads: Vec<_> = (0..16)
             .map(|_| {
-                let (pool, team, barrier) = (pool.clone(), team.clone(), barrier.clone());
+                let (writer, team, barrier) = (writer.clone(), team.clone(), barrier.clone());
                 std::thread::spawn(move || {
-                    let mut conn = pool.get().unwrap();
                     barrier.wait();
                     (0..8)
-                        .filter(|_| insert_within_quotas(&mut conn, &pending(&team, "s"), quotas).unwrap().is_ok())
+                        .filter(|_| {
+                            let e = pending(&team, "s");
+                            writer.run(move |c| insert_within_quotas(c, &e, quotas)).unwrap().is_ok()
+                        })
                         .count()
                 })
             })
             .collect();
         let created: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
         assert_eq!(created, 10);
-        let refused = insert_within_quotas(&mut pool.get().unwrap(), &pending(&team, "s"), quotas).unwrap();
+        let e = pending(&team, "s");
+        let refused = writer.run(move |c| insert_within_quotas(c, &e, quotas)).unwrap();
         assert_eq!(refused, Err(QuotaExceeded::Queued { queued: 10, max: 10 }));
     }
 }

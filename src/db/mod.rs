@@ -37,6 +37,9 @@ pub enum DbError {
     Pool(r2d2::Error),
     /// The database file could not be created or made private.
     Io(std::io::Error),
+    /// The write did not happen (the writer stopped, or a write committed together with it
+    /// failed); nothing was changed and trying again can succeed.
+    Interrupted(&'static str),
 }
 
 impl std::fmt::Display for DbError {
@@ -47,6 +50,7 @@ impl std::fmt::Display for DbError {
             DbError::Sqlite(e) => write!(f, "database error: {e}"),
             DbError::Pool(e) => write!(f, "database unavailable: {e}"),
             DbError::Io(e) => write!(f, "database file: {e}"),
+            DbError::Interrupted(why) => write!(f, "write interrupted: {why}"),
         }
     }
 }

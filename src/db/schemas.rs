@@ -1,6 +1,6 @@
 //! Schemas: a team's field definitions.
 
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{list_page, DbResult, ListSource};
 use crate::domain::list::ListQuery;
@@ -112,8 +112,9 @@ pub enum DeleteOutcome {
     InUse(i64, i64),
 }
 
-pub fn delete(conn: &mut Connection, team_id: &str, id: &str) -> DbResult<DeleteOutcome> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+/// Run it on the writer: the checks and the delete then share one transaction.
+pub fn delete(conn: &Connection, team_id: &str, id: &str) -> DbResult<DeleteOutcome> {
+    let tx = conn;
     let exists = tx
         .query_row("SELECT 1 FROM schemas WHERE id = ?1 AND team_id = ?2", [id, team_id], |_| Ok(()))
         .optional()?
@@ -127,6 +128,5 @@ pub fn delete(conn: &mut Connection, team_id: &str, id: &str) -> DbResult<Delete
         return Ok(DeleteOutcome::InUse(results, exports));
     }
     tx.execute("DELETE FROM schemas WHERE id = ?1", [id])?;
-    tx.commit()?;
     Ok(DeleteOutcome::Deleted)
 }

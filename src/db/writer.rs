@@ -1,64 +1,368 @@
-//! The one connection that writes, shared by the API handlers and the export workers.
+//! The one connection that writes: a thread of its own, fed by a queue, committing in batches.
 //!
 //! SQLite lets one connection write at a time. When several connections write, the ones that
-//! lose sleep in SQLite's busy handler (in steps of up to 100 ms) and a quick `POST` can wait
-//! hundreds of milliseconds behind a worker's bookkeeping. Here writes queue on a mutex
-//! instead: each starts the moment the one before it ends, and no request of this process
-//! sleeps in the busy handler. Reads use the pool and never wait for the writer (WAL).
+//! lose sleep in SQLite's busy handler (in steps of up to 100 ms); when they take turns on a
+//! mutex instead, every turn is a thread wake-up and a commit of its own, and under load the
+//! turns queue up. Here every write of this process (API handlers, export workers, retention)
+//! is a job sent to the writer thread. The thread takes every job waiting, runs them in one
+//! transaction (each inside a savepoint, so a job that fails is undone alone) and commits once.
+//! A job's caller hears back only after that commit. Reads use the pool and never wait for the
+//! writer (WAL).
+//!
+//! Jobs must not open transactions of their own: each already runs inside one.
+//!
 //! Another process holding the lock (an `exports-api import`) is still waited out up to the
-//! busy timeout, then reported as `DbError::Busy`.
+//! busy timeout, then reported to every job of the batch as `DbError::Busy`.
 //!
 //! The write connection does not checkpoint the WAL itself: SQLite would otherwise copy the
 //! WAL into the database (and fsync it) inside whichever commit crossed 1,000 pages, and that
-//! commit's request would wait for it. A thread of its own checkpoints (PASSIVE: it never
+//! commit's callers would wait for it. A thread of its own checkpoints (PASSIVE: it never
 //! blocks the writer) on another connection instead.
 
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rusqlite::Connection;
+use tokio::sync::oneshot;
 
-use super::DbResult;
+use super::{DbError, DbResult};
 
-/// Handle on the write connection; cheap to clone.
+/// At most this many jobs share one commit.
+const MAX_BATCH: usize = 256;
+
+/// Handle on the writer thread; cheap to clone. The thread ends when the last handle is gone.
 #[derive(Clone)]
-pub struct Writer(Arc<Mutex<Connection>>);
+pub struct Writer {
+    jobs: Sender<Box<dyn Job>>,
+    /// Keeps the checkpoint thread going while any handle lives.
+    _alive: Arc<()>,
+}
 
 impl Writer {
-    /// Opens the write connection on a database `super::open` has already created and migrated.
+    /// Opens the write connection on a database `super::open` has already created and migrated,
+    /// and starts the writer and checkpoint threads.
     pub fn open(path: &Path, busy_timeout: Duration) -> DbResult<Writer> {
         let mut conn = Connection::open(path)?;
         super::init_connection(&mut conn, busy_timeout)?;
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
         let mut checkpointer = Connection::open(path)?;
         super::init_connection(&mut checkpointer, busy_timeout)?;
-        let writer = Arc::new(Mutex::new(conn));
-        let alive = Arc::downgrade(&writer);
+        let (jobs, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("db-writer".into())
+            .spawn(move || write_loop(conn, queue))
+            .map_err(DbError::Io)?;
+        let alive = Arc::new(());
+        let weak = Arc::downgrade(&alive);
         std::thread::Builder::new()
             .name("db-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, alive))
-            .map_err(super::DbError::Io)?;
-        Ok(Writer(writer))
+            .spawn(move || checkpoint_loop(checkpointer, weak))
+            .map_err(DbError::Io)?;
+        Ok(Writer { jobs, _alive: alive })
     }
 
-    /// Runs `f` on the write connection once the writes queued before it are done. Blocks:
-    /// call it off the async runtime.
-    pub fn run<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
-        // a panic inside `f` rolled its transaction back when it unwound: the connection is fine
-        let mut conn = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&mut conn)
+    /// Runs `f` on the write connection, inside a transaction that commits before this
+    /// returns; an `Err` from `f` undoes what `f` wrote. Blocks: call it from a thread of
+    /// its own, not from the async runtime (use `run_async` there).
+    pub fn run<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        match self.submit(f) {
+            Ok(reply) => reply.blocking_recv().unwrap_or_else(|_| Err(panicked())),
+            Err(e) => Err(e),
+        }
     }
+
+    /// `run` for async code: waits for the commit without holding a thread.
+    pub async fn run_async<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        match self.submit(f) {
+            Ok(reply) => reply.await.unwrap_or_else(|_| Err(panicked())),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn submit<T, E>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<oneshot::Receiver<Result<T, E>>, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Box::new(Queued { f, reply }))
+            .map_err(|_| E::from(DbError::Interrupted("the database writer has stopped")))?;
+        Ok(answer)
+    }
+}
+
+/// What a caller gets when its job panicked (the panic itself is in the log).
+fn panicked<E: From<DbError>>() -> E {
+    E::from(DbError::Interrupted("a database write failed unexpectedly"))
+}
+
+/// A job waiting in the queue. Type-erased so that jobs of any result type share the queue.
+trait Job: Send {
+    /// Runs the job; its result waits for the batch's commit.
+    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Ran>;
+    /// The job did not run (its batch could not start): tell the caller why.
+    fn refuse(self: Box<Self>, e: DbError);
+}
+
+/// A job that ran, waiting for its batch's commit.
+trait Ran: Send {
+    fn succeeded(&self) -> bool;
+    /// Sends the result, or `failed` instead when the batch's commit failed.
+    fn answer(self: Box<Self>, failed: Option<DbError>);
+}
+
+struct Queued<F, T, E> {
+    f: F,
+    reply: oneshot::Sender<Result<T, E>>,
+}
+
+struct Done<T, E> {
+    result: Result<T, E>,
+    reply: oneshot::Sender<Result<T, E>>,
+}
+
+impl<F, T, E> Job for Queued<F, T, E>
+where
+    F: FnOnce(&Connection) -> Result<T, E> + Send,
+    T: Send + 'static,
+    E: From<DbError> + Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Ran> {
+        Box::new(Done { result: (self.f)(conn), reply: self.reply })
+    }
+
+    fn refuse(self: Box<Self>, e: DbError) {
+        let _ = self.reply.send(Err(E::from(e)));
+    }
+}
+
+impl<T: Send, E: From<DbError> + Send> Ran for Done<T, E> {
+    fn succeeded(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    fn answer(self: Box<Self>, failed: Option<DbError>) {
+        let _ = self.reply.send(match failed {
+            Some(e) => Err(E::from(e)),
+            None => self.result,
+        });
+    }
+}
+
+fn write_loop(conn: Connection, queue: Receiver<Box<dyn Job>>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = VecDeque::from([first]);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push_back(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&conn, batch);
+    }
+}
+
+/// Runs `batch` in as few transactions as it takes: one, unless an error makes SQLite roll
+/// the whole transaction back (a full disk, an I/O error), in which case the jobs before it
+/// are told so and the rest go on in a new transaction.
+fn run_batch(conn: &Connection, mut batch: VecDeque<Box<dyn Job>>) {
+    while !batch.is_empty() {
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            for job in batch.drain(..) {
+                job.refuse(copy_error(&e));
+            }
+            return;
+        }
+        let mut ran: Vec<Box<dyn Ran>> = Vec::with_capacity(batch.len());
+        let mut lost = false;
+        while let Some(job) = batch.pop_front() {
+            if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+                job.refuse(copy_error(&e));
+                lost = conn.is_autocommit();
+                if lost {
+                    break;
+                }
+                continue;
+            }
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(conn)));
+            if conn.is_autocommit() {
+                // SQLite rolled the whole transaction back: what ran before is gone too
+                match outcome {
+                    Ok(done) if done.succeeded() => {
+                        done.answer(Some(DbError::Interrupted("the write was rolled back; retry")))
+                    }
+                    Ok(done) => done.answer(None),
+                    Err(_) => tracing::error!("a database write panicked"),
+                }
+                lost = true;
+                break;
+            }
+            let undo = !matches!(&outcome, Ok(done) if done.succeeded());
+            let closed = if undo {
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            } else {
+                conn.execute_batch("RELEASE job")
+            };
+            match outcome {
+                Ok(done) => ran.push(done),
+                Err(_) => tracing::error!("a database write panicked; it was undone"),
+            }
+            if closed.is_err() {
+                lost = true;
+                break;
+            }
+        }
+        if lost {
+            let _ = conn.execute_batch("ROLLBACK");
+            for done in ran {
+                done.answer(Some(DbError::Interrupted(
+                    "a write committed together with this one failed, so this one was rolled back too; retry",
+                )));
+            }
+            continue;
+        }
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => ran.into_iter().for_each(|done| done.answer(None)),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                for done in ran {
+                    done.answer(Some(copy_error(&e)));
+                }
+            }
+        }
+    }
+}
+
+/// The same SQLite error again, for each job of a batch it ended.
+fn copy_error(e: &rusqlite::Error) -> DbError {
+    DbError::from(match e {
+        rusqlite::Error::SqliteFailure(code, message) => rusqlite::Error::SqliteFailure(*code, message.clone()),
+        other => rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(other.to_string()),
+        ),
+    })
 }
 
 /// Checkpoints the WAL every `CHECKPOINT_EVERY` while the writer lives.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
-fn checkpoint_loop(conn: Connection, writer: Weak<Mutex<Connection>>) {
+fn checkpoint_loop(conn: Connection, writer: Weak<()>) {
     while writer.strong_count() > 0 {
         std::thread::sleep(CHECKPOINT_EVERY);
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::debug!(error = %e, "WAL checkpoint did not run");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, Writer, crate::db::Pool) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let pool = crate::db::open(&path, 2, Duration::from_secs(5)).unwrap();
+        pool.get().unwrap().execute_batch("CREATE TABLE t (v TEXT PRIMARY KEY)").unwrap();
+        let writer = Writer::open(&path, Duration::from_secs(5)).unwrap();
+        (dir, writer, pool)
+    }
+
+    fn insert(v: &'static str, fail: bool) -> impl FnOnce(&Connection) -> Result<(), DbError> + Send + 'static {
+        move |c| {
+            c.execute("INSERT INTO t (v) VALUES (?1)", [v])?;
+            if fail {
+                return Err(DbError::Interrupted("the job's own failure"));
+            }
+            Ok(())
+        }
+    }
+
+    fn stored(pool: &crate::db::Pool) -> Vec<String> {
+        let c = pool.get().unwrap();
+        let mut s = c.prepare("SELECT v FROM t ORDER BY v").unwrap();
+        let v = s.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+        v
+    }
+
+    /// Jobs queued while the writer is busy share one batch; the one that fails and the one
+    /// that panics are undone alone and the others commit.
+    #[test]
+    fn a_failing_job_in_a_batch_is_undone_alone() {
+        let (_dir, writer, pool) = open();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let first = writer
+            .submit(move |c: &Connection| -> Result<(), DbError> {
+                hold.recv().unwrap();
+                insert("a", false)(c)
+            })
+            .unwrap();
+        // queued behind the first job, so they run as one batch
+        let ok_b = writer.submit(insert("b", false)).unwrap();
+        let failing = writer.submit(insert("c", true)).unwrap();
+        let panicking = writer
+            .submit(|c: &Connection| -> Result<(), DbError> {
+                c.execute("INSERT INTO t (v) VALUES ('p')", [])?;
+                panic!("a bug in a write")
+            })
+            .unwrap();
+        let ok_d = writer.submit(insert("d", false)).unwrap();
+        release.send(()).unwrap();
+        assert!(first.blocking_recv().unwrap().is_ok());
+        assert!(ok_b.blocking_recv().unwrap().is_ok());
+        assert!(matches!(failing.blocking_recv().unwrap(), Err(DbError::Interrupted("the job's own failure"))));
+        assert!(panicking.blocking_recv().is_err(), "the panicking job's reply is dropped");
+        assert!(ok_d.blocking_recv().unwrap().is_ok());
+        assert_eq!(stored(&pool), ["a", "b", "d"]);
+    }
+
+    /// A caller hears back only after the commit: what `run` returned is visible to every
+    /// other connection at once.
+    #[test]
+    fn an_answer_comes_after_the_commit() {
+        let (_dir, writer, pool) = open();
+        for v in ["x", "y", "z"] {
+            writer.run(insert(v, false)).unwrap();
+            assert!(stored(&pool).contains(&v.to_string()));
+        }
+        let err = writer.run(insert("x", false)).unwrap_err();
+        assert!(matches!(err, DbError::Sqlite(_)), "duplicate key: {err}");
+        assert_eq!(stored(&pool), ["x", "y", "z"]);
+    }
+
+    /// Another process holding the write lock past the busy timeout is reported as `Busy` to
+    /// every job of the batch, and nothing is written.
+    #[test]
+    fn a_lock_held_elsewhere_is_busy_for_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let pool = crate::db::open(&path, 2, Duration::from_secs(5)).unwrap();
+        pool.get().unwrap().execute_batch("CREATE TABLE t (v TEXT PRIMARY KEY)").unwrap();
+        let writer = Writer::open(&path, Duration::from_millis(50)).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let answers: Vec<_> = ["a", "b"].map(|v| writer.submit(insert(v, false)).unwrap()).into();
+        for a in answers {
+            assert!(matches!(a.blocking_recv().unwrap(), Err(DbError::Busy(_))));
+        }
+        other.execute_batch("ROLLBACK").unwrap();
+        writer.run(insert("c", false)).unwrap();
+        assert_eq!(stored(&pool), ["c"]);
     }
 }

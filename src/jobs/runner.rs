@@ -106,7 +106,8 @@ impl Jobs {
 fn worker_loop(s: &Shared) {
     while !s.stopping.load(Ordering::SeqCst) {
         let seen = *s.wake.lock().expect("wake lock");
-        let claimed = s.writer.run(|c| db::exports::claim_next(c, &s.run_id));
+        let run_id = s.run_id.clone();
+        let claimed = s.writer.run(move |c| db::exports::claim_next(c, &run_id));
         match claimed {
             Ok(Some(job)) => run_job(s, job),
             Ok(None) => {
@@ -163,27 +164,10 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
             other => break other,
         }
     };
-    // Records an outcome. A busy database is waited out (the job must not stay PROCESSING,
-    // nor turn FAILED, because an import held the lock for a while); when the service stops
-    // first, the job stays claimed and the next start takes it up again.
-    let record = |f: &dyn Fn(&rusqlite::Connection) -> db::DbResult<bool>| -> Result<bool, db::DbError> {
-        loop {
-            match s.writer.run(|c| f(c)) {
-                Err(db::DbError::Busy(_)) if !s.stopping.load(Ordering::SeqCst) => {
-                    tracing::debug!(export = %job.id, "the database is busy; waiting to record the export's outcome");
-                    pause(s, Duration::from_millis(500));
-                }
-                Err(e) => {
-                    tracing::error!(export = %job.id, error = %e, "could not record the outcome of an export");
-                    return Err(e);
-                }
-                Ok(updated) => return Ok(updated),
-            }
-        }
-    };
+    let record = |outcome: Record| record(s, &job.id, outcome);
     match outcome {
         Ok(Ok(Outcome::Done { rows, size })) => {
-            match record(&|c| db::exports::complete(c, &job.id, &s.run_id, rows as i64, size as i64)) {
+            match record(Record::Complete { rows, size }) {
                 Ok(true) => {
                     tracing::info!(export = %job.id, rows, bytes = size, ms = started.elapsed().as_millis() as u64, "export completed");
                 }
@@ -194,7 +178,7 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
                 // the disk filled up before the outcome could be recorded: give the space back
                 Err(db::DbError::Full(_)) => {
                     let _ = std::fs::remove_file(&final_path);
-                    let _ = record(&|c| db::exports::fail(c, &job.id, &s.run_id, DISK_FULL));
+                    let _ = record(Record::Fail(DISK_FULL.into()));
                 }
                 Err(_) => {}
             }
@@ -203,7 +187,7 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
             let _ = std::fs::remove_file(&tmp);
             if s.stopping.load(Ordering::SeqCst) {
                 // the service is stopping: leave it claimed; the next start takes it up again
-                let _ = record(&|c| db::exports::release(c, &job.id, &s.run_id));
+                let _ = record(Record::Release);
                 tracing::info!(export = %job.id, "export interrupted by shutdown; it resumes at the next start");
             } else {
                 tracing::info!(export = %job.id, "export cancelled");
@@ -223,22 +207,55 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
                     format!("The export could not be written: {other}. Create it again; if it keeps failing, check the server's disk and log.")
                 }
             };
-            let _ = record(&|c| db::exports::fail(c, &job.id, &s.run_id, &message));
+            let _ = record(Record::Fail(message));
         }
         Err(_) => {
             let _ = std::fs::remove_file(&tmp);
             tracing::error!(export = %job.id, "export panicked");
-            let _ = record(&|c| {
-                db::exports::fail(
-                    c,
-                    &job.id,
-                    &s.run_id,
-                    "An internal error stopped this export; it is in the server log. Create it again.",
-                )
-            });
+            let _ = record(Record::Fail(
+                "An internal error stopped this export; it is in the server log. Create it again.".into(),
+            ));
         }
     }
     s.cancelled.lock().expect("cancel lock").remove(&job.id);
+}
+
+/// What a worker records about a job it ran.
+#[derive(Clone)]
+enum Record {
+    Complete {
+        rows: u64,
+        size: u64,
+    },
+    Fail(String),
+    /// Stopped by shutdown: stays claimed, taken up again at the next start.
+    Release,
+}
+
+/// Records an outcome; false when the job was deleted meanwhile. A busy database is waited
+/// out (the job must not stay PROCESSING, nor turn FAILED, because an import held the lock for
+/// a while); when the service stops first, the job stays claimed and the next start takes it
+/// up again.
+fn record(s: &Shared, job_id: &str, outcome: Record) -> Result<bool, db::DbError> {
+    loop {
+        let (id, run_id, outcome) = (job_id.to_string(), s.run_id.clone(), outcome.clone());
+        let result = s.writer.run(move |c| match outcome {
+            Record::Complete { rows, size } => db::exports::complete(c, &id, &run_id, rows as i64, size as i64),
+            Record::Fail(message) => db::exports::fail(c, &id, &run_id, &message),
+            Record::Release => db::exports::release(c, &id, &run_id),
+        });
+        match result {
+            Err(db::DbError::Busy(_)) if !s.stopping.load(Ordering::SeqCst) => {
+                tracing::debug!(export = %job_id, "the database is busy; waiting to record the export's outcome");
+                pause(s, Duration::from_millis(500));
+            }
+            Err(e) => {
+                tracing::error!(export = %job_id, error = %e, "could not record the outcome of an export");
+                return Err(e);
+            }
+            Ok(updated) => return Ok(updated),
+        }
+    }
 }
 
 fn produce_file(s: &Shared, job: &db::exports::ExportRow) -> Result<Outcome, EngineError> {
@@ -320,20 +337,33 @@ fn retention_loop(s: &Shared) {
 }
 
 fn sweep(s: &Shared, retention: Duration) {
-    let cutoff = now_ms() - retention.as_millis() as i64;
-    let res = s.writer.run(|c| db::exports::delete_finished_before(c, cutoff));
-    match res {
-        Ok(rows) => {
-            for r in &rows {
-                let _ = std::fs::remove_file(export_file(&s.data_dir, &r.id, r.options.gzip));
-            }
-            if !rows.is_empty() {
-                tracing::info!(count = rows.len(), "deleted exports past retention");
-            }
-        }
+    match sweep_once(s, retention) {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "deleted exports past retention"),
         Err(db::DbError::Busy(_)) => tracing::debug!("the database is busy; the retention sweep runs again later"),
         Err(e) => tracing::error!(error = %e, "retention sweep failed"),
     }
+}
+
+/// Jobs deleted per write: the writer is held briefly, whatever the backlog.
+const SWEEP_BATCH: usize = 200;
+
+/// Finds expired jobs on a read connection, deletes them through the writer a batch at a
+/// time, then their files. Returns how many were deleted.
+fn sweep_once(s: &Shared, retention: Duration) -> Result<usize, db::DbError> {
+    let cutoff = now_ms() - retention.as_millis() as i64;
+    let expired = db::exports::finished_before(&*s.pool.get()?, cutoff)?;
+    let mut count = 0;
+    for chunk in expired.chunks(SWEEP_BATCH) {
+        let ids: Vec<String> = chunk.iter().map(|r| r.id.clone()).collect();
+        let deleted: std::collections::HashSet<String> =
+            s.writer.run(move |c| db::exports::delete_finished(c, &ids, cutoff))?.into_iter().collect();
+        for r in chunk.iter().filter(|r| deleted.contains(&r.id)) {
+            let _ = std::fs::remove_file(export_file(&s.data_dir, &r.id, r.options.gzip));
+        }
+        count += deleted.len();
+    }
+    Ok(count)
 }
 
 /// Writes to a file under a temporary name and renames it when whole (used by the CLI).

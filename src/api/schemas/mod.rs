@@ -202,11 +202,8 @@ impl SchemasApi {
         let def = body.0.schema.as_ref().map(to_def).transpose()?;
         let description = body.0.description;
         let team = auth.0.id;
-        let row = with_writer(&state, move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(crate::db::DbError::from)?;
-            let Some(mut row) = crate::db::schemas::get(&tx, &team, &id)? else {
+        let row = with_writer(&state, move |tx| {
+            let Some(mut row) = crate::db::schemas::get(tx, &team, &id)? else {
                 return Err(not_found());
             };
             if let Some(n) = name {
@@ -221,8 +218,7 @@ impl SchemasApi {
                 row.definition = d;
             }
             row.updated_at = now_ms().max(row.updated_at);
-            crate::db::schemas::update(&tx, &row)?;
-            tx.commit().map_err(crate::db::DbError::from)?;
+            crate::db::schemas::update(tx, &row)?;
             Ok(row)
         })
         .await?;
