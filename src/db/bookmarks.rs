@@ -167,12 +167,14 @@ impl Bookmarks {
         }
     }
 
-    /// Bookmarks held now, over all lists (for tests and diagnostics).
+    /// Bookmarks held now, over all lists (for tests).
+    #[cfg(test)]
     pub(crate) fn held(&self) -> usize {
         self.lock().marks
     }
 
-    /// Lists with bookmarks now (for tests and diagnostics).
+    /// Lists with bookmarks now (for tests).
+    #[cfg(test)]
     pub(crate) fn lists(&self) -> usize {
         self.lock().lists.len()
     }
