@@ -135,7 +135,7 @@ impl App {
             jobs,
             limits: config.limits.clone(),
             rate_limits: RateLimits::new(config.limits.rate_limit),
-            list_counts: Arc::default(),
+            list_counts: Arc::new(crate::db::counts::ListCounts::new(config.limits.list_bookmark_every)),
         });
         if let Some(r) = &state.rate_limits {
             r.spawn_pruner();

@@ -50,6 +50,9 @@ pub struct Limits {
     /// How long a database write waits for a lock another process holds (e.g. an `import`)
     /// before the request gets 503 with `Retry-After` (`--busy-timeout`).
     pub busy_timeout: Duration,
+    /// Rows between two remembered bookmarks of a deep list (no flag: tests make it small to
+    /// reach bookmarks with few rows).
+    pub list_bookmark_every: u32,
 }
 
 impl Default for Limits {
@@ -61,6 +64,7 @@ impl Default for Limits {
             max_export_storage: None,
             rate_limit: 100,
             busy_timeout: Duration::from_secs(5),
+            list_bookmark_every: crate::db::counts::DEFAULT_BOOKMARK_EVERY,
         }
     }
 }

@@ -82,6 +82,7 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> Result<(), String> {
             max_export_storage,
             rate_limit: a.rate_limit,
             busy_timeout,
+            ..config::Limits::default()
         },
         server: config::ServerLimits {
             header_timeout,

@@ -8,6 +8,10 @@
 //! added without raising the largest rowid or, when rows were deleted, without the deletion
 //! count having moved. Inserts pay nothing for this. (A manual `VACUUM` may renumber rowids:
 //! restart the server after one.)
+//!
+//! Bookmarks of deep pages (db/bookmarks.rs) use the same stamp; for a sort column that
+//! updates change (an export's `status`, `updated_at`), it also holds how many times such a
+//! column was updated (`row_moves`, kept by a trigger since migration 4).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,39 +19,56 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension};
 
+use super::bookmarks::Bookmarks;
 use super::DbResult;
 
 /// Totals remembered at most; past this the memory is cleared and refilled as lists are read.
 const MAX_ENTRIES: usize = 4096;
 
+/// Rows between two bookmarks of a list unless configured otherwise.
+pub const DEFAULT_BOOKMARK_EVERY: u32 = 500;
+
+/// What proves a table unchanged: its largest rowid, how many of its rows were ever deleted
+/// and, where it matters, how many times a sort column of a row was updated (else 0).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Stamp {
+pub(crate) struct Stamp {
     max_rowid: i64,
     deletions: i64,
+    moves: i64,
 }
 
-/// The remembered totals, shared by the server's requests.
-#[derive(Default)]
+impl Stamp {
+    /// The stamp without the updates count: what a total depends on.
+    fn rows(self) -> Stamp {
+        Stamp { moves: 0, ..self }
+    }
+}
+
+/// The remembered totals and bookmarks, shared by the server's requests.
 pub struct ListCounts {
     entries: Mutex<HashMap<String, (Stamp, u64)>>,
     hits: AtomicU64,
+    pub(crate) marks: Bookmarks,
+}
+
+impl Default for ListCounts {
+    fn default() -> Self {
+        ListCounts::new(DEFAULT_BOOKMARK_EVERY)
+    }
 }
 
 impl ListCounts {
-    /// The number of rows of `table` whose `column` is `value`: remembered if `table` is
-    /// unchanged since it was counted, else counted with `count` and remembered. Must run
-    /// inside a read transaction that also covers `count`.
-    pub(crate) fn total(
-        &self,
-        conn: &Connection,
-        table: &str,
-        column: &str,
-        value: &str,
-        count: impl FnOnce() -> DbResult<u64>,
-    ) -> DbResult<u64> {
-        let Some(stamp) = stamp(conn, table)? else { return count() };
-        let key = format!("{table}\0{column}\0{value}");
-        if let Some((s, n)) = self.lock().get(&key) {
+    /// Remembers totals, and a bookmark every `bookmark_every` rows of deep lists.
+    pub fn new(bookmark_every: u32) -> ListCounts {
+        ListCounts { entries: Mutex::default(), hits: AtomicU64::default(), marks: Bookmarks::new(bookmark_every) }
+    }
+
+    /// The number of rows of the list `key` (its table, team and filters): remembered if the
+    /// table is unchanged since it was counted (`stamp`, read in the same read transaction),
+    /// else counted with `count` and remembered.
+    pub(crate) fn total(&self, stamp: Stamp, key: &str, count: impl FnOnce() -> DbResult<u64>) -> DbResult<u64> {
+        let stamp = stamp.rows();
+        if let Some((s, n)) = self.lock().get(key) {
             if *s == stamp {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(*n);
@@ -58,7 +79,7 @@ impl ListCounts {
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
-        entries.insert(key, (stamp, n));
+        entries.insert(key.to_string(), (stamp, n));
         Ok(n)
     }
 
@@ -72,8 +93,9 @@ impl ListCounts {
     }
 }
 
-/// The table's stamp; `None` for a table whose deletions are not tracked.
-fn stamp(conn: &Connection, table: &str) -> DbResult<Option<Stamp>> {
+/// The table's stamp, with its updates count when `moves`; `None` for a table whose
+/// deletions (or, when `moves`, updates) are not tracked.
+pub(crate) fn stamp(conn: &Connection, table: &str, moves: bool) -> DbResult<Option<Stamp>> {
     let Some(deletions) = conn
         .prepare_cached("SELECT n FROM row_deletions WHERE tbl = ?1")?
         .query_row([table], |r| r.get::<_, i64>(0))
@@ -83,5 +105,17 @@ fn stamp(conn: &Connection, table: &str) -> DbResult<Option<Stamp>> {
     };
     let max_rowid: Option<i64> =
         conn.prepare_cached(&format!("SELECT max(rowid) FROM {table}"))?.query_row([], |r| r.get(0))?;
-    Ok(Some(Stamp { max_rowid: max_rowid.unwrap_or(0), deletions }))
+    let moves = if moves {
+        let Some(n) = conn
+            .prepare_cached("SELECT n FROM row_moves WHERE tbl = ?1")?
+            .query_row([table], |r| r.get::<_, i64>(0))
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        n
+    } else {
+        0
+    };
+    Ok(Some(Stamp { max_rowid: max_rowid.unwrap_or(0), deletions, moves }))
 }

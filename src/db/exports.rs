@@ -142,6 +142,9 @@ pub fn list(
         columns: COLUMNS,
         prefix: "e.",
         search: &["e.id", "e.status", "e.schema_id", "s.name", "e.expand_array"],
+        // a job's status and updated_at change as it runs (counted by a trigger, migration 4)
+        moving: &["status", "updated_at"],
+        indexed: &["created_at", "updated_at", "status", "start_ms", "end_ms"],
     };
     list_page(conn, &src, team_id, q, counts, from_row)
 }

@@ -4,7 +4,8 @@
 use rusqlite::types::Value;
 use rusqlite::Connection;
 
-use super::counts::ListCounts;
+use super::bookmarks::Walk;
+use super::counts::{self, ListCounts};
 use super::DbResult;
 use crate::domain::list::ListQuery;
 
@@ -21,6 +22,12 @@ pub(crate) struct ListSource<'a> {
     pub columns: &'a str,
     pub prefix: &'a str,
     pub search: &'a [&'a str],
+    /// The sort columns that an update of a row may change (the others are set once, when
+    /// the row is inserted): bookmarks in lists sorted by them also watch updates.
+    pub moving: &'a [&'a str],
+    /// The sort columns with a covering (team column, sort column, id) index: only lists
+    /// sorted by them keep bookmarks (making one for another column would sort the list).
+    pub indexed: &'a [&'a str],
 }
 
 /// One page of a team's rows and the total count, with the filters every list shares
@@ -28,8 +35,9 @@ pub(crate) struct ListSource<'a> {
 /// `src.team_column`. Ties in
 /// the sort order break by id, so paging is stable.
 ///
-/// With `counts`, the total of a list without filters is remembered between requests while
-/// the table is unchanged (see `counts`). Total and page are read in one read transaction.
+/// With `counts`, the total of a list without `search` is remembered between requests while
+/// the table is unchanged (see `counts`), and so are bookmarks that let a deep page start
+/// near its first row (see `bookmarks`). Total and page are read in one read transaction.
 pub(crate) fn list_page<T>(
     conn: &Connection,
     src: &ListSource,
@@ -53,17 +61,49 @@ fn list_page_in<T>(
     counts: Option<&ListCounts>,
     from_row: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
 ) -> DbResult<(Vec<T>, u64)> {
-    let sql = list_sql(src, team_key, q);
-    let args = rusqlite::params_from_iter(sql.args.iter());
-    let count = || -> DbResult<u64> { Ok(conn.query_row(&sql.count, args.clone(), |r| r.get::<_, i64>(0))? as u64) };
-    let unfiltered = q.search.is_none() && q.created_after.is_none() && q.created_before.is_none();
     let table = src.table.split(' ').next().unwrap_or(src.table);
-    let total = match counts.filter(|_| unfiltered) {
-        Some(counts) => counts.total(conn, table, src.team_column, team_key, count)?,
-        None => count()?,
+    // only lists without `search` have a covering index to count and bookmark
+    let counts = counts.filter(|_| q.search.is_none());
+    let moving = src.moving.contains(&q.sort_column);
+    let stamp = match counts {
+        Some(_) => counts::stamp(conn, table, moving)?,
+        None => None,
     };
-    let mut stmt = conn.prepare(&sql.page)?;
-    let rows = stmt.query_map(args, from_row)?.collect::<Result<Vec<_>, _>>()?;
+    let sql = list_sql(src, team_key, q, None);
+    let args: &[Value] = &sql.args;
+    let count = || -> DbResult<u64> {
+        Ok(conn.query_row(&sql.count, rusqlite::params_from_iter(args.iter()), |r| r.get::<_, i64>(0))? as u64)
+    };
+    let (Some(counts), Some(stamp)) = (counts, stamp) else {
+        let total = count()?;
+        let mut stmt = conn.prepare(&sql.page)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?.collect::<Result<Vec<_>, _>>()?;
+        return Ok((rows, total));
+    };
+    let list = format!("{table}\0{}\0{team_key}\0{:?}\0{:?}", src.team_column, q.created_after, q.created_before);
+    let total = counts.total(stamp, &list, count)?;
+    let offset = q.offset() as u64;
+    if offset >= total {
+        return Ok((Vec::new(), total)); // past the end, which is exact in this transaction
+    }
+    let walk_sql = |bound: bool| walk_sql(src, team_key, q, bound, counts.marks.every());
+    let walk =
+        Walk { conn, key: format!("{list}\0{}\0{}", q.sort_column, q.descending), stamp, args, walk_sql: &walk_sql };
+    let mark = match src.indexed.contains(&q.sort_column) {
+        true => counts.marks.seek(&walk, offset)?,
+        false => None,
+    };
+    let (sql, args) = match mark {
+        Some((at, (value, id))) => {
+            let mut args = sql.args.clone();
+            args.push(value);
+            args.push(id.into());
+            (list_sql(src, team_key, q, Some(offset - at)).page, args)
+        }
+        None => (sql.page.clone(), sql.args.clone()),
+    };
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?.collect::<Result<Vec<_>, _>>()?;
     Ok((rows, total))
 }
 
@@ -74,17 +114,25 @@ struct ListSql {
     args: Vec<Value>,
 }
 
-fn list_sql(src: &ListSource, team_key: &str, q: &ListQuery) -> ListSql {
+/// A list's filter and its arguments; with `bound`, also the keyset condition that starts
+/// the list at a bookmark, whose sort value and id are the two arguments after these.
+fn filter(src: &ListSource, team_key: &str, q: &ListQuery, bound: bool) -> (String, Vec<Value>) {
     let p = src.prefix;
     let mut filter = format!("{p}{} = ?1", src.team_column);
     let mut args: Vec<Value> = vec![team_key.to_string().into()];
+    // From a bookmark in a list sorted by created_at, the bookmark starts the index range, not
+    // the created_at bound on the same side (which it implies): a unary `+` keeps SQLite from
+    // using that bound for the range, so it seeks to the bookmark instead of walking to it.
+    let keyset = bound && q.sort_column == "created_at";
     if let Some(t) = q.created_after {
         args.push(t.into());
-        filter.push_str(&format!(" AND {p}created_at >= ?{}", args.len()));
+        let plus = if keyset && !q.descending { "+" } else { "" };
+        filter.push_str(&format!(" AND {plus}{p}created_at >= ?{}", args.len()));
     }
     if let Some(t) = q.created_before {
         args.push(t.into());
-        filter.push_str(&format!(" AND {p}created_at <= ?{}", args.len()));
+        let plus = if keyset && q.descending { "+" } else { "" };
+        filter.push_str(&format!(" AND {plus}{p}created_at <= ?{}", args.len()));
     }
     if let Some(s) = &q.search {
         args.push(like_pattern(s).into());
@@ -92,11 +140,30 @@ fn list_sql(src: &ListSource, team_key: &str, q: &ListQuery) -> ListSql {
         let any: Vec<String> = src.search.iter().map(|c| format!("COALESCE({c}, '') LIKE ?{n} ESCAPE '\\'")).collect();
         filter.push_str(&format!(" AND ({})", any.join(" OR ")));
     }
+    if bound {
+        // a row value comparison: SQLite seeks the (team, sort column, id) index to it
+        let cmp = if q.descending { "<=" } else { ">=" };
+        let n = args.len();
+        filter.push_str(&format!(" AND ({p}{}, {p}id) {cmp} (?{}, ?{})", q.sort_column, n + 1, n + 2));
+    }
+    (filter, args)
+}
+
+fn order(src: &ListSource, q: &ListQuery) -> String {
+    let p = src.prefix;
+    let dir = if q.descending { "DESC" } else { "ASC" };
+    format!("{p}{sort} {dir}, {p}id {dir}", sort = q.sort_column)
+}
+
+/// The list's count and page; with `from_mark`, the page starts that many rows after a
+/// bookmark (see `filter`) instead of at the page's offset.
+fn list_sql(src: &ListSource, team_key: &str, q: &ListQuery, from_mark: Option<u64>) -> ListSql {
+    let p = src.prefix;
+    let (filter, args) = filter(src, team_key, q, from_mark.is_some());
     // Only `search` may read the joined table: without it, count and page the listed table
     // alone, on its (team_id, sort column, id) indexes.
     let keys_from = if q.search.is_some() { src.from } else { src.table };
-    let dir = if q.descending { "DESC" } else { "ASC" };
-    let order = format!("{p}{sort} {dir}, {p}id {dir}", sort = q.sort_column);
+    let order = order(src, q);
     // The page's row ids come from the index alone (a deep OFFSET skips index entries, not
     // rows); only the page's own rows are read whole.
     let page = format!(
@@ -106,9 +173,22 @@ fn list_sql(src: &ListSource, team_key: &str, q: &ListQuery) -> ListSql {
         cols = src.columns,
         from = src.from,
         limit = q.limit,
-        offset = q.offset()
+        offset = from_mark.unwrap_or(q.offset() as u64)
     );
     ListSql { count: format!("SELECT COUNT(*) FROM {keys_from} WHERE {filter}"), page, args }
+}
+
+/// The statement that makes a bookmark: the key `every` rows after a bookmark (`bound`) or
+/// after the start, read from the index alone.
+fn walk_sql(src: &ListSource, team_key: &str, q: &ListQuery, bound: bool, every: u64) -> String {
+    let p = src.prefix;
+    let (filter, _) = filter(src, team_key, q, bound);
+    format!(
+        "SELECT {p}{sort}, {p}id FROM {table} WHERE {filter} ORDER BY {order} LIMIT 1 OFFSET {every}",
+        sort = q.sort_column,
+        table = src.table,
+        order = order(src, q)
+    )
 }
 
 /// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern and wraps it in `%`.
@@ -161,7 +241,20 @@ mod tests {
     /// The count and the page's row ids read a covering index, never the table, and only the
     /// page's own rows are sorted: deep pages and totals do not read the rows of the history.
     fn assert_index_only(c: &Connection, src: &ListSource, key: &str, q: &ListQuery) {
-        let sql = list_sql(src, key, q);
+        // from a bookmark too, and the walk that makes bookmarks
+        let mut bound = list_sql(src, key, q, Some(7));
+        bound.args.extend([Value::Integer(1), Value::Text("x".into())]);
+        let page = plan(c, &bound.page, &bound.args);
+        // the index is sought to the bookmark: `(created_at,id)<(?,?)` in the plan
+        let sought = page.lines().any(|l| l.contains("COVERING INDEX") && l.contains(",id)") && l.contains("(?,?)"));
+        assert!(sought, "{q:?}\n{page}");
+        assert!(!page.lines().any(|l| l.starts_with("SCAN")), "{q:?}\n{page}");
+        for b in [false, true] {
+            let walk = walk_sql(src, key, q, b, 500);
+            let walk_plan = plan(c, &walk, &bound.args[..bound.args.len() - if b { 0 } else { 2 }]);
+            assert!(walk_plan.contains("COVERING INDEX") && !walk_plan.contains("TEMP B-TREE"), "{walk}\n{walk_plan}");
+        }
+        let sql = list_sql(src, key, q, None);
         let count = plan(c, &sql.count, &sql.args);
         assert!(count.contains("COVERING INDEX") && !count.contains("SCAN"), "{q:?}\n{}\n{count}", sql.count);
         let page = plan(c, &sql.page, &sql.args);
@@ -180,11 +273,15 @@ mod tests {
             columns: "e.id, s.name",
             prefix: "e.",
             search: &["s.name"],
+            moving: &["status", "updated_at"],
+            indexed: &["created_at", "updated_at", "status", "start_ms", "end_ms"],
         };
         for sort in ["created_at", "updated_at", "status", "start_ms", "end_ms"] {
             for desc in [true, false] {
                 for after in [None, Some(5)] {
                     assert_index_only(&c, &src, "t1", &query(sort, desc, after));
+                    let both = ListQuery { created_before: Some(9), ..query(sort, desc, after) };
+                    assert_index_only(&c, &src, "t1", &both);
                 }
             }
         }
@@ -200,10 +297,14 @@ mod tests {
             columns: "id",
             prefix: "",
             search: &[],
+            moving: &[],
+            indexed: &["created_at"],
         };
         for desc in [true, false] {
             for after in [None, Some(5)] {
                 assert_index_only(&c, &src, "t1", &query("created_at", desc, after));
+                let both = ListQuery { created_before: Some(9), ..query("created_at", desc, after) };
+                assert_index_only(&c, &src, "t1", &both);
                 let by_schema = ListSource { team_column: "schema_id", ..src };
                 assert_index_only(&c, &by_schema, "s1", &query("created_at", desc, after));
             }
@@ -222,6 +323,8 @@ mod tests {
             columns: "id",
             prefix: "",
             search: &[],
+            moving: &[],
+            indexed: &["created_at"],
         };
         let q = ListQuery { page: 1, ..query("created_at", true, None) };
         let (rows, total) = list_page(c, &src, team, &q, Some(counts), |r| r.get::<_, String>(0)).unwrap();
@@ -256,5 +359,99 @@ mod tests {
         let hits = counts.hits();
         assert_eq!(total(&c, &counts, "t1"), 2);
         assert_eq!(counts.hits(), hits + 1);
+    }
+
+    fn exports_src() -> ListSource<'static> {
+        ListSource {
+            table: "exports e",
+            from: "exports e LEFT JOIN schemas s ON s.id = e.schema_id",
+            team_column: "team_id",
+            columns: "e.id",
+            prefix: "e.",
+            search: &["s.name"],
+            moving: &["status", "updated_at"],
+            indexed: &["created_at", "updated_at", "status", "start_ms", "end_ms"],
+        }
+    }
+
+    fn add_export(c: &Connection, i: i64, team: &str) {
+        let status = ["PENDING", "COMPLETED", "FAILED"][(i % 3) as usize];
+        c.execute(
+            "INSERT INTO exports (id, team_id, schema_id, status, start_ms, end_ms, options, created_at, updated_at)
+             VALUES (printf('x%04d', ?1 * 7919 % 10007), ?2, 's1', ?3, ?1 % 5, ?1 % 4, '{}', ?1 / 2, ?1 % 11)",
+            rusqlite::params![i, team, status],
+        )
+        .unwrap();
+    }
+
+    /// Every page (limits 1 and 7, and one past the end) of every sort order and filter, from
+    /// bookmarks, equals the plain OFFSET query's page.
+    fn assert_pages_equal_offset(c: &Connection, counts: &ListCounts) {
+        let src = exports_src();
+        for sort in ["created_at", "updated_at", "status", "start_ms", "end_ms"] {
+            for descending in [true, false] {
+                for (after, before) in [(None, None), (Some(3), None), (Some(2), Some(15))] {
+                    for limit in [1, 7] {
+                        let q = |page| ListQuery {
+                            page,
+                            limit,
+                            sort_column: sort,
+                            descending,
+                            search: None,
+                            created_after: after,
+                            created_before: before,
+                        };
+                        let id = |r: &rusqlite::Row| r.get::<_, String>(0);
+                        let (_, total) = list_page(c, &src, "t1", &q(1), None, id).unwrap();
+                        for page in (1..=total.div_ceil(limit as u64) as u32 + 1).rev() {
+                            let plain = list_page(c, &src, "t1", &q(page), None, id).unwrap();
+                            let marked = list_page(c, &src, "t1", &q(page), Some(counts), id).unwrap();
+                            assert_eq!(marked, plain, "{:?}", q(page));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pages_from_bookmarks_equal_plain_offset_pages_across_inserts_updates_and_deletes() {
+        let c = db();
+        let counts = ListCounts::new(3);
+        for i in 0..40 {
+            add_export(&c, i, if i % 5 == 0 { "t2" } else { "t1" });
+        }
+        assert_pages_equal_offset(&c, &counts);
+        assert!(counts.marks.held() > 0, "deep pages made bookmarks");
+        for i in 40..46 {
+            add_export(&c, i, "t1");
+        }
+        assert_pages_equal_offset(&c, &counts);
+        // updates move rows in the status and updated_at orders, and only those
+        c.execute("UPDATE exports SET status = 'PROCESSING', updated_at = 3 WHERE rowid % 4 = 1", []).unwrap();
+        assert_pages_equal_offset(&c, &counts);
+        c.execute("UPDATE exports SET updated_at = 100 - updated_at WHERE rowid % 3 = 0", []).unwrap();
+        assert_pages_equal_offset(&c, &counts);
+        c.execute("DELETE FROM exports WHERE rowid % 6 = 2 OR rowid = (SELECT max(rowid) FROM exports)", []).unwrap();
+        add_export(&c, 46, "t1"); // may take the deleted newest row's rowid
+        assert_pages_equal_offset(&c, &counts);
+    }
+
+    #[test]
+    fn bookmarks_stay_within_their_memory_bound() {
+        let c = db();
+        let counts = ListCounts::new(1);
+        for i in 0..60 {
+            add_export(&c, i, "t1");
+        }
+        let src = exports_src();
+        // many lists (one per created_after value), each with up to 59 bookmarks
+        for after in 0..1200 {
+            let q = ListQuery { page: 60, limit: 1, created_after: Some(-after), ..query("created_at", true, None) };
+            list_page(&c, &src, "t1", &q, Some(&counts), |r| r.get::<_, String>(0)).unwrap();
+        }
+        assert!(counts.marks.held() <= super::super::bookmarks::MAX_MARKS, "{}", counts.marks.held());
+        assert!(counts.marks.lists() <= super::super::bookmarks::MAX_LISTS, "{}", counts.marks.lists());
+        assert!(counts.marks.lists() > 1000);
     }
 }

@@ -79,6 +79,13 @@ const MIGRATIONS: &[&str] = &[
     // a claim no longer sorts every waiting job while it holds the write connection
     "CREATE INDEX exports_queue ON exports(status, created_at, id, attempts, claimed_by);
     DROP INDEX exports_status;",
+    // 4: updates of the export columns a list may be sorted by (status, updated_at) counted:
+    // with the largest rowid and the deletions, tells a list's bookmarks are still exact
+    // (db/bookmarks.rs); an export's other updates and inserts fire nothing
+    "CREATE TABLE row_moves (tbl TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO row_moves VALUES ('exports', 0);
+    CREATE TRIGGER exports_moved AFTER UPDATE OF status, updated_at ON exports
+        BEGIN UPDATE row_moves SET n = n + 1 WHERE tbl = 'exports'; END;",
 ];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -2,6 +2,7 @@
 //! r2d2 pool. Every function takes a connection; callers run them off the async runtime
 //! (`spawn_blocking` or a worker thread) because SQLite calls block.
 
+mod bookmarks;
 pub mod counts;
 pub mod exports;
 pub mod keys;

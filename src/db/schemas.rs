@@ -71,6 +71,8 @@ pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<Sc
         columns: COLUMNS,
         prefix: "",
         search: &["name", "description"],
+        moving: &["updated_at"],
+        indexed: &["created_at"],
     };
     list_page(conn, &src, team_id, q, None, from_row)
 }
