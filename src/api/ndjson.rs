@@ -1,7 +1,7 @@
 //! The `application/x-ndjson` request body of the bulk results upload: read with a size
-//! limit (413 beyond it) and handed, chunk by chunk as it arrives, to the import on a
-//! blocking thread, so neither the body nor its parsed rows are ever held whole, and a bad
-//! line stops the upload at once.
+//! limit (413 beyond it) and handed, chunk by chunk as it arrives, to a blocking thread
+//! (the upload spools it to a file, checking each line: `import::spool`), so the body is never
+//! held whole in memory, and a bad line stops the upload at once.
 
 use std::sync::Arc;
 
@@ -63,12 +63,12 @@ enum Piece {
 }
 
 impl Ndjson {
-    /// Streams the body into `import`, which runs on the blocking pool and reads it through
-    /// the iterator it is given, while this task reads the body from the connection: the
-    /// two meet in a small bounded channel, so the body is never held whole. A body over the
-    /// limit, or one that cannot be read, abandons the import (the iterator yields `Err`),
-    /// and the rest of the body is read and thrown away ([`discard_rest`]). The answer is
-    /// `import`'s, or the refusal.
+    /// Streams the body into `import` (for the upload, `import::spool`), which runs on the
+    /// blocking pool and reads it through the iterator it is given, while this task reads the
+    /// body from the connection: the two meet in a small bounded channel, so the body is never
+    /// held whole. A body over the limit, or one that cannot be read, abandons the import (the
+    /// iterator yields `Err`), and the rest of the body is read and thrown away
+    /// ([`discard_rest`]). The answer is `import`'s, or the refusal.
     pub async fn stream_into<T, F>(self, import: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
