@@ -51,6 +51,12 @@ pub fn database_path(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join(DATABASE_FILE)
 }
 
+/// The folder an NDJSON upload is spooled to (one private temporary file per upload) before
+/// it is imported.
+pub fn uploads_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("uploads")
+}
+
 type Apis = (ExportsApi, SchemasApi, ResultsApi, FilesApi, HealthApi);
 
 const DESCRIPTION: &str = "The Exports API generates downloadable CSV files from your extraction results. \
@@ -177,6 +183,9 @@ fn prepare(cfg: &Config) -> Result<(Pool, db::Writer, Signer, std::fs::File), St
     crate::private::create_data_dir(&cfg.data_dir, DATABASE_FILE)
         .map_err(|e| format!("cannot create the data folder {}: {e}", cfg.data_dir.display()))?;
     let lock = lock_data_dir(&cfg.data_dir)?;
+    let uploads = uploads_dir(&cfg.data_dir);
+    crate::import::prepare_spool_dir(&uploads)
+        .map_err(|e| format!("cannot prepare the uploads folder {}: {e}", uploads.display()))?;
     let pool = db::open(&database_path(&cfg.data_dir), (cfg.workers as u32) + 16, cfg.limits.busy_timeout)
         .map_err(|e| format!("cannot open the database in {}: {e}", cfg.data_dir.display()))?;
     let writer = db::Writer::open(&database_path(&cfg.data_dir), cfg.limits.busy_timeout)

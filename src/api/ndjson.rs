@@ -1,10 +1,12 @@
 //! The `application/x-ndjson` request body of the bulk results upload: read with a size
-//! limit (413 beyond it) and parsed line by line as it arrives, so the raw body is never held
-//! whole and a bad line stops the upload at once.
+//! limit (413 beyond it) and handed, chunk by chunk as it arrives, to a blocking thread
+//! (the upload spools it to a file, checking each line: `import::spool`), so the body is never
+//! held whole in memory, and a bad line stops the upload at once.
 
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use hyper::body::Bytes;
 use poem::http::StatusCode;
 use poem::{Request, RequestBody};
 use poem_openapi::payload::{ParsePayload, Payload};
@@ -12,13 +14,15 @@ use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 
 use super::linger::discard_rest;
 use crate::app::AppState;
-use crate::domain::result::{parse_ndjson_line, NewResult};
-use crate::domain::time::now_ms;
 use crate::error::ApiError;
+use crate::import::ImportError;
 
-/// Newline-delimited JSON: one `{"extraction": {...}, "file_name"?, "createdAt"?}` per line,
-/// parsed. Blank lines are skipped; at least one result is required.
-pub struct Ndjson(pub Vec<NewResult>);
+/// Newline-delimited JSON: one `{"extraction": {...}, "file_name"?, "createdAt"?}` per line.
+/// Blank lines are skipped; at least one result is required.
+pub struct Ndjson {
+    body: poem::Body,
+    limit: usize,
+}
 
 impl Payload for Ndjson {
     const CONTENT_TYPE: &'static str = "application/x-ndjson";
@@ -46,21 +50,75 @@ impl ParsePayload for Ndjson {
 
     async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
         let limit = request.data::<Arc<AppState>>().map(|s| s.limits.max_body).unwrap_or(usize::MAX);
-        let mut stream = body.take()?.into_bytes_stream();
-        let mut lines = LineParser { now: now_ms(), line_no: 0, pending: Vec::new(), rows: Vec::new() };
-        let mut received = 0usize;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
-            received += chunk.len();
-            let fed = if received > limit { Err(upload_too_large(limit)) } else { lines.feed(&chunk) };
-            if let Err(e) = fed {
-                discard_rest(stream);
-                return Err(e.into());
-            }
-        }
-        Ok(Ndjson(lines.finish()?))
+        Ok(Ndjson { body: body.take()?, limit })
     }
 }
+
+/// What the body reader hands the importing thread.
+enum Piece {
+    Bytes(Bytes),
+    /// The body ended. Without it (the reader refused the body or was dropped), the import
+    /// is abandoned and nothing is stored.
+    End,
+}
+
+impl Ndjson {
+    /// Streams the body into `import` (for the upload, `import::spool`), which runs on the
+    /// blocking pool and reads it through the iterator it is given, while this task reads the
+    /// body from the connection: the two meet in a small bounded channel, so the body is never
+    /// held whole. A body over the limit, or one that cannot be read, abandons the import (the
+    /// iterator yields `Err`), and the rest of the body is read and thrown away
+    /// ([`discard_rest`]). The answer is `import`'s, or the refusal.
+    pub async fn stream_into<T, F>(self, import: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut (dyn Iterator<Item = Result<Bytes, ImportError>> + Send)) -> Result<T, ApiError>
+            + Send
+            + 'static,
+    {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Piece>(CHUNKS_AHEAD);
+        let task = tokio::task::spawn_blocking(move || {
+            let mut input = std::iter::from_fn(move || match rx.blocking_recv() {
+                Some(Piece::Bytes(b)) => Some(Ok(b)),
+                Some(Piece::End) => None,
+                None => Some(Err(ImportError::Input("the upload was abandoned".into()))),
+            });
+            import(&mut input)
+        });
+        let mut stream = self.body.into_bytes_stream();
+        let mut received = 0usize;
+        let refused = loop {
+            match stream.next().await {
+                None => {
+                    let _ = tx.send(Piece::End).await;
+                    break None;
+                }
+                Some(Err(e)) => break Some(ApiError::bad_request(format!("could not read the request body: {e}"))),
+                Some(Ok(chunk)) => {
+                    received += chunk.len();
+                    if received > self.limit {
+                        discard_rest(stream);
+                        break Some(upload_too_large(self.limit));
+                    }
+                    if tx.send(Piece::Bytes(chunk)).await.is_err() {
+                        // the import stopped (a bad line, a database error): it says why
+                        discard_rest(stream);
+                        break None;
+                    }
+                }
+            }
+        };
+        drop(tx);
+        let imported = task.await.map_err(ApiError::internal)?;
+        match refused {
+            Some(e) => Err(e),
+            None => imported,
+        }
+    }
+}
+
+/// Body chunks read ahead of the importing thread at most.
+const CHUNKS_AHEAD: usize = 16;
 
 /// 413 for an upload over `--max-body`.
 pub fn upload_too_large(limit: usize) -> ApiError {
@@ -81,87 +139,5 @@ pub fn is_upload(method: &poem::http::Method, path: &str) -> bool {
         )
 }
 
-/// Splits bytes into lines across chunk boundaries and parses each complete line.
-struct LineParser {
-    now: i64,
-    line_no: usize,
-    pending: Vec<u8>,
-    rows: Vec<NewResult>,
-}
-
-impl LineParser {
-    fn feed(&mut self, mut chunk: &[u8]) -> Result<(), ApiError> {
-        while let Some(i) = chunk.iter().position(|b| *b == b'\n') {
-            self.pending.extend_from_slice(&chunk[..i]);
-            self.line()?;
-            chunk = &chunk[i + 1..];
-        }
-        self.pending.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    fn line(&mut self) -> Result<(), ApiError> {
-        self.line_no += 1;
-        let n = self.line_no;
-        let text = std::str::from_utf8(&self.pending)
-            .map_err(|_| ApiError::bad_request(format!("line {n}: not valid UTF-8; nothing was stored")))?;
-        match parse_ndjson_line(text, self.now) {
-            Ok(Some(r)) => self.rows.push(r),
-            Ok(None) => {}
-            Err(m) => return Err(ApiError::bad_request(format!("line {n}: {m}; nothing was stored"))),
-        }
-        self.pending.clear();
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<Vec<NewResult>, ApiError> {
-        if !self.pending.is_empty() {
-            self.line()?;
-        }
-        if self.rows.is_empty() {
-            return Err(ApiError::bad_request("the body has no results: send one JSON object per line"));
-        }
-        Ok(self.rows)
-    }
-}
-
 use poem_openapi::impl_apirequest_for_payload;
 impl_apirequest_for_payload!(Ndjson);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse_in_chunks(text: &str, size: usize) -> Result<Vec<NewResult>, ApiError> {
-        let mut p = LineParser { now: 7, line_no: 0, pending: Vec::new(), rows: Vec::new() };
-        for chunk in text.as_bytes().chunks(size) {
-            p.feed(chunk)?;
-        }
-        p.finish()
-    }
-
-    #[test]
-    fn lines_split_across_chunks() {
-        let text = "{\"extraction\":{\"a\":\"Müller\"}}\r\n\n{\"extraction\":{\"b\":1.0},\"file_name\":\"x.pdf\"}";
-        for size in [1, 2, 3, 7, 1000] {
-            let rows = parse_in_chunks(text, size).unwrap();
-            assert_eq!(rows.len(), 2, "chunk size {size}");
-            assert_eq!(rows[0].extraction, "{\"a\":\"Müller\"}");
-            assert_eq!(rows[1].file_name.as_deref(), Some("x.pdf"));
-            assert_eq!(rows[1].created_at, 7);
-        }
-    }
-
-    #[test]
-    fn bad_lines_are_named() {
-        let err = parse_in_chunks("{\"extraction\":{}}\n\n{\"extraction\":[]}\n", 4).unwrap_err();
-        assert!(err.message.starts_with("line 3:"), "{}", err.message);
-        let err = parse_in_chunks("\n \n", 4).unwrap_err();
-        assert!(err.message.contains("no results"), "{}", err.message);
-        let mut bytes = b"{\"extraction\":{}}\n".to_vec();
-        bytes.extend_from_slice(b"{\"extraction\":{\"a\":\"\xff\"}}\n");
-        let mut p = LineParser { now: 0, line_no: 0, pending: Vec::new(), rows: Vec::new() };
-        let err = p.feed(&bytes).unwrap_err();
-        assert!(err.message.starts_with("line 2: not valid UTF-8"), "{}", err.message);
-    }
-}

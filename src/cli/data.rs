@@ -1,46 +1,37 @@
 //! `import` and `export`: bulk data in and out without the HTTP server, with the same
 //! parsing and the same CSV engine.
 
-use std::io::{BufRead, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 
 use super::{open_db, ExportArgs};
 use crate::db;
 use crate::domain::export::CsvOptions;
-use crate::domain::result::parse_ndjson_line;
 use crate::domain::time::{now_ms, parse_instant, DayEnd};
+use crate::import::ImportError;
 use crate::jobs::engine::{write_export, ExportSpec};
 
 pub fn import(data_dir: &Path, schema_id: &str, file: &str) -> Result<(), String> {
     let pool = open_db(data_dir)?;
-    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    let conn = pool.get().map_err(|e| e.to_string())?;
     let schema = db::schemas::get_any(&conn, schema_id)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no schema with id '{schema_id}'"))?;
-    let reader: Box<dyn BufRead> = if file == "-" {
-        Box::new(std::io::BufReader::new(std::io::stdin()))
+    let reader: Box<dyn Read + Send> = if file == "-" {
+        Box::new(std::io::stdin())
     } else {
-        Box::new(std::io::BufReader::with_capacity(
-            1 << 20,
-            std::fs::File::open(file).map_err(|e| format!("cannot open {file}: {e}"))?,
-        ))
+        Box::new(std::fs::File::open(file).map_err(|e| format!("cannot open {file}: {e}"))?)
     };
+    let input = crate::import::read_chunks(reader);
     let started = std::time::Instant::now();
-    let now = now_ms();
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| e.to_string())?;
-    let mut count = 0u64;
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| format!("line {}: {e}; nothing was imported", i + 1))?;
-        match parse_ndjson_line(&line, now) {
-            Ok(Some(r)) => {
-                db::results::insert_in(&tx, &schema.team_id, &schema.id, [r]).map_err(|e| e.to_string())?;
-                count += 1;
-            }
-            Ok(None) => {}
-            Err(m) => return Err(format!("line {}: {m}; nothing was imported", i + 1)),
-        }
-    }
-    tx.commit().map_err(|e| e.to_string())?;
+    let count = match crate::import::import(&conn, &schema.team_id, &schema.id, now_ms(), input) {
+        Ok(n) => n,
+        // an empty input imports nothing, as it always has
+        Err(ImportError::NoResults) => 0,
+        Err(ImportError::Line(l)) => return Err(format!("{l}; nothing was imported")),
+        Err(ImportError::Input(m)) => return Err(format!("{m}; nothing was imported")),
+        Err(ImportError::Db(e)) => return Err(format!("{e}; nothing was imported")),
+    };
     eprintln!(
         "Imported {count} results into schema '{}' ({}) in {:.1} s",
         schema.name,

@@ -51,10 +51,7 @@ pub fn insert_in(
     rows: impl IntoIterator<Item = NewResult>,
 ) -> DbResult<Vec<String>> {
     let now = crate::domain::time::now_ms();
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO results (id, team_id, schema_id, file_name, extraction, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
+    let mut stmt = conn.prepare_cached(INSERT)?;
     let mut ids = Vec::new();
     for r in rows {
         let id = uuid::Uuid::now_v7().to_string();
@@ -62,6 +59,100 @@ pub fn insert_in(
         ids.push(id);
     }
     Ok(ids)
+}
+
+const INSERT: &str = "INSERT INTO results (id, team_id, schema_id, file_name, extraction, created_at, updated_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// Inserts results of one schema in one transaction, as `fill` hands them to the
+/// [`BulkInserter`]: committed when `fill` returns `Ok`, rolled back (nothing stored) when it
+/// returns `Err` or panics. The write lock is taken at the first insert, not before, and held
+/// until the end. Inside a transaction the caller holds (the writer's), it adds to that one
+/// and leaves the commit to the caller.
+pub fn insert_streamed<T, E: From<super::DbError>>(
+    conn: &Connection,
+    team_id: &str,
+    schema_id: &str,
+    fill: impl FnOnce(&mut BulkInserter<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    let mut ins = BulkInserter {
+        conn,
+        team_id,
+        schema_id,
+        now: crate::domain::time::now_ms(),
+        stmt: None,
+        open: OpenTransaction(conn, false),
+        count: 0,
+    };
+    let out = fill(&mut ins)?;
+    ins.stmt = None;
+    if ins.open.1 {
+        if let Err(e) = conn.execute_batch("COMMIT") {
+            // the guard rolls back a transaction COMMIT left open (e.g. SQLITE_BUSY)
+            return Err(E::from(e.into()));
+        }
+        ins.open.1 = false;
+    }
+    Ok(out)
+}
+
+/// Rolls back, when dropped, a transaction still open.
+struct OpenTransaction<'c>(&'c Connection, bool);
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        if self.1 && !self.0.is_autocommit() {
+            let _ = self.0.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// Inserts the rows of one bulk transaction (see [`insert_streamed`]) with one prepared
+/// statement whose team, schema and `updatedAt` are bound once.
+pub struct BulkInserter<'c> {
+    conn: &'c Connection,
+    team_id: &'c str,
+    schema_id: &'c str,
+    now: i64,
+    stmt: Option<rusqlite::CachedStatement<'c>>,
+    open: OpenTransaction<'c>,
+    count: u64,
+}
+
+impl BulkInserter<'_> {
+    /// Stores one result under a new UUIDv7.
+    pub fn insert(&mut self, file_name: Option<&str>, created_at: i64, extraction: &str) -> DbResult<()> {
+        let stmt = match &mut self.stmt {
+            Some(s) => s,
+            None => {
+                // on its own (the CLI) the import is one transaction; on the writer it is
+                // part of the writer's
+                if self.conn.is_autocommit() {
+                    self.conn.execute_batch("BEGIN IMMEDIATE")?;
+                    self.open.1 = true;
+                }
+                let mut s = self.conn.prepare_cached(INSERT)?;
+                s.raw_bind_parameter(2, self.team_id)?;
+                s.raw_bind_parameter(3, self.schema_id)?;
+                s.raw_bind_parameter(7, self.now)?;
+                self.stmt.insert(s)
+            }
+        };
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut id);
+        stmt.raw_bind_parameter(1, &*id)?;
+        stmt.raw_bind_parameter(4, file_name)?;
+        stmt.raw_bind_parameter(5, extraction)?;
+        stmt.raw_bind_parameter(6, created_at)?;
+        stmt.raw_execute()?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Results inserted so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
 }
 
 pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<ResultRecord>> {

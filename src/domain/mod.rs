@@ -4,6 +4,7 @@
 pub mod export;
 pub mod list;
 pub mod naming;
+pub mod ndjson;
 pub mod nesting;
 pub mod result;
 pub mod schema;
