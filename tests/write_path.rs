@@ -60,8 +60,11 @@ async fn concurrent_writes_never_meet_a_busy_database_while_workers_export() {
 #[tokio::test]
 async fn a_post_during_a_large_upload_waits_for_the_writer_instead_of_failing() {
     let tmp = tempfile::tempdir().unwrap();
-    let app =
-        common::spawn_app_with(tmp.path().to_path_buf(), |c| c.limits.busy_timeout = Duration::from_millis(1)).await;
+    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| {
+        c.limits.busy_timeout = Duration::from_millis(1);
+        c.limits.rate_limit = 0;
+    })
+    .await;
     let (schema, nd) = common::gen_results(20_000, 12);
     let schema_id = app.create_schema(&schema).await["id"].as_str().unwrap().to_string();
     let upload = {
