@@ -41,6 +41,8 @@ pub struct AppState {
     pub rate_limits: Option<Arc<RateLimits>>,
     /// Totals of unfiltered lists, remembered while their table is unchanged.
     pub list_counts: Arc<crate::db::counts::ListCounts>,
+    /// Teams of recently seen API keys (see `api::key_cache`).
+    pub key_cache: crate::api::key_cache::KeyCache,
 }
 
 /// The database file's name in the data folder.
@@ -142,6 +144,7 @@ impl App {
             limits: config.limits.clone(),
             rate_limits: RateLimits::new(config.limits.rate_limit),
             list_counts: Arc::new(crate::db::counts::ListCounts::new(config.limits.list_bookmark_every)),
+            key_cache: Default::default(),
         });
         if let Some(r) = &state.rate_limits {
             r.spawn_pruner();

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod body;
 pub mod exports;
 pub mod health;
+pub mod key_cache;
 pub mod linger;
 pub mod list;
 pub mod ndjson;

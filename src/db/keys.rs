@@ -73,11 +73,16 @@ pub fn add_key(conn: &Connection, team_id: &str, name: Option<&str>, secret: &st
 
 /// The team a secret belongs to, unless the key is unknown or revoked.
 pub fn team_for_key(conn: &Connection, secret: &str) -> DbResult<Option<Team>> {
+    team_for_digest(conn, &hash_key(secret))
+}
+
+/// `team_for_key` by the key's digest (`hash_key`).
+pub fn team_for_digest(conn: &Connection, digest: &str) -> DbResult<Option<Team>> {
     Ok(conn
         .query_row(
             "SELECT t.id, t.name FROM api_keys k JOIN teams t ON t.id = k.team_id
              WHERE k.key_hash = ?1 AND k.revoked_at IS NULL",
-            [hash_key(secret)],
+            [digest],
             |r| Ok(Team { id: r.get(0)?, name: r.get(1)? }),
         )
         .optional()?)

@@ -72,11 +72,12 @@ fn list_page_in<T>(
     let sql = list_sql(src, team_key, q, None);
     let args: &[Value] = &sql.args;
     let count = || -> DbResult<u64> {
-        Ok(conn.query_row(&sql.count, rusqlite::params_from_iter(args.iter()), |r| r.get::<_, i64>(0))? as u64)
+        let mut stmt = conn.prepare_cached(&sql.count)?;
+        Ok(stmt.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, i64>(0))? as u64)
     };
     let (Some(counts), Some(stamp)) = (counts, stamp) else {
         let total = count()?;
-        let mut stmt = conn.prepare(&sql.page)?;
+        let mut stmt = conn.prepare_cached(&sql.page)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?.collect::<Result<Vec<_>, _>>()?;
         return Ok((rows, total));
     };
@@ -102,7 +103,7 @@ fn list_page_in<T>(
         }
         None => (sql.page.clone(), sql.args.clone()),
     };
-    let mut stmt = conn.prepare(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?.collect::<Result<Vec<_>, _>>()?;
     Ok((rows, total))
 }

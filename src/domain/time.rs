@@ -1,7 +1,7 @@
 //! Times: stored as milliseconds since the Unix epoch (UTC), shown as ISO 8601 with
 //! milliseconds, `2024-01-31T12:00:00.000Z`.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
@@ -11,6 +11,8 @@ pub fn now_ms() -> i64 {
 /// `2024-01-31T12:00:00.000Z`.
 pub fn format_ms(ms: i64) -> String {
     match Utc.timestamp_millis_opt(ms).single() {
+        // without a format string to interpret for every timestamp of every list item
+        Some(t) if (0..=9999).contains(&t.year()) => t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
         None => String::new(),
     }
@@ -85,6 +87,18 @@ fn check_range(ms: i64, err: &dyn Fn() -> String) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_ms_writes_what_the_format_string_wrote() {
+        let mut ms: i64 = -62_167_219_200_000; // 0000-01-01
+        while ms < 253_402_300_800_000 {
+            let t = Utc.timestamp_millis_opt(ms).single().unwrap();
+            assert_eq!(format_ms(ms), t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(), "{ms}");
+            ms += 7_919_993_117; // about three months, never a whole second
+        }
+        assert_eq!(format_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_ms(-1), "1969-12-31T23:59:59.999Z");
+    }
 
     #[test]
     fn formats_with_millis() {

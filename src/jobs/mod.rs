@@ -8,6 +8,7 @@ mod engine_tests;
 pub mod json;
 mod priority;
 pub mod runner;
+pub mod write_behind;
 
 use std::path::{Path, PathBuf};
 

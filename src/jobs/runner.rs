@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::engine::{write_export, EngineError, ExportSpec};
+use super::write_behind::WriteBehind;
 use super::{export_file, exports_dir, temp_file};
 use crate::db::{self, Pool};
 use crate::domain::time::now_ms;
@@ -272,7 +273,7 @@ fn produce_file(s: &Shared, job: &db::exports::ExportRow) -> Result<Outcome, Eng
         options: &job.options,
     };
     let tmp = temp_file(&s.data_dir, &job.id);
-    let file = crate::private::create_file(&tmp)?;
+    let file = WriteBehind::new(crate::private::create_file(&tmp)?);
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
     let mut last_check = Instant::now();
     let written = write_export(&conn, &spec, &mut out, || {
@@ -286,7 +287,7 @@ fn produce_file(s: &Shared, job: &db::exports::ExportRow) -> Result<Outcome, Eng
         drop(out);
         return Ok(Outcome::Stopped);
     };
-    let file = out.into_inner().map_err(|e| e.into_error())?;
+    let file = out.into_inner().map_err(|e| e.into_error())?.into_file();
     file.sync_all()?;
     let size = file.metadata()?.len();
     drop(file);
@@ -369,14 +370,14 @@ fn sweep_once(s: &Shared, retention: Duration) -> Result<usize, db::DbError> {
 /// Writes to a file under a temporary name and renames it when whole (used by the CLI).
 pub fn write_file_atomically(
     path: &Path,
-    f: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<(), EngineError>,
+    f: impl FnOnce(&mut std::io::BufWriter<WriteBehind>) -> Result<(), EngineError>,
 ) -> Result<(), EngineError> {
     let tmp = path.with_extension("partial");
-    let file = std::fs::File::create(&tmp)?;
+    let file = WriteBehind::new(std::fs::File::create(&tmp)?);
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
     let written = f(&mut out).and_then(|()| {
         out.flush()?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        out.into_inner().map_err(|e| e.into_error())?.into_file().sync_all()?;
         Ok(std::fs::rename(&tmp, path)?)
     });
     if written.is_err() {

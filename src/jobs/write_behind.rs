@@ -1,0 +1,90 @@
+//! An export file that goes to disk while it is being written, not all at the end.
+//!
+//! An export is fsynced before it is renamed into place (so a crash never leaves a torn file
+//! under a final name). Written plainly, the whole file sits in the page cache until that
+//! fsync, which then waits for all of it: for a 50 MB export about 0.1 s of a 0.5 s export on
+//! this class of disk, with the formatting threads idle. Here, each time another `STEP` bytes
+//! have been written, the kernel is asked to start writing them out (`sync_file_range`,
+//! Linux), so the disk works while the CSV is formatted and the final fsync finds little left.
+//! It also keeps an export's dirty pages few, so that it does not push the kernel into
+//! throttling every writer of the machine. Hand-written because it sits on the export's hot
+//! path and no crate wraps this one call.
+
+use std::fs::File;
+use std::io::{self, Write};
+
+/// Written bytes between two writeback requests.
+const STEP: u64 = 8 << 20;
+
+pub struct WriteBehind {
+    file: File,
+    written: u64,
+    /// Everything before this offset has been handed to writeback.
+    flushed: u64,
+}
+
+impl WriteBehind {
+    pub fn new(file: File) -> WriteBehind {
+        WriteBehind { file, written: 0, flushed: 0 }
+    }
+
+    /// The file, for the final `sync_all`.
+    pub fn into_file(self) -> File {
+        self.file
+    }
+
+    fn start_writeback(&mut self) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let len = self.written - self.flushed;
+            // SAFETY: a valid open descriptor and a range within the file. A failure only means
+            // the final fsync does all the work, as without this.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.flushed as libc::off64_t,
+                    len as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+        }
+        self.flushed = self.written;
+    }
+}
+
+impl Write for WriteBehind {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.flushed >= STEP {
+            self.start_writeback();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_every_byte_across_writeback_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut w = WriteBehind::new(File::create(&path).unwrap());
+        let chunk: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
+        for _ in 0..20 {
+            w.write_all(&chunk).unwrap();
+        }
+        assert_eq!(w.flushed, 16 << 20, "writeback was started at each step");
+        w.into_file().sync_all().unwrap();
+        let back = std::fs::read(&path).unwrap();
+        assert_eq!(back.len(), 20 << 20);
+        assert!(back.chunks(1 << 20).all(|c| c == chunk.as_slice()));
+    }
+}
