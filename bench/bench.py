@@ -260,29 +260,35 @@ class KeepBusy:
     def __init__(self, srv, sid, workers):
         self.srv, self.sid, self.workers = srv, sid, workers
         self.stop_flag = threading.Event()
-        self.ids = []
+        self.ids = []  # exports not yet deleted
+        self.started = 0
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self):
         while not self.stop_flag.is_set():
             pending = 0
-            for i in self.ids[-4 * self.workers:]:
+            for i in list(self.ids):
                 try:
                     if call(self.srv.base, "GET", f"/v1/exports/{i}")["status"] in ("PENDING", "PROCESSING"):
                         pending += 1
+                    else:
+                        # finished: delete it and its file, or the disk fills up
+                        call(self.srv.base, "DELETE", f"/v1/exports/{i}")
+                        self.ids.remove(i)
                 except OSError:
                     pass
             if pending < 2 * self.workers:
                 e = call(self.srv.base, "POST", "/v1/exports", {"schema_id": self.sid, "start_date": "2000-01-01",
                                                                "end_date": "2100-01-01", "expand_array": "line_items"})
                 self.ids.append(e["id"])
+                self.started += 1
             else:
                 self.stop_flag.wait(0.2)
 
     def __enter__(self):
         self.thread.start()
         deadline = time.time() + 30
-        while time.time() < deadline and len(self.ids) < self.workers:
+        while time.time() < deadline and self.started < self.workers:
             time.sleep(0.05)
         return self
 
