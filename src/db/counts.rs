@@ -93,24 +93,24 @@ impl ListCounts {
     }
 }
 
+/// A table's count in a counter table kept by triggers (`row_deletions`, `row_moves`).
+fn counter(conn: &Connection, counters: &str, table: &str) -> DbResult<Option<i64>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT n FROM {counters} WHERE tbl = ?1"))?
+        .query_row([table], |r| r.get::<_, i64>(0))
+        .optional()?)
+}
+
 /// The table's stamp, with its updates count when `moves`; `None` for a table whose
 /// deletions (or, when `moves`, updates) are not tracked.
 pub(crate) fn stamp(conn: &Connection, table: &str, moves: bool) -> DbResult<Option<Stamp>> {
-    let Some(deletions) = conn
-        .prepare_cached("SELECT n FROM row_deletions WHERE tbl = ?1")?
-        .query_row([table], |r| r.get::<_, i64>(0))
-        .optional()?
-    else {
+    let Some(deletions) = counter(conn, "row_deletions", table)? else {
         return Ok(None);
     };
     let max_rowid: Option<i64> =
         conn.prepare_cached(&format!("SELECT max(rowid) FROM {table}"))?.query_row([], |r| r.get(0))?;
     let moves = if moves {
-        let Some(n) = conn
-            .prepare_cached("SELECT n FROM row_moves WHERE tbl = ?1")?
-            .query_row([table], |r| r.get::<_, i64>(0))
-            .optional()?
-        else {
+        let Some(n) = counter(conn, "row_moves", table)? else {
             return Ok(None);
         };
         n

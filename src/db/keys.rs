@@ -71,12 +71,8 @@ pub fn add_key(conn: &Connection, team_id: &str, name: Option<&str>, secret: &st
     Ok(id)
 }
 
-/// The team a secret belongs to, unless the key is unknown or revoked.
-pub fn team_for_key(conn: &Connection, secret: &str) -> DbResult<Option<Team>> {
-    team_for_digest(conn, &hash_key(secret))
-}
-
-/// `team_for_key` by the key's digest (`hash_key`).
+/// The team of the key with this digest (`hash_key` of the secret), unless the key is unknown
+/// or revoked.
 pub fn team_for_digest(conn: &Connection, digest: &str) -> DbResult<Option<Team>> {
     Ok(conn
         .query_row(

@@ -291,16 +291,7 @@ mod tests {
     #[test]
     fn results_lists_read_indexes_only() {
         let c = db();
-        let src = ListSource {
-            table: "results",
-            from: "results",
-            team_column: "team_id",
-            columns: "id",
-            prefix: "",
-            search: &[],
-            moving: &[],
-            indexed: &["created_at"],
-        };
+        let src = results_src();
         for desc in [true, false] {
             for after in [None, Some(5)] {
                 assert_index_only(&c, &src, "t1", &query("created_at", desc, after));
@@ -312,12 +303,9 @@ mod tests {
         }
     }
 
-    fn add_result(c: &Connection, id: &str, team: &str, schema: &str) {
-        c.execute("INSERT INTO results VALUES (?1, ?2, ?3, NULL, '{}', 1, 1)", [id, team, schema]).unwrap();
-    }
-
-    fn total(c: &Connection, counts: &ListCounts, team: &str) -> u64 {
-        let src = ListSource {
+    /// The results list by team, as the unit tests read it.
+    fn results_src() -> ListSource<'static> {
+        ListSource {
             table: "results",
             from: "results",
             team_column: "team_id",
@@ -326,7 +314,15 @@ mod tests {
             search: &[],
             moving: &[],
             indexed: &["created_at"],
-        };
+        }
+    }
+
+    fn add_result(c: &Connection, id: &str, team: &str, schema: &str) {
+        c.execute("INSERT INTO results VALUES (?1, ?2, ?3, NULL, '{}', 1, 1)", [id, team, schema]).unwrap();
+    }
+
+    fn total(c: &Connection, counts: &ListCounts, team: &str) -> u64 {
+        let src = results_src();
         let q = ListQuery { page: 1, ..query("created_at", true, None) };
         let (rows, total) = list_page(c, &src, team, &q, Some(counts), |r| r.get::<_, String>(0)).unwrap();
         assert_eq!(rows.len() as u64, total.min(20));
