@@ -4,8 +4,8 @@
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// Nonzero when some byte of `w` is zero (the classic test; only "any" is used, the byte
-/// itself is then found bytewise).
+/// Nonzero when some byte of `w` is zero (the classic test: the lowest flagged byte is the
+/// first zero byte; flags above it may be false).
 #[inline(always)]
 fn zero_bytes(w: u64) -> u64 {
     w.wrapping_sub(ONES) & !w & HIGHS
@@ -26,7 +26,9 @@ pub(super) fn string_stop(b: &[u8], mut from: usize) -> usize {
             | zero_bytes(w ^ (ONES * b'\\' as u64))
             | (w.wrapping_sub(ONES * 0x20) & !w & HIGHS);
         if hit != 0 {
-            break;
+            // the lowest flagged byte is exact (a borrow only runs upwards, past a true
+            // hit), so the stop is found without a bytewise rescan of the word
+            return from + (hit.trailing_zeros() / 8) as usize;
         }
         from += 8;
     }
