@@ -439,3 +439,54 @@ fn float_literals_copied_as_is_are_what_python_writes() {
         assert_eq!(fast, slow, "{s}");
     }
 }
+
+/// Arrays and objects written as CSV fields in one pass: whitespace dropped, escapes
+/// rewritten (`\u00e9` -> `é`, `\/` -> `/`, `\"` kept and doubled), numbers as Python
+/// writes them, and quotes only when the compact text holds `"`, the delimiter, CR or LF
+/// (`[1,2]` is quoted under `,` but not under `;`).
+#[test]
+fn compact_json_fields_agree_under_every_delimiter() {
+    let schema: SchemaDef = serde_json::from_value(json!({"fields": [
+        {"key": "a", "type": "array"}, {"key": "o", "type": "object"}
+    ]}))
+    .unwrap();
+    let values = [
+        "[]",
+        "{}",
+        "[1]",
+        "[1,2]",
+        "[ 1 , 2 ]",
+        "[-0, 1.0, 1e5, 1.10, -0.0, 2.5e-7]",
+        "[true,false,null]",
+        "[\"a\"]",
+        "[\"a,b\", \"c;d\", \"e|f\"]",
+        "[\"\\u00e9\\/x\", \"q\\\"uote\", \"tab\\tnl\\ncr\\r\"]",
+        "{\"k\" : [ {\"x\" :1 ,\"y\":\"v\"} ]}",
+        "{\"k\":1,\"k\":2}",
+        "{\"k\\u00e9\":1}",
+        "\n[\r\n\t{\"description\": \"Support\\nplan\", \"quantity\": 14, \"unit_price\": 34.23}\n]",
+        "[\"=SUM(A1)\", \"+1\", \"-x\", \"@me\"]",
+        "[[[]], [{}], [[1, [2, [3]]]]]",
+    ];
+    let mut rows = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        rows.push(ResultRow {
+            id: format!("{i}"),
+            file_name: None,
+            created_at_ms: 0,
+            extraction: format!("{{\"a\": {v}, \"o\": {{\"in\": {v}}}}}"),
+        });
+    }
+    for delimiter in DELIMITERS {
+        for formula_guard in [false, true] {
+            let options = CsvOptions { delimiter, formula_guard, ..CsvOptions::default() };
+            let plan = CsvPlan::new(&schema, None, &options).unwrap();
+            assert_same(&plan, &rows, &format!("delimiter {delimiter:?}, guard {formula_guard}"));
+        }
+    }
+    // the quoting decision itself, not only agreement with the reference
+    let plan = CsvPlan::new(&schema, None, &CsvOptions { delimiter: ';', ..CsvOptions::default() }).unwrap();
+    let mut out = Vec::new();
+    plan.write_result(&rows[3], &mut out);
+    assert_eq!(String::from_utf8(out).unwrap(), "3;;1970-01-01T00:00:00.000Z;[1,2];\"{\"\"in\"\":[1,2]}\"\r\n");
+}
