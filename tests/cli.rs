@@ -310,6 +310,45 @@ async fn import_from_file_and_stdin_all_or_nothing() {
     app.stop().await;
 }
 
+/// With no server running, `import` commits durably but leaves its WAL to be copied into the
+/// database by whoever opens it next (README "Command line"): a server started afterwards
+/// serves every result, and the database file itself comes to hold them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_without_a_server_is_folded_in_by_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let files = tempfile::tempdir().unwrap();
+    let app = common::spawn_app_with(dir.to_path_buf(), |_| {}).await;
+    let (schema, nd) = common::gen_results(300, 33);
+    let sid = app.create_schema(&schema).await["id"].as_str().unwrap().to_string();
+    app.stop().await;
+
+    let db = dir.join("exports.db");
+    let file = files.path().join("results.ndjson");
+    std::fs::write(&file, &nd).unwrap();
+    let db_before = std::fs::metadata(&db).unwrap().len();
+    let out = run(dir, &["import", "--schema", &sid, file.to_str().unwrap()]);
+    assert!(out.status.success(), "import: {}", text(&out.stderr));
+    let wal = std::fs::metadata(dir.join("exports.db-wal")).map(|m| m.len()).unwrap_or(0);
+    assert!(wal as usize > nd.len() / 2, "the import's WAL ({wal} bytes) should hold the results");
+
+    let app = common::spawn_app_with(dir.to_path_buf(), |_| {}).await;
+    assert_eq!(results_total(&app, &sid).await, 300);
+    // the results' pages reach the database file itself (at the start's first close, or the
+    // server's checkpoint thread)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let grown = std::fs::metadata(&db).unwrap().len() - db_before;
+        if grown as usize > nd.len() / 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the database file grew by {grown} bytes only");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(results_total(&app, &sid).await, 300);
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_command_writes_the_servers_bytes() {
     let tmp = tempfile::tempdir().unwrap();

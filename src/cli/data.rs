@@ -22,9 +22,19 @@ pub fn import(data_dir: &Path, schema_id: &str, file: &str) -> Result<(), String
     } else {
         Box::new(std::fs::File::open(file).map_err(|e| format!("cannot open {file}: {e}"))?)
     };
+    // the import runs on a connection of its own (see `db::open_bulk`)
+    drop(conn);
+    drop(pool);
+    let conn =
+        db::open_bulk(&crate::app::database_path(data_dir), super::CLI_BUSY_TIMEOUT).map_err(|e| e.to_string())?;
     let input = crate::import::read_chunks(reader);
     let started = std::time::Instant::now();
-    let count = match crate::import::import(&conn, &schema.team_id, &schema.id, now_ms(), input) {
+    let mut wal = crate::app::database_path(data_dir).into_os_string();
+    wal.push("-wal");
+    let write_behind = crate::jobs::write_behind::WalWriteBehind::start(wal.into());
+    let imported = crate::import::import(&conn, &schema.team_id, &schema.id, now_ms(), input);
+    drop(write_behind);
+    let count = match imported {
         Ok(n) => n,
         // an empty input imports nothing, as it always has
         Err(ImportError::NoResults) => 0,

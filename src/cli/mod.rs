@@ -204,7 +204,7 @@ fn run(cli: Cli) -> Result<(), String> {
 
 /// The command-line tools wait longer than the server for a lock another process holds:
 /// no client is waiting on a socket, and giving up makes the operator start again.
-const CLI_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const CLI_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn open_db(data_dir: &Path) -> Result<Pool, String> {
     let data = DataDir::new(data_dir);

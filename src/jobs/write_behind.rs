@@ -68,6 +68,53 @@ impl Write for WriteBehind {
     }
 }
 
+/// Asks the kernel, every `WAL_EVERY` until dropped, to start writing out whatever is dirty
+/// in the file at `path` (a SQLite WAL that a long transaction is filling), so that the
+/// commit's fsync finds little left: for an import of 100,000 results (115 MB of WAL) that
+/// fsync alone waited ~0.5 s with the disk idle until then. The file is only opened to ask
+/// (SQLite locks the database and `-shm` files, never the WAL, so this descriptor takes no
+/// lock away). Hand-written for the same reason as [`WriteBehind`].
+pub struct WalWriteBehind {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+const WAL_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl WalWriteBehind {
+    pub fn start(path: std::path::PathBuf) -> WalWriteBehind {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("wal-write-behind".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(WAL_EVERY) {
+                    // the WAL appears at the first write
+                    let Ok(file) = File::open(&path) else { continue };
+                    #[cfg(target_os = "linux")]
+                    {
+                        use std::os::fd::AsRawFd;
+                        // SAFETY: a valid open descriptor; length 0 means to the end of the
+                        // file. A failure only leaves the work to the commit's fsync.
+                        unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+                    }
+                    #[cfg(not(target_os = "linux"))]
+                    drop(file);
+                }
+            })
+            .ok();
+        WalWriteBehind { stop: Some(stop), thread }
+    }
+}
+
+impl Drop for WalWriteBehind {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
