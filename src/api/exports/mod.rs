@@ -9,11 +9,10 @@ use poem_openapi::OpenApi;
 
 use super::auth::ApiKeyAuth;
 use super::body::JsonBody;
-use super::list::{default_limit, default_page, fields_param, include_schema, ListParams, SortOrder, Sparse};
+use super::list::{default_limit, default_page, Includes, ListParams, ListSpec, SortOrder};
 use super::{with_db, with_writer, ApiTags, Message};
 use crate::db::exports::{ExportRow, QuotaExceeded, Quotas};
 use crate::domain::export::{ExportStatus, NewExport};
-use crate::domain::list::PageMeta;
 use crate::domain::time::format_ms;
 use crate::error::ApiError;
 use crate::services;
@@ -214,26 +213,23 @@ impl ExportsApi {
             Some(ExportSortBy::StartDate) => "start_ms",
             Some(ExportSortBy::EndDate) => "end_ms",
         };
-        let q = ListParams {
+        let list = ListParams {
             page: page.0,
             limit: limit.0,
             sort_order: sort_order.0,
             search: search.0,
             created_after: created_after.0,
             created_before: created_before.0,
+            fields: fields.0,
+            include: include.0,
         }
-        .query(col)?;
-        let with_schema = include_schema(include.0.as_deref())?;
-        let fields = fields_param(fields.0.as_deref(), EXPORT_FIELDS, with_schema)?;
+        .check(ListSpec { sort_column: col, fields: EXPORT_FIELDS, includes: Includes::Schema })?;
         let team = auth.0.id;
         let counts = state.list_counts.clone();
-        let (rows, meta) = with_db(&state, move |c| {
-            let (rows, total) = crate::db::exports::list(c, &team, &q, Some(&counts))?;
-            Ok((rows, PageMeta::new(&q, total)))
-        })
-        .await?;
-        let data = rows.iter().map(|r| Sparse::new(&to_api(r, with_schema), fields.as_deref())).collect();
-        Ok(ExportListOk::Ok(Json(ExportList { data, meta: meta.into() })))
+        let (data, meta) = list
+            .fetch(&state, move |c, q, _| Ok(crate::db::exports::list(c, &team, q, Some(&counts))?), to_api)
+            .await?;
+        Ok(ExportListOk::Ok(Json(ExportList { data, meta })))
     }
 
     /// Get an export
