@@ -118,13 +118,38 @@ impl Config {
     }
 }
 
-/// `7d`, `12h`, `30m`, `45s`, `3600` (seconds), `0` (never). `None` means never.
-pub fn parse_retention(s: &str) -> Result<Option<Duration>, String> {
-    let d = parse_duration(s)?;
-    Ok(if d.is_zero() { None } else { Some(d) })
+/// An address to listen on, like `127.0.0.1:8080`.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| format!("'{s}' is not an address like 127.0.0.1:8080"))
 }
 
-/// `3600`, `45s`, `30m`, `12h`, `7d`.
+/// A duration of more than 0 seconds (a timeout).
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be more than 0 seconds".into());
+    }
+    Ok(d)
+}
+
+/// How long a download URL stays valid: 1 second to [`MAX_URL_TTL`].
+pub fn parse_url_ttl(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() || d.as_secs() > MAX_URL_TTL {
+        return Err(format!("must be between 1 and {MAX_URL_TTL} seconds (7 days)"));
+    }
+    Ok(d)
+}
+
+/// A team's export storage in bytes: a size, or `0`, `off` or nothing for no limit (0).
+pub fn parse_storage_limit(s: &str) -> Result<u64, String> {
+    match s.trim() {
+        "0" | "" | "off" => Ok(0),
+        s => parse_size(s).map(|n| n as u64),
+    }
+}
+
+/// `3600`, `45s`, `30m`, `12h`, `7d`; `0` is zero (for `--retention`: keep exports).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
@@ -199,7 +224,9 @@ mod tests {
         assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5w").is_err());
-        assert_eq!(parse_retention("0").unwrap(), None);
+        assert_eq!(parse_positive_duration("0").unwrap_err(), "must be more than 0 seconds");
+        assert_eq!(parse_url_ttl("15m").unwrap(), Duration::from_secs(900));
+        assert!(parse_url_ttl("0").is_err() && parse_url_ttl("8d").is_err());
     }
 
     #[test]
@@ -212,5 +239,10 @@ mod tests {
         assert!(parse_public_url("ftp://x").is_err());
         assert!(parse_public_url("http://x?a=1").is_err());
         assert!(parse_signing_key("short").is_err());
+        assert_eq!(parse_storage_limit("off").unwrap(), 0);
+        assert_eq!(parse_storage_limit("0").unwrap(), 0);
+        assert_eq!(parse_storage_limit("256MB").unwrap(), 256 << 20);
+        assert!(parse_storage_limit("lots").is_err());
+        assert!(parse_listen("nonsense").is_err());
     }
 }

@@ -21,8 +21,9 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 4),
     ("bootstrap", 4),
     ("demo", 4),
-    // what request handlers share
+    // what request handlers share, and what they do past parsing
     ("state", 5),
+    ("services", 5),
     // the one error → HTTP mapping
     ("error", 6),
     // the HTTP API (the signed file route included) and the HTTP server plumbing

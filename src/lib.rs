@@ -2,7 +2,7 @@
 //! downloadable CSV files through asynchronous export jobs and signed URLs.
 //!
 //! Dependencies point one way, down the layers (`layers_tests.rs` holds the table and
-//! checks it): `cli` → `app` (wiring) → `api`, `server` → `error` → `state` → `jobs`,
+//! checks it): `cli` → `app` (wiring) → `api`, `server` → `error` → `state`, `services` → `jobs`,
 //! `import`, `config` → `db`, `signing` → `data_dir` → `private` → `domain`.
 
 pub mod api;
@@ -19,6 +19,7 @@ pub mod import;
 pub mod jobs;
 pub mod private;
 pub mod server;
+pub mod services;
 pub mod signing;
 pub mod state;
 

@@ -435,6 +435,9 @@ async fn bad_configuration_stops_serve_at_start() {
         on_free_port(&["--url-ttl", "999999999"], None, "--url-ttl"),
         on_free_port(&["--retention", "soon"], None, "--retention"),
         on_free_port(&["--workers", "0"], None, "--workers"),
+        // typed flags name the flag and its environment twin, whichever was used
+        on_free_port(&["--max-export-storage", "lots"], None, "--max-export-storage / EXPORTS_MAX_EXPORT_STORAGE"),
+        on_free_port(&[], Some(("EXPORTS_IDLE_TIMEOUT", "0")), "--idle-timeout / EXPORTS_IDLE_TIMEOUT must be"),
         on_free_port(&[], Some(("EXPORTS_SIGNING_KEY", "short")), "EXPORTS_SIGNING_KEY"),
     ];
 

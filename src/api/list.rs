@@ -3,15 +3,19 @@
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use poem_openapi::registry::{MetaSchemaRef, Registry};
 use poem_openapi::types::{ParseFromJSON, ParseResult, ToJSON, Type};
 use poem_openapi::{Enum, Object};
 use serde_json::Value;
 
+use super::with_db;
+use crate::db::Conn;
 use crate::domain::list::{parse_fields, parse_include, ListQuery, PageMeta, MAX_SEARCH_CHARS};
 use crate::domain::time::{parse_instant, DayEnd};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Paging facts of a list.
 #[derive(Object, Clone)]
@@ -58,11 +62,33 @@ pub struct ListParams {
     pub search: Option<String>,
     pub created_after: Option<String>,
     pub created_before: Option<String>,
+    pub fields: Option<String>,
+    pub include: Option<String>,
 }
 
 impl ListParams {
-    /// Checks the parameters; `sort_column` is the already-mapped column for `sort_by`.
-    pub fn query(self, sort_column: &'static str) -> Result<ListQuery, ApiError> {
+    /// Checks every parameter against what the endpoint offers, in the order the first fault
+    /// is reported: paging, sort and filters, then `include` and `fields`.
+    pub fn check(self, spec: ListSpec) -> Result<CheckedList, ApiError> {
+        let (fields, include) = (self.fields.clone(), self.include.clone());
+        let query = self.query(spec.sort_column)?;
+        let with_schema = match spec.includes {
+            Includes::Schema => include_schema(include.as_deref())?,
+            Includes::Nothing(_) => false,
+        };
+        let fields = fields_param(fields.as_deref(), spec.fields, with_schema)?;
+        if let (Includes::Nothing(resource), Some(inc)) =
+            (spec.includes, include.as_deref().filter(|s| !s.trim().is_empty()))
+        {
+            return Err(ApiError::bad_request(format!(
+                "include: unknown relation '{inc}'; {resource} have none to include"
+            )));
+        }
+        Ok(CheckedList { query, fields, with_schema })
+    }
+
+    /// Checks paging, sort and filters; `sort_column` is the already-mapped column for `sort_by`.
+    fn query(self, sort_column: &'static str) -> Result<ListQuery, ApiError> {
         // an empty value (`created_after=`, as forms send) means the filter is not set
         let after = match self.created_after.as_deref().filter(|s| !s.trim().is_empty()) {
             Some(s) => Some(
@@ -94,9 +120,58 @@ impl ListParams {
     }
 }
 
+/// What one list endpoint adds to the shared parameters.
+pub struct ListSpec {
+    /// The column `sort_by` maps to.
+    pub sort_column: &'static str,
+    /// The names `fields` may list.
+    pub fields: &'static [&'static str],
+    /// What `include` may ask for.
+    pub includes: Includes,
+}
+
+/// The related resources a list can include.
+#[derive(Clone, Copy)]
+pub enum Includes {
+    /// `include=schema` adds each item's `schema: {id, name}`.
+    Schema,
+    /// Nothing: any `include` is a 400 naming the resource (e.g. `schemas`).
+    Nothing(&'static str),
+}
+
+/// A list request whose parameters passed every check.
+pub struct CheckedList {
+    pub query: ListQuery,
+    /// `None`: every field.
+    pub fields: Option<Vec<String>>,
+    /// `include=schema` was asked for.
+    pub with_schema: bool,
+}
+
+impl CheckedList {
+    /// Fetches the page with `fetch` (the rows and the total over all pages) off the async
+    /// runtime and maps each row to its API item with `to_api(row, with_schema)`, trimmed to
+    /// the fields asked for.
+    pub async fn fetch<R: Send + 'static, T: ToJSON>(
+        self,
+        state: &Arc<AppState>,
+        fetch: impl FnOnce(&mut Conn, &ListQuery, bool) -> Result<(Vec<R>, u64), ApiError> + Send + 'static,
+        to_api: impl Fn(&R, bool) -> T,
+    ) -> Result<(Vec<Sparse<T>>, Meta), ApiError> {
+        let CheckedList { query, fields, with_schema } = self;
+        let (rows, meta) = with_db(state, move |c| {
+            let (rows, total) = fetch(c, &query, with_schema)?;
+            Ok((rows, PageMeta::new(&query, total)))
+        })
+        .await?;
+        let data = rows.iter().map(|r| Sparse::new(&to_api(r, with_schema), fields.as_deref())).collect();
+        Ok((data, meta.into()))
+    }
+}
+
 /// Checks `fields`; `None` means every field. With `include=schema` the included `schema`
 /// object is kept whatever `fields` says: asking for it and then dropping it makes no sense.
-pub fn fields_param(param: Option<&str>, allowed: &[&str], keep_schema: bool) -> Result<Option<Vec<String>>, ApiError> {
+fn fields_param(param: Option<&str>, allowed: &[&str], keep_schema: bool) -> Result<Option<Vec<String>>, ApiError> {
     let param = param.filter(|p| !p.trim().is_empty());
     let mut fields = param.map(|p| parse_fields(p, allowed)).transpose().map_err(ApiError::bad_request)?;
     if let Some(f) = fields.as_mut().filter(|f| keep_schema && !f.iter().any(|n| n == "schema")) {
@@ -106,7 +181,7 @@ pub fn fields_param(param: Option<&str>, allowed: &[&str], keep_schema: bool) ->
 }
 
 /// Checks `include`; true when `schema` was asked for.
-pub fn include_schema(param: Option<&str>) -> Result<bool, ApiError> {
+fn include_schema(param: Option<&str>) -> Result<bool, ApiError> {
     let inc = param.map(|p| parse_include(p, &["schema"])).transpose().map_err(ApiError::bad_request)?;
     Ok(inc.is_some_and(|v| v.iter().any(|s| s == "schema")))
 }

@@ -11,14 +11,13 @@ use serde_json::Value;
 
 use super::auth::ApiKeyAuth;
 use super::body::JsonBody;
-use super::list::{
-    default_limit, default_page, fields_param, include_schema, ListParams, Meta, SchemaRef, SortOrder, Sparse,
-};
+use super::list::{default_limit, default_page, Includes, ListParams, ListSpec, Meta, SchemaRef, SortOrder, Sparse};
 use super::ndjson::Ndjson;
 use super::types::{JsonObject, Text};
 use super::{parse_id, with_db, with_writer, ApiTags, Message};
 use crate::db::results::{NewResult, ResultRecord};
-use crate::domain::list::PageMeta;
+use crate::db::Conn;
+use crate::domain::list::ListQuery;
 use crate::domain::time::{format_ms, now_ms, parse_instant, DayEnd};
 use crate::error::ApiError;
 use crate::import::ImportError;
@@ -295,48 +294,46 @@ impl ResultsApi {
             None | Some(ResultSortBy::CreatedAt) => "created_at",
             Some(ResultSortBy::UpdatedAt) => "updated_at",
         };
-        let q = ListParams {
+        let list = ListParams {
             page: page.0,
             limit: limit.0,
             sort_order: sort_order.0,
             search: search.0,
             created_after: created_after.0,
             created_before: created_before.0,
+            fields: fields.0,
+            include: include.0,
         }
-        .query(col)?;
-        let with_schema = include_schema(include.0.as_deref())?;
-        let fields = fields_param(fields.0.as_deref(), RESULT_FIELDS, with_schema)?;
+        .check(ListSpec { sort_column: col, fields: RESULT_FIELDS, includes: Includes::Schema })?;
         let schema_filter =
             schema_id.0.as_deref().filter(|s| !s.is_empty()).map(|s| parse_id("schema_id", s)).transpose()?;
         let with_extraction = include_extraction.0;
         let team = auth.0.id;
         let counts = state.list_counts.clone();
-        let (rows, names, meta) = with_db(&state, move |c| {
+        let fetch = move |c: &mut Conn, q: &ListQuery, with_schema: bool| {
             let (rows, total) =
-                crate::db::results::list(c, &team, schema_filter.as_deref(), with_extraction, &q, Some(&counts))?;
-            let names = if with_schema {
-                let mut ids: Vec<String> = rows.iter().map(|r| r.schema_id.clone()).collect();
-                ids.sort();
-                ids.dedup();
-                crate::db::schemas::names(c, &team, &ids)?
-            } else {
-                vec![]
-            };
-            Ok((rows, names, PageMeta::new(&q, total)))
-        })
-        .await?;
-        let data = rows
-            .iter()
-            .map(|r| {
-                let schema = with_schema.then(|| {
+                crate::db::results::list(c, &team, schema_filter.as_deref(), with_extraction, q, Some(&counts))?;
+            if !with_schema {
+                return Ok((rows.into_iter().map(|r| (r, None)).collect(), total));
+            }
+            let mut ids: Vec<String> = rows.iter().map(|r| r.schema_id.clone()).collect();
+            ids.sort();
+            ids.dedup();
+            let names = crate::db::schemas::names(c, &team, &ids)?;
+            let rows = rows
+                .into_iter()
+                .map(|r| {
                     let name =
                         names.iter().find(|(id, _)| *id == r.schema_id).map(|(_, n)| n.clone()).unwrap_or_default();
-                    SchemaRef { id: r.schema_id.clone(), name }
-                });
-                Sparse::new(&to_api(r, with_extraction, schema), fields.as_deref())
-            })
-            .collect();
-        Ok(ResultListOk::Ok(Json(ResultList { data, meta: meta.into() })))
+                    let schema = SchemaRef { id: r.schema_id.clone(), name };
+                    (r, Some(schema))
+                })
+                .collect();
+            Ok((rows, total))
+        };
+        let (data, meta) =
+            list.fetch(&state, fetch, |(r, schema), _| to_api(r, with_extraction, schema.clone())).await?;
+        Ok(ResultListOk::Ok(Json(ResultList { data, meta })))
     }
 
     /// Get a result

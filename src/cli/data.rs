@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::{open_db, ExportArgs};
 use crate::db;
-use crate::domain::export::CsvOptions;
+use crate::domain::export::{CsvOptions, Delimiter};
 use crate::domain::time::{now_ms, parse_instant, DayEnd};
 use crate::import::ImportError;
 use crate::jobs::engine::{write_export, ExportSpec};
@@ -63,11 +63,9 @@ pub fn export(data_dir: &Path, a: ExportArgs) -> Result<(), String> {
         return Err("--start is after --end".into());
     }
     let delimiter = match a.delimiter.as_str() {
-        "\\t" | "\t" | "tab" => '\t',
-        d if d.chars().count() == 1 && crate::domain::export::DELIMITERS.contains(&d.chars().next().unwrap_or(' ')) => {
-            d.chars().next().unwrap_or(',')
-        }
-        d => return Err(format!("--delimiter '{d}': use , ; | or \\t")),
+        // how a tab is easiest to write in a shell
+        "\\t" | "tab" => '\t',
+        d => d.parse::<Delimiter>().map_err(|_| format!("--delimiter '{d}': use , ; | or \\t"))?.as_char(),
     };
     let options =
         CsvOptions { delimiter, bom: a.bom, gzip: a.gzip, formula_guard: !a.no_formula_guard, ..CsvOptions::default() };

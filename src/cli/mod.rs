@@ -4,12 +4,17 @@
 mod admin;
 mod data;
 mod serve;
+mod typed;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use typed::Checked;
 
+use crate::config;
 use crate::data_dir::DataDir;
 use crate::db::{self, Pool};
 
@@ -62,52 +67,57 @@ pub struct ServeArgs {
     #[arg(long)]
     pub demo: bool,
     /// Address to listen on.
-    #[arg(long, env = "EXPORTS_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: String,
+    #[arg(long, env = "EXPORTS_LISTEN", default_value = "127.0.0.1:8080", value_parser = Checked(config::parse_listen))]
+    pub listen: SocketAddr,
     /// Base of download URLs (default: http:// + the listen address).
-    #[arg(long, env = "EXPORTS_PUBLIC_URL")]
+    #[arg(long, env = "EXPORTS_PUBLIC_URL", value_parser = Checked(config::parse_public_url))]
     pub public_url: Option<String>,
     /// Export jobs that run at once (default: the number of CPUs).
     #[arg(long, env = "EXPORTS_WORKERS")]
     pub workers: Option<usize>,
     /// Seconds a download URL stays valid (at most 604800, 7 days).
-    #[arg(long, env = "EXPORTS_URL_TTL", default_value = "3600")]
-    pub url_ttl: String,
+    #[arg(long, env = "EXPORTS_URL_TTL", default_value = "3600", value_parser = Checked(config::parse_url_ttl))]
+    pub url_ttl: Duration,
     /// COMPLETED/FAILED exports older than this are deleted with their file; 0 keeps them.
-    #[arg(long, env = "EXPORTS_RETENTION", default_value = "7d")]
-    pub retention: String,
+    #[arg(long, env = "EXPORTS_RETENTION", default_value = "7d", value_parser = Checked(config::parse_duration))]
+    pub retention: Duration,
     /// Largest NDJSON upload body (POST /v1/schemas/{id}/results), e.g. 256MB.
-    #[arg(long, env = "EXPORTS_MAX_BODY", default_value = "256MB")]
-    pub max_body: String,
+    #[arg(long, env = "EXPORTS_MAX_BODY", default_value = "256MB", value_parser = Checked(config::parse_size))]
+    pub max_body: usize,
     /// Largest JSON request body (every other route that takes a body), e.g. 1MB.
-    #[arg(long, env = "EXPORTS_MAX_JSON_BODY", default_value = "1MB")]
-    pub max_json_body: String,
+    #[arg(long, env = "EXPORTS_MAX_JSON_BODY", default_value = "1MB", value_parser = Checked(config::parse_size))]
+    pub max_json_body: usize,
     /// Exports a team may have PENDING or PROCESSING at once; 0: no limit.
     #[arg(long, env = "EXPORTS_MAX_QUEUED_EXPORTS", default_value_t = 100)]
     pub max_queued_exports: u32,
     /// Bytes of export files a team may keep, e.g. 10GB; 0: no limit.
-    #[arg(long, env = "EXPORTS_MAX_EXPORT_STORAGE", default_value = "0")]
-    pub max_export_storage: String,
+    #[arg(
+        long,
+        env = "EXPORTS_MAX_EXPORT_STORAGE",
+        default_value = "0",
+        value_parser = Checked(config::parse_storage_limit)
+    )]
+    pub max_export_storage: u64,
     /// Requests per second per API key (burst twice that), and per client address for
     /// requests without a valid key; 0 turns rate limiting off.
     #[arg(long, env = "EXPORTS_RATE_LIMIT", default_value_t = 100)]
     pub rate_limit: u32,
     /// A request's header must arrive whole within this time, e.g. 30s.
-    #[arg(long, env = "EXPORTS_HEADER_TIMEOUT", default_value = "30s")]
-    pub header_timeout: String,
+    #[arg(long, env = "EXPORTS_HEADER_TIMEOUT", default_value = "30s", value_parser = Checked(config::parse_positive_duration))]
+    pub header_timeout: Duration,
     /// A connection with no request in flight and no traffic for this long is closed, e.g. 60s.
-    #[arg(long, env = "EXPORTS_IDLE_TIMEOUT", default_value = "60s")]
-    pub idle_timeout: String,
+    #[arg(long, env = "EXPORTS_IDLE_TIMEOUT", default_value = "60s", value_parser = Checked(config::parse_positive_duration))]
+    pub idle_timeout: Duration,
     /// Open connections at most; a connection past the cap gets 503 and is closed.
     #[arg(long, env = "EXPORTS_MAX_CONNECTIONS", default_value_t = 1000)]
     pub max_connections: usize,
     /// On SIGTERM/SIGINT, how long open requests may take to finish before the server exits.
-    #[arg(long, env = "EXPORTS_SHUTDOWN_GRACE", default_value = "5s")]
-    pub shutdown_grace: String,
+    #[arg(long, env = "EXPORTS_SHUTDOWN_GRACE", default_value = "5s", value_parser = Checked(config::parse_duration))]
+    pub shutdown_grace: Duration,
     /// How long a database write waits while another process (e.g. `import`) holds the lock;
     /// past it the request gets 503 with Retry-After.
-    #[arg(long, env = "EXPORTS_BUSY_TIMEOUT", default_value = "5s")]
-    pub busy_timeout: String,
+    #[arg(long, env = "EXPORTS_BUSY_TIMEOUT", default_value = "5s", value_parser = Checked(config::parse_positive_duration))]
+    pub busy_timeout: Duration,
 }
 
 #[derive(Subcommand)]

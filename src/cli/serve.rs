@@ -7,50 +7,12 @@ use std::time::Duration;
 
 use super::ServeArgs;
 use crate::app::App;
-use crate::config::{self, Config, MAX_URL_TTL};
+use crate::config::{self, Config};
 
 pub fn serve(data_dir: &Path, a: ServeArgs) -> Result<(), String> {
-    let listen: SocketAddr = a
-        .listen
-        .parse()
-        .map_err(|_| format!("--listen / EXPORTS_LISTEN '{}' is not an address like 127.0.0.1:8080", a.listen))?;
-    let url_ttl = config::parse_duration(&a.url_ttl).map_err(|e| format!("--url-ttl / EXPORTS_URL_TTL: {e}"))?;
-    if url_ttl.is_zero() || url_ttl.as_secs() > MAX_URL_TTL {
-        return Err(format!("--url-ttl / EXPORTS_URL_TTL must be between 1 and {MAX_URL_TTL} seconds (7 days)"));
-    }
-    let retention =
-        config::parse_retention(&a.retention).map_err(|e| format!("--retention / EXPORTS_RETENTION: {e}"))?;
-    let max_body = config::parse_size(&a.max_body).map_err(|e| format!("--max-body / EXPORTS_MAX_BODY: {e}"))?;
-    let max_json_body =
-        config::parse_size(&a.max_json_body).map_err(|e| format!("--max-json-body / EXPORTS_MAX_JSON_BODY: {e}"))?;
-    let max_export_storage = match a.max_export_storage.trim() {
-        "0" | "" | "off" => None,
-        s => {
-            Some(config::parse_size(s).map_err(|e| format!("--max-export-storage / EXPORTS_MAX_EXPORT_STORAGE: {e}"))?
-                as u64)
-        }
-    };
-    let seconds = |flag: &str, text: &str| -> Result<Duration, String> {
-        let d = config::parse_duration(text).map_err(|e| format!("{flag}: {e}"))?;
-        if d.is_zero() {
-            return Err(format!("{flag} must be more than 0 seconds"));
-        }
-        Ok(d)
-    };
-    let header_timeout = seconds("--header-timeout / EXPORTS_HEADER_TIMEOUT", &a.header_timeout)?;
-    let idle_timeout = seconds("--idle-timeout / EXPORTS_IDLE_TIMEOUT", &a.idle_timeout)?;
-    let busy_timeout = seconds("--busy-timeout / EXPORTS_BUSY_TIMEOUT", &a.busy_timeout)?;
-    let shutdown_grace = config::parse_duration(&a.shutdown_grace)
-        .map_err(|e| format!("--shutdown-grace / EXPORTS_SHUTDOWN_GRACE: {e}"))?;
     if a.max_connections == 0 {
         return Err("--max-connections / EXPORTS_MAX_CONNECTIONS must be at least 1".into());
     }
-    let public_url = a
-        .public_url
-        .as_deref()
-        .map(config::parse_public_url)
-        .transpose()
-        .map_err(|e| format!("--public-url / EXPORTS_PUBLIC_URL: {e}"))?;
     let workers = match a.workers {
         Some(0) => return Err("--workers / EXPORTS_WORKERS must be at least 1".into()),
         Some(n) if n > 256 => return Err("--workers / EXPORTS_WORKERS must be at most 256".into()),
@@ -68,27 +30,29 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> Result<(), String> {
     };
     let cfg = Config {
         data_dir: data_dir.to_path_buf(),
-        listen,
-        public_url,
+        listen: a.listen,
+        public_url: a.public_url,
         workers,
-        url_ttl,
-        retention,
+        url_ttl: a.url_ttl,
+        // 0 keeps exports
+        retention: (!a.retention.is_zero()).then_some(a.retention),
         signing_key,
         api_key,
         limits: config::Limits {
-            max_body,
-            max_json_body,
+            max_body: a.max_body,
+            max_json_body: a.max_json_body,
             max_queued_exports: a.max_queued_exports,
-            max_export_storage,
+            // 0 is no limit
+            max_export_storage: (a.max_export_storage > 0).then_some(a.max_export_storage),
             rate_limit: a.rate_limit,
-            busy_timeout,
+            busy_timeout: a.busy_timeout,
             ..config::Limits::default()
         },
         server: config::ServerLimits {
-            header_timeout,
-            idle_timeout,
+            header_timeout: a.header_timeout,
+            idle_timeout: a.idle_timeout,
             max_connections: a.max_connections,
-            shutdown_grace,
+            shutdown_grace: a.shutdown_grace,
         },
         demo: a.demo,
     };

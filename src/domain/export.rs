@@ -1,8 +1,13 @@
-//! Export jobs: status, CSV options, and the checks made when one is created.
+//! Export jobs: status, CSV options, a new export's checked input, and the checks made when
+//! one is created.
+
+use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use super::schema::{FieldType, SchemaDef};
+use super::time::format_ms;
 
 /// Where an export job is. Moves only PENDING → PROCESSING → COMPLETED or FAILED.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +75,74 @@ impl CsvOptions {
     }
 }
 
+/// A field delimiter an export may use: one of [`DELIMITERS`], written as that one character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delimiter(char);
+
+impl Delimiter {
+    pub fn as_char(self) -> char {
+        self.0
+    }
+}
+
+impl Default for Delimiter {
+    fn default() -> Self {
+        Delimiter(CsvOptions::default().delimiter)
+    }
+}
+
+/// A delimiter text that is not one of [`DELIMITERS`]; says which ones are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadDelimiter(pub String);
+
+impl fmt::Display for BadDelimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} is not allowed; use one of \",\", \";\", \"\\t\", \"|\"", self.0)
+    }
+}
+
+impl std::error::Error for BadDelimiter {}
+
+impl FromStr for Delimiter {
+    type Err = BadDelimiter;
+
+    fn from_str(s: &str) -> Result<Delimiter, BadDelimiter> {
+        let mut chars = s.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) if DELIMITERS.contains(&c) => Ok(Delimiter(c)),
+            _ => Err(BadDelimiter(s.to_string())),
+        }
+    }
+}
+
+/// A new export job as asked for, checked as far as it can be without the database: the
+/// schema id, the inclusive time range in ms (start not after end), the array field to
+/// expand (checked against the schema when it is looked up) and the CSV options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewExport {
+    pub schema_id: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub expand_array: Option<String>,
+    pub options: CsvOptions,
+}
+
+impl NewExport {
+    /// Checks that the range is not reversed; the message shows both ends.
+    pub fn new(
+        schema_id: String,
+        start_ms: i64,
+        end_ms: i64,
+        expand_array: Option<String>,
+        options: CsvOptions,
+    ) -> Result<NewExport, String> {
+        if start_ms > end_ms {
+            return Err(format!("start_date ({}) is after end_date ({})", format_ms(start_ms), format_ms(end_ms)));
+        }
+        Ok(NewExport { schema_id, start_ms, end_ms, expand_array, options })
+    }
+}
+
 /// Checks that `expand_array` names a top-level `array` field of the schema.
 pub fn check_expand_array(schema: &SchemaDef, key: &str) -> Result<(), String> {
     match schema.field(key) {
@@ -90,5 +163,31 @@ pub fn check_expand_array(schema: &SchemaDef, key: &str) -> Result<(), String> {
                 )
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delimiters_parse_as_one_allowed_character() {
+        for c in DELIMITERS {
+            assert_eq!(c.to_string().parse::<Delimiter>().map(Delimiter::as_char), Ok(c));
+        }
+        for bad in ["", ",,", "x", "\\t", "tab"] {
+            assert_eq!(bad.parse::<Delimiter>(), Err(BadDelimiter(bad.to_string())), "{bad:?}");
+        }
+        assert_eq!(BadDelimiter("x".into()).to_string(), r#""x" is not allowed; use one of ",", ";", "\t", "|""#);
+    }
+
+    #[test]
+    fn a_new_export_may_not_end_before_it_starts() {
+        let new = |s, e| NewExport::new("id".into(), s, e, None, CsvOptions::default());
+        assert!(new(5, 5).is_ok());
+        assert_eq!(
+            new(1, 0).unwrap_err(),
+            "start_date (1970-01-01T00:00:00.001Z) is after end_date (1970-01-01T00:00:00.000Z)"
+        );
     }
 }

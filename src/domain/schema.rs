@@ -20,20 +20,6 @@ impl FieldType {
     pub const ALL: [&'static str; 8] =
         ["string", "number", "integer", "boolean", "date", "datetime", "object", "array"];
 
-    pub fn parse(s: &str) -> Option<FieldType> {
-        Some(match s {
-            "string" => FieldType::String,
-            "number" => FieldType::Number,
-            "integer" => FieldType::Integer,
-            "boolean" => FieldType::Boolean,
-            "date" => FieldType::Date,
-            "datetime" => FieldType::Datetime,
-            "object" => FieldType::Object,
-            "array" => FieldType::Array,
-            _ => return None,
-        })
-    }
-
     pub fn as_str(self) -> &'static str {
         FieldType::ALL[self as usize]
     }
@@ -59,6 +45,14 @@ pub struct SchemaDef {
 }
 
 impl SchemaDef {
+    /// A definition from its fields, checked by every rule of [`SchemaDef::validate`]: how
+    /// the API and anything else that takes fields from outside builds one.
+    pub fn new(fields: Vec<FieldDef>) -> Result<SchemaDef, String> {
+        let def = SchemaDef { fields };
+        def.validate()?;
+        Ok(def)
+    }
+
     /// The top-level field with this key.
     pub fn field(&self, key: &str) -> Option<&FieldDef> {
         self.fields.iter().find(|f| f.key == key)
@@ -116,6 +110,28 @@ fn validate_fields(fields: &[FieldDef], path: &str, depth: usize) -> Result<(), 
     Ok(())
 }
 
+/// A schema's name: trimmed, 1 to 200 characters. The one rule for every place that names
+/// a schema (create, update).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaName(String);
+
+impl SchemaName {
+    pub const MAX_CHARS: usize = 200;
+
+    /// Trims `name` and checks its length.
+    pub fn parse(name: &str) -> Result<SchemaName, String> {
+        let n = name.trim();
+        if n.is_empty() || n.chars().count() > Self::MAX_CHARS {
+            return Err(format!("name must be 1 to {} characters", Self::MAX_CHARS));
+        }
+        Ok(SchemaName(n.to_string()))
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
 /// `[A-Za-z_][A-Za-z0-9_]*`
 pub fn valid_key(key: &str) -> bool {
     let mut chars = key.chars();
@@ -158,6 +174,16 @@ mod tests {
         ];
         for c in cases {
             assert!(parse(c.clone()).validate().is_err(), "{c}");
+            assert_eq!(SchemaDef::new(parse(c.clone()).fields), Err(parse(c.clone()).validate().unwrap_err()), "{c}");
+        }
+    }
+
+    #[test]
+    fn schema_names_are_trimmed_and_1_to_200_characters() {
+        assert_eq!(SchemaName::parse("  Invoices ").unwrap().into_string(), "Invoices");
+        assert_eq!(SchemaName::parse(&"é".repeat(200)).unwrap().into_string(), "é".repeat(200));
+        for bad in ["", "   ", &"x".repeat(201)] {
+            assert_eq!(SchemaName::parse(bad), Err("name must be 1 to 200 characters".to_string()), "{bad:?}");
         }
     }
 }

@@ -9,13 +9,14 @@ use poem_openapi::OpenApi;
 
 use super::auth::ApiKeyAuth;
 use super::body::JsonBody;
-use super::list::{default_limit, default_page, fields_param, include_schema, ListParams, SortOrder, Sparse};
+use super::list::{default_limit, default_page, Includes, ListParams, ListSpec, SortOrder};
 use super::{with_db, with_writer, ApiTags, Message};
 use crate::db::exports::{ExportRow, QuotaExceeded, Quotas};
-use crate::domain::export::{check_expand_array, ExportStatus};
-use crate::domain::list::PageMeta;
-use crate::domain::time::{format_ms, now_ms, parse_instant, DayEnd};
+use crate::domain::export::{ExportStatus, NewExport};
+use crate::domain::time::format_ms;
 use crate::error::ApiError;
+use crate::services;
+use crate::services::exports::{CreateError, DeleteError};
 use crate::state::AppState;
 use crate::{api_errors, api_ok};
 
@@ -107,6 +108,26 @@ fn not_found() -> ApiError {
     ApiError::not_found("Export not found")
 }
 
+impl From<CreateError> for ApiError {
+    fn from(e: CreateError) -> Self {
+        match e {
+            CreateError::SchemaNotFound => ApiError::not_found("Schema not found"),
+            CreateError::ExpandArray(m) => ApiError::bad_request(m),
+            CreateError::Quota(q) => quota_error(q),
+            CreateError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<DeleteError> for ApiError {
+    fn from(e: DeleteError) -> Self {
+        match e {
+            DeleteError::NotFound => not_found(),
+            DeleteError::Db(e) => e.into(),
+        }
+    }
+}
+
 /// An export of the team, or 404 (another team's export answers as a missing one).
 async fn find(state: &Arc<AppState>, team: String, id: uuid::Uuid) -> Result<ExportRow, ApiError> {
     let id = id.to_string();
@@ -143,54 +164,11 @@ impl ExportsApi {
         state: Data<&Arc<AppState>>,
         body: JsonBody<CreateExport>,
     ) -> Result<ExportCreated, CreateExportErrors> {
-        let body = body.0;
-        let schema_id = body.schema_id.to_string();
-        let start = parse_instant(&body.start_date, DayEnd::Start)
-            .map_err(|m| ApiError::bad_request(format!("start_date: {m}")))?;
-        let end =
-            parse_instant(&body.end_date, DayEnd::End).map_err(|m| ApiError::bad_request(format!("end_date: {m}")))?;
-        if start > end {
-            return Err(ApiError::bad_request(format!(
-                "start_date ({}) is after end_date ({})",
-                format_ms(start),
-                format_ms(end)
-            ))
-            .into());
-        }
-        let options = options_in(body.options)?;
-        let expand = body.expand_array.map(|t| t.0);
+        let new = NewExport::try_from(body.0)?;
         let team = auth.0.id;
         let quotas =
             Quotas { max_queued: state.limits.max_queued_exports, max_storage: state.limits.max_export_storage };
-        let row = with_writer(&state, move |c| {
-            let schema = crate::db::schemas::get(c, &team, &schema_id)?
-                .ok_or_else(|| ApiError::not_found("Schema not found"))?;
-            if let Some(key) = &expand {
-                check_expand_array(&schema.definition, key).map_err(ApiError::bad_request)?;
-            }
-            let now = now_ms();
-            let row = ExportRow {
-                id: uuid::Uuid::now_v7().to_string(),
-                team_id: team,
-                schema_id,
-                schema_name: Some(schema.name),
-                status: ExportStatus::Pending,
-                start_ms: start,
-                end_ms: end,
-                expand_array: expand,
-                options,
-                row_count: None,
-                file_size: None,
-                error: None,
-                attempts: 0,
-                created_at: now,
-                updated_at: now,
-                completed_at: None,
-            };
-            crate::db::exports::insert_within_quotas(c, &row, quotas)?.map_err(quota_error)?;
-            Ok(row)
-        })
-        .await?;
+        let row = with_writer(&state, move |c| Ok(services::exports::create(c, team, new, quotas)?)).await?;
         state.jobs.notify();
         Ok(ExportCreated::Created(Json(to_api(&row, false))))
     }
@@ -235,26 +213,23 @@ impl ExportsApi {
             Some(ExportSortBy::StartDate) => "start_ms",
             Some(ExportSortBy::EndDate) => "end_ms",
         };
-        let q = ListParams {
+        let list = ListParams {
             page: page.0,
             limit: limit.0,
             sort_order: sort_order.0,
             search: search.0,
             created_after: created_after.0,
             created_before: created_before.0,
+            fields: fields.0,
+            include: include.0,
         }
-        .query(col)?;
-        let with_schema = include_schema(include.0.as_deref())?;
-        let fields = fields_param(fields.0.as_deref(), EXPORT_FIELDS, with_schema)?;
+        .check(ListSpec { sort_column: col, fields: EXPORT_FIELDS, includes: Includes::Schema })?;
         let team = auth.0.id;
         let counts = state.list_counts.clone();
-        let (rows, meta) = with_db(&state, move |c| {
-            let (rows, total) = crate::db::exports::list(c, &team, &q, Some(&counts))?;
-            Ok((rows, PageMeta::new(&q, total)))
-        })
-        .await?;
-        let data = rows.iter().map(|r| Sparse::new(&to_api(r, with_schema), fields.as_deref())).collect();
-        Ok(ExportListOk::Ok(Json(ExportList { data, meta: meta.into() })))
+        let (data, meta) = list
+            .fetch(&state, move |c, q, _| Ok(crate::db::exports::list(c, &team, q, Some(&counts))?), to_api)
+            .await?;
+        Ok(ExportListOk::Ok(Json(ExportList { data, meta })))
     }
 
     /// Get an export
@@ -314,22 +289,8 @@ impl ExportsApi {
     ) -> Result<ExportDeleted, DeleteExportErrors> {
         let id = id.0.to_string();
         let team = auth.0.id;
-        let data_dir = state.data_dir.clone();
-        let jobs = state.jobs.clone();
-        with_writer(&state, move |c| {
-            let row = crate::db::exports::delete(c, &team, &id)?.ok_or_else(not_found)?;
-            if row.status == ExportStatus::Processing {
-                jobs.cancel(&row.id);
-            }
-            let path = data_dir.export_file(&row.id, row.options.gzip);
-            if let Err(e) = std::fs::remove_file(&path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(file = %path.display(), error = %e, "could not remove an export file");
-                }
-            }
-            Ok(())
-        })
-        .await?;
+        let (jobs, data_dir) = (state.jobs.clone(), state.data_dir.clone());
+        with_writer(&state, move |c| Ok(services::exports::delete(c, &jobs, &data_dir, &team, &id)?)).await?;
         Ok(ExportDeleted::Ok(Json(Message::new("Export deleted successfully"))))
     }
 }

@@ -6,8 +6,8 @@ use poem_openapi::{Enum, Object};
 use crate::api::list::{Meta, SchemaRef, Sparse};
 use crate::api::types::Text;
 use crate::db::exports::ExportRow;
-use crate::domain::export::{CsvOptions, ExportStatus, HeaderStyle, DELIMITERS};
-use crate::domain::time::format_ms;
+use crate::domain::export::{CsvOptions, Delimiter, ExportStatus, HeaderStyle, NewExport};
+use crate::domain::time::{format_ms, parse_instant, DayEnd};
 use crate::error::ApiError;
 
 /// Where an export job is: PENDING (queued, waiting to start), PROCESSING (generation in
@@ -39,6 +39,24 @@ impl From<ExportStatus> for Status {
 pub enum HeaderOption {
     Key,
     Label,
+}
+
+impl From<HeaderStyle> for HeaderOption {
+    fn from(h: HeaderStyle) -> Self {
+        match h {
+            HeaderStyle::Key => HeaderOption::Key,
+            HeaderStyle::Label => HeaderOption::Label,
+        }
+    }
+}
+
+impl From<HeaderOption> for HeaderStyle {
+    fn from(h: HeaderOption) -> Self {
+        match h {
+            HeaderOption::Key => HeaderStyle::Key,
+            HeaderOption::Label => HeaderStyle::Label,
+        }
+    }
 }
 
 /// CSV options, as in effect for an export.
@@ -228,10 +246,7 @@ pub(super) fn options_out(o: &CsvOptions) -> ExportOptions {
     ExportOptions {
         delimiter: o.delimiter.to_string(),
         bom: o.bom,
-        header: match o.header {
-            HeaderStyle::Key => HeaderOption::Key,
-            HeaderStyle::Label => HeaderOption::Label,
-        },
+        header: o.header.into(),
         formula_guard: o.formula_guard,
         gzip: o.gzip,
     }
@@ -243,28 +258,34 @@ pub(super) fn options_in(o: Option<ExportOptionsInput>) -> Result<CsvOptions, Ap
     let delimiter = match o.delimiter.as_deref() {
         None => d.delimiter,
         Some(s) => {
-            let mut chars = s.chars();
-            match (chars.next(), chars.next()) {
-                (Some(c), None) if DELIMITERS.contains(&c) => c,
-                _ => {
-                    return Err(ApiError::bad_request(format!(
-                        "options.delimiter {s:?} is not allowed; use one of \",\", \";\", \"\\t\", \"|\""
-                    )))
-                }
-            }
+            s.parse::<Delimiter>().map_err(|e| ApiError::bad_request(format!("options.delimiter {e}")))?.as_char()
         }
     };
     Ok(CsvOptions {
         delimiter,
         bom: o.bom.unwrap_or(d.bom),
-        header: match o.header {
-            None => d.header,
-            Some(HeaderOption::Key) => HeaderStyle::Key,
-            Some(HeaderOption::Label) => HeaderStyle::Label,
-        },
+        header: o.header.map_or(d.header, HeaderStyle::from),
         formula_guard: o.formula_guard.unwrap_or(d.formula_guard),
         gzip: o.gzip.unwrap_or(d.gzip),
     })
+}
+
+/// Everything about a new export that needs no database: dates, their order, options.
+impl TryFrom<CreateExport> for NewExport {
+    type Error = ApiError;
+
+    fn try_from(body: CreateExport) -> Result<NewExport, ApiError> {
+        let start = parse_instant(&body.start_date, DayEnd::Start)
+            .map_err(|m| ApiError::bad_request(format!("start_date: {m}")))?;
+        let end =
+            parse_instant(&body.end_date, DayEnd::End).map_err(|m| ApiError::bad_request(format!("end_date: {m}")))?;
+        let schema_id = body.schema_id.to_string();
+        let expand_array = body.expand_array.map(|t| t.0);
+        // the range first, then the options, so that the first fault in the body is the one named
+        let new = NewExport::new(schema_id, start, end, expand_array, CsvOptions::default())
+            .map_err(ApiError::bad_request)?;
+        Ok(NewExport { options: options_in(body.options)?, ..new })
+    }
 }
 
 pub fn to_api(e: &ExportRow, with_schema: bool) -> Export {

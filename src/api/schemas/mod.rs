@@ -10,10 +10,9 @@ use poem_openapi::{Enum, OpenApi};
 
 use super::auth::ApiKeyAuth;
 use super::body::JsonBody;
-use super::list::{default_limit, default_page, fields_param, ListParams, SortOrder, Sparse};
+use super::list::{default_limit, default_page, Includes, ListParams, ListSpec, SortOrder};
 use super::{with_db, with_writer, ApiTags, Message};
 use crate::db::schemas::{DeleteOutcome, SchemaRow};
-use crate::domain::list::PageMeta;
 use crate::domain::time::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -143,30 +142,21 @@ impl SchemasApi {
             Some(SchemaSortBy::UpdatedAt) => "updated_at",
             Some(SchemaSortBy::Name) => "name",
         };
-        let q = ListParams {
+        let list = ListParams {
             page: page.0,
             limit: limit.0,
             sort_order: sort_order.0,
             search: search.0,
             created_after: created_after.0,
             created_before: created_before.0,
+            fields: fields.0,
+            include: include.0,
         }
-        .query(col)?;
-        let fields = fields_param(fields.0.as_deref(), SCHEMA_FIELDS, false)?;
-        if let Some(inc) = include.0.as_deref().filter(|s| !s.trim().is_empty()) {
-            return Err(ApiError::bad_request(format!(
-                "include: unknown relation '{inc}'; schemas have none to include"
-            ))
-            .into());
-        }
+        .check(ListSpec { sort_column: col, fields: SCHEMA_FIELDS, includes: Includes::Nothing("schemas") })?;
         let team = auth.0.id;
-        let (rows, meta) = with_db(&state, move |c| {
-            let (rows, total) = crate::db::schemas::list(c, &team, &q)?;
-            Ok((rows, PageMeta::new(&q, total)))
-        })
-        .await?;
-        let data = rows.iter().map(|r| Sparse::new(&to_api(r), fields.as_deref())).collect();
-        Ok(SchemaListOk::Ok(Json(SchemaList { data, meta: meta.into() })))
+        let (data, meta) =
+            list.fetch(&state, move |c, q, _| Ok(crate::db::schemas::list(c, &team, q)?), |r, _| to_api(r)).await?;
+        Ok(SchemaListOk::Ok(Json(SchemaList { data, meta })))
     }
 
     /// Get a schema

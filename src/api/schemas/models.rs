@@ -6,7 +6,7 @@ use poem_openapi::{Enum, Object};
 use crate::api::list::{Meta, Sparse};
 use crate::api::types::Text;
 use crate::db::schemas::SchemaRow;
-use crate::domain::schema::{FieldDef, SchemaDef};
+use crate::domain::schema::{FieldDef, FieldType, SchemaDef, SchemaName};
 use crate::domain::time::format_ms;
 use crate::error::ApiError;
 
@@ -22,6 +22,36 @@ pub enum FieldTypeApi {
     Datetime,
     Object,
     Array,
+}
+
+impl From<FieldType> for FieldTypeApi {
+    fn from(t: FieldType) -> Self {
+        match t {
+            FieldType::String => FieldTypeApi::String,
+            FieldType::Number => FieldTypeApi::Number,
+            FieldType::Integer => FieldTypeApi::Integer,
+            FieldType::Boolean => FieldTypeApi::Boolean,
+            FieldType::Date => FieldTypeApi::Date,
+            FieldType::Datetime => FieldTypeApi::Datetime,
+            FieldType::Object => FieldTypeApi::Object,
+            FieldType::Array => FieldTypeApi::Array,
+        }
+    }
+}
+
+impl From<FieldTypeApi> for FieldType {
+    fn from(t: FieldTypeApi) -> Self {
+        match t {
+            FieldTypeApi::String => FieldType::String,
+            FieldTypeApi::Number => FieldType::Number,
+            FieldTypeApi::Integer => FieldType::Integer,
+            FieldTypeApi::Boolean => FieldType::Boolean,
+            FieldTypeApi::Date => FieldType::Date,
+            FieldTypeApi::Datetime => FieldType::Datetime,
+            FieldTypeApi::Object => FieldType::Object,
+            FieldTypeApi::Array => FieldType::Array,
+        }
+    }
 }
 
 /// One field of a schema.
@@ -145,34 +175,35 @@ impl Example for CreateSchema {
     }
 }
 
+impl From<&SchemaField> for FieldDef {
+    fn from(f: &SchemaField) -> Self {
+        FieldDef {
+            key: f.key.0.clone(),
+            ty: f.ty.into(),
+            label: f.label.as_ref().map(|l| l.0.clone()),
+            fields: f.fields.as_ref().map(|v| v.iter().map(FieldDef::from).collect()),
+        }
+    }
+}
+
+impl From<&FieldDef> for SchemaField {
+    fn from(f: &FieldDef) -> Self {
+        SchemaField {
+            key: f.key.clone().into(),
+            ty: f.ty.into(),
+            label: f.label.clone().map(Text),
+            fields: f.fields.as_ref().map(|v| v.iter().map(SchemaField::from).collect()),
+        }
+    }
+}
+
+/// The domain's definition, checked by every rule of a schema (the message names the field).
 pub(super) fn to_def(body: &SchemaBody) -> Result<SchemaDef, ApiError> {
-    use poem_openapi::types::ToJSON;
-    let v = serde_json::json!({ "fields": body.fields.to_json() });
-    let def: SchemaDef = serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("schema: {e}")))?;
-    def.validate().map_err(ApiError::bad_request)?;
-    Ok(def)
+    SchemaDef::new(body.fields.iter().map(FieldDef::from).collect()).map_err(ApiError::bad_request)
 }
 
 pub(super) fn from_def(def: &SchemaDef) -> SchemaBody {
-    fn field(f: &FieldDef) -> SchemaField {
-        use crate::domain::schema::FieldType as T;
-        SchemaField {
-            key: f.key.clone().into(),
-            ty: match f.ty {
-                T::String => FieldTypeApi::String,
-                T::Number => FieldTypeApi::Number,
-                T::Integer => FieldTypeApi::Integer,
-                T::Boolean => FieldTypeApi::Boolean,
-                T::Date => FieldTypeApi::Date,
-                T::Datetime => FieldTypeApi::Datetime,
-                T::Object => FieldTypeApi::Object,
-                T::Array => FieldTypeApi::Array,
-            },
-            label: f.label.clone().map(Text),
-            fields: f.fields.as_ref().map(|v| v.iter().map(field).collect()),
-        }
-    }
-    SchemaBody { fields: def.fields.iter().map(field).collect() }
+    SchemaBody { fields: def.fields.iter().map(SchemaField::from).collect() }
 }
 
 pub fn to_api(row: &SchemaRow) -> Schema {
@@ -186,10 +217,7 @@ pub fn to_api(row: &SchemaRow) -> Schema {
     }
 }
 
+/// A schema name, by the domain's one rule.
 pub(super) fn check_name(name: &str) -> Result<String, ApiError> {
-    let n = name.trim();
-    if n.is_empty() || n.chars().count() > 200 {
-        return Err(ApiError::bad_request("name must be 1 to 200 characters"));
-    }
-    Ok(n.to_string())
+    SchemaName::parse(name).map(SchemaName::into_string).map_err(ApiError::bad_request)
 }

@@ -1,0 +1,91 @@
+//! Export jobs: creating one (schema lookup, `expand_array` check, quotas) and deleting one
+//! (its row, a running job, its file).
+
+use rusqlite::Connection;
+
+use crate::data_dir::DataDir;
+use crate::db::exports::{ExportRow, QuotaExceeded, Quotas};
+use crate::db::DbError;
+use crate::domain::export::{check_expand_array, ExportStatus, NewExport};
+use crate::domain::time::now_ms;
+use crate::jobs::runner::Jobs;
+
+/// Why an export was not created; nothing was stored.
+#[derive(Debug)]
+pub enum CreateError {
+    /// The team has no schema with that id.
+    SchemaNotFound,
+    /// `expand_array` does not name a top-level array field of the schema (the message says
+    /// which fields would do).
+    ExpandArray(String),
+    /// The team is at one of its quotas.
+    Quota(QuotaExceeded),
+    Db(DbError),
+}
+
+impl From<DbError> for CreateError {
+    fn from(e: DbError) -> Self {
+        CreateError::Db(e)
+    }
+}
+
+/// Why an export was not deleted.
+#[derive(Debug)]
+pub enum DeleteError {
+    /// The team has no export with that id.
+    NotFound,
+    Db(DbError),
+}
+
+impl From<DbError> for DeleteError {
+    fn from(e: DbError) -> Self {
+        DeleteError::Db(e)
+    }
+}
+
+/// Stores a new PENDING export of `team` within its quotas, on the write connection `c` (in
+/// the caller's transaction), and returns its row. Wake the workers once it is committed.
+pub fn create(c: &Connection, team: String, new: NewExport, quotas: Quotas) -> Result<ExportRow, CreateError> {
+    let schema = crate::db::schemas::get(c, &team, &new.schema_id)?.ok_or(CreateError::SchemaNotFound)?;
+    if let Some(key) = &new.expand_array {
+        check_expand_array(&schema.definition, key).map_err(CreateError::ExpandArray)?;
+    }
+    let now = now_ms();
+    let row = ExportRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        team_id: team,
+        schema_id: new.schema_id,
+        schema_name: Some(schema.name),
+        status: ExportStatus::Pending,
+        start_ms: new.start_ms,
+        end_ms: new.end_ms,
+        expand_array: new.expand_array,
+        options: new.options,
+        row_count: None,
+        file_size: None,
+        error: None,
+        attempts: 0,
+        created_at: now,
+        updated_at: now,
+        completed_at: None,
+    };
+    crate::db::exports::insert_within_quotas(c, &row, quotas)?.map_err(CreateError::Quota)?;
+    Ok(row)
+}
+
+/// Deletes export `id` of `team` on the write connection `c`: a PROCESSING job is told to
+/// stop (its worker removes its partial file) and a finished file is removed. A file that
+/// cannot be removed is logged, not an error: the export is gone either way.
+pub fn delete(c: &Connection, jobs: &Jobs, data_dir: &DataDir, team: &str, id: &str) -> Result<(), DeleteError> {
+    let row = crate::db::exports::delete(c, team, id)?.ok_or(DeleteError::NotFound)?;
+    if row.status == ExportStatus::Processing {
+        jobs.cancel(&row.id);
+    }
+    let path = data_dir.export_file(&row.id, row.options.gzip);
+    if let Err(e) = std::fs::remove_file(&path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(file = %path.display(), error = %e, "could not remove an export file");
+        }
+    }
+    Ok(())
+}
