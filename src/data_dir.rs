@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! DATA/                      0700 (see `private`)
-//!   exports.db (+ -wal, -shm)  the SQLite database
+//!   exports.db (+ -wal, -shm)  the SQLite database and its write-ahead log
 //!   signing.key                the HMAC key of download URLs (unless --signing-key is given)
 //!   serve.lock                 held by the one server running on this folder
 //!   exports/<id>.csv[.gz]      finished export files
@@ -63,6 +63,11 @@ impl DataDir {
 
     pub fn database(&self) -> PathBuf {
         self.root.join(DATABASE_FILE)
+    }
+
+    /// SQLite's write-ahead log beside the database.
+    pub fn database_wal(&self) -> PathBuf {
+        self.root.join(format!("{DATABASE_FILE}-wal"))
     }
 
     pub fn signing_key(&self) -> PathBuf {

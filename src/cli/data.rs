@@ -25,13 +25,11 @@ pub fn import(data_dir: &Path, schema_id: &str, file: &str) -> Result<(), String
     // the import runs on a connection of its own (see `db::open_bulk`)
     drop(conn);
     drop(pool);
-    let conn =
-        db::open_bulk(&crate::app::database_path(data_dir), super::CLI_BUSY_TIMEOUT).map_err(|e| e.to_string())?;
+    let data = crate::data_dir::DataDir::new(data_dir);
+    let conn = db::open_bulk(&data.database(), super::CLI_BUSY_TIMEOUT).map_err(|e| e.to_string())?;
     let input = crate::import::read_chunks(reader);
     let started = std::time::Instant::now();
-    let mut wal = crate::app::database_path(data_dir).into_os_string();
-    wal.push("-wal");
-    let write_behind = crate::jobs::write_behind::WalWriteBehind::start(wal.into());
+    let write_behind = crate::jobs::write_behind::WalWriteBehind::start(data.database_wal());
     let imported = crate::import::import(&conn, &schema.team_id, &schema.id, now_ms(), input);
     drop(write_behind);
     let count = match imported {
