@@ -1,8 +1,7 @@
 //! Request bodies bounded whatever their framing, one nesting limit on every route (NDJSON
 //! lines and `import` included), `search` capped, and the formula guard on header cells.
 
-mod common;
-
+use crate::helpers;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -91,7 +90,7 @@ async fn send_chunked(addr: &str, method: &str, path: &str, key: &str, body: (&s
     Answer { status, body, produced }
 }
 
-fn addr_of(app: &common::TestApp) -> String {
+fn addr_of(app: &helpers::TestApp) -> String {
     app.base_url.trim_start_matches("http://").to_string()
 }
 
@@ -102,7 +101,7 @@ fn assert_json_error(a: &Answer, status: u16) -> String {
     a.body["message"].as_str().expect("message").to_string()
 }
 
-async fn total(app: &common::TestApp, path: &str) -> u64 {
+async fn total(app: &helpers::TestApp, path: &str) -> u64 {
     let v: Value = app.get(path).send().await.unwrap().json().await.unwrap();
     v["meta"]["total"].as_u64().unwrap_or_else(|| panic!("{path}: {v}"))
 }
@@ -110,7 +109,7 @@ async fn total(app: &common::TestApp, path: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_json_bodies_over_the_limit_get_413_at_once_and_store_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| c.limits.max_json_body = 64 * 1024).await;
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| c.limits.max_json_body = 64 * 1024).await;
     let schema =
         app.create_schema(&json!({"name": "Original", "schema": {"fields": [{"key": "a", "type": "string"}]}})).await;
     let sid = schema["id"].as_str().unwrap().to_string();
@@ -152,7 +151,7 @@ async fn chunked_json_bodies_over_the_limit_get_413_at_once_and_store_nothing() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_early_content_length_check_uses_each_routes_limit() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| {
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| {
         c.limits.max_json_body = 64 * 1024;
         c.limits.max_body = 4 << 20;
     })
@@ -165,7 +164,7 @@ async fn the_early_content_length_check_uses_each_routes_limit() {
     // a JSON body of 100 KB with a Content-Length: over --max-json-body
     let body = json!({"schema_id": sid, "extraction": {"a": "x".repeat(100 * 1024)}});
     let r = app.post_json("/v1/results", &body).send().await.unwrap();
-    let msg = common::assert_error(r, 413).await;
+    let msg = helpers::assert_error(r, 413).await;
     assert!(msg.contains("65536") && msg.contains("--max-json-body"), "{msg}");
     // answered from the header alone, before any of the body is sent
     let mut stream = tokio::net::TcpStream::connect(addr_of(&app)).await.unwrap();
@@ -199,7 +198,7 @@ async fn the_early_content_length_check_uses_each_routes_limit() {
         .send()
         .await
         .unwrap();
-    let msg = common::assert_error(r, 413).await;
+    let msg = helpers::assert_error(r, 413).await;
     assert!(msg.contains("--max-body"), "{msg}");
     assert_eq!(total(&app, "/v1/results").await, 1000);
     app.stop().await;
@@ -239,7 +238,7 @@ async fn send_all_then_read(addr: &str, request: &[u8]) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_sends_everything_before_reading_still_gets_the_answer() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| c.limits.max_json_body = 64 * 1024).await;
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| c.limits.max_json_body = 64 * 1024).await;
     let sid = app.create_schema(&json!({"name": "S", "schema": {"fields": [{"key": "a", "type": "string"}]}})).await
         ["id"]
         .as_str()
@@ -370,7 +369,7 @@ fn nested_line(depth: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deep_ndjson_lines_are_refused_naming_the_line_over_http_and_in_import() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |_| {}).await;
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |_| {}).await;
     let sid = app.create_schema(&json!({"name": "S", "schema": {"fields": [{"key": "a", "type": "string"}]}})).await
         ["id"]
         .as_str()
@@ -387,7 +386,7 @@ async fn deep_ndjson_lines_are_refused_naming_the_line_over_http_and_in_import()
         .send()
         .await
         .unwrap();
-    let msg = common::assert_error(r, 400).await;
+    let msg = helpers::assert_error(r, 400).await;
     assert!(msg.starts_with("line 2:"), "{msg}");
     assert!(msg.contains(&format!("nested more than {MAX_NESTING} levels")), "{msg}");
     assert!(msg.contains("nothing was stored"), "{msg}");
@@ -422,7 +421,7 @@ fn nested_body(head: &str, depth: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_bodies_nested_past_the_limit_get_400_on_every_route() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let sid = app.create_schema(&json!({"name": "S", "schema": {"fields": [{"key": "a", "type": "string"}]}})).await
         ["id"]
         .as_str()
@@ -449,7 +448,7 @@ async fn json_bodies_nested_past_the_limit_get_400_on_every_route() {
             .send()
             .await
             .unwrap();
-        let msg = common::assert_error(r, 400).await;
+        let msg = helpers::assert_error(r, 400).await;
         assert!(msg.contains(&format!("nested more than {MAX_NESTING} levels")), "{method} {path}: {msg}");
     }
     assert_eq!(total(&app, "/v1/results").await, 0);
@@ -471,14 +470,14 @@ async fn json_bodies_nested_past_the_limit_get_400_on_every_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_search_is_a_400_naming_the_cap() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let long = "a".repeat(50_000);
     let at_cap = "é".repeat(MAX_SEARCH_CHARS);
     let over = "%".repeat(MAX_SEARCH_CHARS + 1);
     for list in ["/v1/exports", "/v1/schemas", "/v1/results"] {
         for s in [&long, &over] {
             let r = app.get(list).query(&[("search", s)]).send().await.unwrap();
-            let msg = common::assert_error(r, 400).await;
+            let msg = helpers::assert_error(r, 400).await;
             assert!(msg.contains("search") && msg.contains(&MAX_SEARCH_CHARS.to_string()), "{list}: {msg}");
         }
         let r = app.get(list).query(&[("search", &at_cap)]).send().await.unwrap();
@@ -513,7 +512,7 @@ fn the_document_states_the_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_labels_get_the_formula_guard() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let label = r#"=HYPERLINK("http://x","y")"#;
     let schema = app
         .create_schema(&json!({"name": "Guard", "schema": {"fields": [

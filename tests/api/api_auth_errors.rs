@@ -1,9 +1,7 @@
 //! Black-box tests of what surrounds every route: API keys, team isolation, the JSON error
 //! shape for routing and parse failures, and the health, OpenAPI and docs endpoints.
 
-mod common;
-
-use common::{assert_error, spawn_app, TestApp};
+use crate::helpers::{assert_error, spawn_app, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 

@@ -1,11 +1,9 @@
 //! Rate limits and per-team quotas (issue 5, point 5): 429 with `Retry-After`, the JSON error
 //! shape and a message naming the limit; `/healthz` never limited; `--rate-limit 0` off.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::{assert_error, spawn_app_with, TestApp};
+use crate::helpers::{assert_error, spawn_app_with, TestApp};
 use exports_api::app::App;
 use exports_api::config::Config;
 use serde_json::{json, Value};

@@ -2,14 +2,13 @@
 //! (507, and the service keeps serving), private files whatever the umask, and a quiet log that
 //! never holds a download token or an API key.
 
-mod common;
-
+use crate::helpers;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_error, spawn_app_with, TestApp};
+use crate::helpers::{assert_error, spawn_app_with, TestApp};
 use serde_json::{json, Value};
 
 const BUSY_TIMEOUT: Duration = Duration::from_millis(200);
@@ -471,7 +470,7 @@ async fn the_log_has_one_line_per_request_no_token_no_key_and_sums_up_401s() {
         assert_eq!(r.status(), 401);
     }
     let log = server.stop();
-    let team_id = common::cli(&data, &["teams", "list"])
+    let team_id = helpers::cli(&data, &["teams", "list"])
         .lines()
         .find_map(|l| l.strip_suffix("\tdefault"))
         .expect("team default")

@@ -1,8 +1,7 @@
 //! Connection bounds: header-read and idle timeouts, stalled bodies, the connection cap,
 //! JSON answers for requests hyper refuses by itself, and a shutdown bounded by its grace.
 
-mod common;
-
+use crate::helpers;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,7 +10,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn host(app: &common::TestApp) -> String {
+fn host(app: &helpers::TestApp) -> String {
     app.base_url.trim_start_matches("http://").to_string()
 }
 
@@ -40,7 +39,7 @@ fn parse_answer(bytes: &[u8]) -> (u16, String, Value) {
 }
 
 /// Sends `request` on a new connection and reads the answer up to the close.
-async fn exchange(app: &common::TestApp, request: &[u8]) -> (u16, String, Value) {
+async fn exchange(app: &helpers::TestApp, request: &[u8]) -> (u16, String, Value) {
     let mut s = TcpStream::connect(host(app)).await.unwrap();
     s.write_all(request).await.unwrap();
     let answer = read_to_close(&mut s, Duration::from_secs(10)).await.expect("the server answers and closes");
@@ -48,7 +47,7 @@ async fn exchange(app: &common::TestApp, request: &[u8]) -> (u16, String, Value)
 }
 
 /// A keep-alive connection the server has taken: it answered one request on it.
-async fn served_connection(app: &common::TestApp) -> TcpStream {
+async fn served_connection(app: &helpers::TestApp) -> TcpStream {
     let mut s = TcpStream::connect(host(app)).await.unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let mut buf = vec![0u8; 4096];
@@ -66,7 +65,7 @@ fn assert_error_shape(status: u16, json: &Value) {
 #[tokio::test]
 async fn a_header_sent_slowly_is_cut_off_at_the_header_timeout() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| {
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| {
         c.server.header_timeout = Duration::from_secs(1);
         c.server.idle_timeout = Duration::from_secs(60);
     })
@@ -103,7 +102,7 @@ async fn a_header_sent_slowly_is_cut_off_at_the_header_timeout() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| {
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| {
         c.server.idle_timeout = Duration::from_secs(1);
     })
     .await;
@@ -117,7 +116,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
 #[tokio::test]
 async fn a_stalled_body_is_answered_and_the_connection_closed() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| {
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| {
         c.server.idle_timeout = Duration::from_secs(1);
     })
     .await;
@@ -141,7 +140,7 @@ async fn a_stalled_body_is_answered_and_the_connection_closed() {
 #[tokio::test]
 async fn connections_past_the_cap_get_a_json_503_and_healthz_recovers() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| c.server.max_connections = 3).await;
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| c.server.max_connections = 3).await;
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(served_connection(&app).await);
@@ -166,7 +165,7 @@ async fn connections_past_the_cap_get_a_json_503_and_healthz_recovers() {
 
 #[tokio::test]
 async fn healthz_answers_beside_500_slow_and_idle_connections() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let mut held = Vec::new();
     for i in 0..500 {
         let mut s = TcpStream::connect(host(&app)).await.unwrap();
@@ -185,7 +184,7 @@ async fn healthz_answers_beside_500_slow_and_idle_connections() {
 
 #[tokio::test]
 async fn requests_hyper_refuses_get_the_json_error_shape() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     // over hyper's own URI limit (64 KiB)
     let longer = format!("GET /healthz?x={} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000));
     let (status, head, json) = exchange(&app, longer.as_bytes()).await;
@@ -218,7 +217,7 @@ async fn requests_hyper_refuses_get_the_json_error_shape() {
 #[tokio::test]
 async fn stopping_is_bounded_by_the_grace_despite_a_stalled_client() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| {
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| {
         c.server.shutdown_grace = Duration::from_secs(1);
         c.server.idle_timeout = Duration::from_secs(600);
     })

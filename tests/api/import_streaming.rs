@@ -3,13 +3,12 @@
 //! not hold the write connection while the body arrives, and is still all or nothing; and
 //! `import` and the upload store exactly what was sent.
 
-mod common;
-
+use crate::helpers;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_error, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{assert_error, spawn_app, spawn_app_with, TestApp};
 use serde_json::{json, Value};
 
 async fn total(app: &TestApp, schema_id: &str) -> u64 {
@@ -376,7 +375,9 @@ async fn import_and_upload_store_exactly_what_was_sent() {
     let tmp = tempfile::tempdir().unwrap();
     let data: PathBuf = tmp.path().join("data");
     let app = spawn_app_with(data.clone(), |_| {}).await;
-    let (schema, mut nd) = common::gen_results(3000, 11);
+    // Python's data on purpose: its JSON text (ensure_ascii=False, Python float repr) is the
+    // "exactly what was sent" that must be stored unchanged
+    let (schema, mut nd) = helpers::gen_results(3000, 11);
     // the awkward cases on top of the generated set: other createdAt forms, none, escapes,
     // blank and CRLF lines, and no final newline
     nd.push_str("\r\n\n   \n");
@@ -391,7 +392,7 @@ async fn import_and_upload_store_exactly_what_was_sent() {
     let file = tmp.path().join("results.ndjson");
     std::fs::write(&file, &nd).unwrap();
     let before = now_ms();
-    common::cli(&data, &["import", "--schema", &a, file.to_str().unwrap()]);
+    helpers::cli(&data, &["import", "--schema", &a, file.to_str().unwrap()]);
     check("import", &stored(&data, &a), &want, (before, now_ms()));
 
     let b = app.create_schema(&schema).await["id"].as_str().unwrap().to_string();

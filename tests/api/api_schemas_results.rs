@@ -1,11 +1,10 @@
 //! Black-box tests of schemas and results: create, read, list, change, delete, the NDJSON
 //! bulk upload, and the validation around them (`spec/api.md`, "Schemas" and "Results").
 
-mod common;
-
+use crate::helpers;
 use std::collections::HashSet;
 
-use common::{assert_error, spawn_app, TestApp};
+use crate::helpers::{assert_error, spawn_app, TestApp};
 use serde_json::{json, Value};
 
 const UNKNOWN_ID: &str = "019760a0-0001-7000-8000-000000000001";
@@ -835,7 +834,7 @@ async fn result_get_and_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ndjson_body_over_the_limit_is_413() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| c.limits.max_body = 4096).await;
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| c.limits.max_body = 4096).await;
     let sid = new_schema(&app, "invoices").await;
     let line = json!({"extraction": {"text": "x".repeat(100)}}).to_string() + "\n";
     let big = line.repeat(100);

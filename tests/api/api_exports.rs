@@ -1,12 +1,10 @@
 //! Black-box tests of the Exports API proper (the seed's four calls): create, list, download,
 //! delete, with the shapes, status codes and list parameters of `spec/api.md`.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{assert_error, spawn_app, TestApp};
+use crate::helpers::{assert_error, spawn_app, TestApp};
 use serde_json::{json, Value};
 
 /// Every key of an export object (api.md, "Exports").
