@@ -2,9 +2,10 @@
 //! delete, with the shapes, status codes and list parameters of `spec/api.md`.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
-use crate::helpers::{assert_error, spawn_app, TestApp};
+use crate::helpers::{
+    assert_error, assert_time, assert_uuid_v7, clock_past, poll_until, send, spawn_app, within, TestApp,
+};
 use serde_json::{json, Value};
 
 /// Every key of an export object (api.md, "Exports").
@@ -87,44 +88,10 @@ async fn schema_with_results(app: &TestApp, name: &str) -> String {
     id
 }
 
-/// Sends a request; returns status and JSON body (panics with the text if it is not JSON).
-async fn send(rb: reqwest::RequestBuilder) -> (u16, Value) {
-    let r = rb.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("status {status}, body is not JSON ({e}): {text}"));
-    (status, v)
-}
-
 async fn create_export(app: &TestApp, body: &Value) -> Value {
     let (status, v) = send(app.post_json("/v1/exports", body)).await;
     assert_eq!(status, 201, "create export {body}: {v}");
     v
-}
-
-/// Checks `YYYY-MM-DDTHH:MM:SS.sssZ` and returns the instant.
-fn assert_time(v: &Value, what: &str) -> chrono::DateTime<chrono::Utc> {
-    let s = v.as_str().unwrap_or_else(|| panic!("{what}: expected a time string, got {v}"));
-    let b = s.as_bytes();
-    assert!(
-        b.len() == 24
-            && b[4] == b'-'
-            && b[7] == b'-'
-            && b[10] == b'T'
-            && b[13] == b':'
-            && b[16] == b':'
-            && b[19] == b'.'
-            && b[23] == b'Z',
-        "{what}: '{s}' is not YYYY-MM-DDTHH:MM:SS.sssZ"
-    );
-    chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{what}: '{s}': {e}")).with_timezone(&chrono::Utc)
-}
-
-fn assert_uuid_v7(v: &Value, what: &str) {
-    let s = v.as_str().unwrap_or_else(|| panic!("{what}: expected a UUID string, got {v}"));
-    let u = uuid::Uuid::parse_str(s).unwrap_or_else(|e| panic!("{what}: '{s}': {e}"));
-    assert_eq!(u.get_version_num(), 7, "{what}: '{s}' is not a UUIDv7");
-    assert_eq!(s, u.hyphenated().to_string(), "{what}: lowercase hyphenated form");
 }
 
 fn keys_of(v: &Value) -> Vec<String> {
@@ -142,7 +109,7 @@ fn assert_export_keys(v: &Value) {
 /// Polls an export until COMPLETED/FAILED, checking at every step that the figures are null
 /// while the export is not COMPLETED.
 async fn wait_checking(app: &TestApp, id: &str) -> Value {
-    for _ in 0..300 {
+    poll_until(within(15), &format!("export {id} to finish"), move || async move {
         let (status, v) = send(app.get(&format!("/v1/exports/{id}"))).await;
         assert_eq!(status, 200, "{v}");
         assert_export_keys(&v);
@@ -156,12 +123,9 @@ async fn wait_checking(app: &TestApp, id: &str) -> Value {
         if st != "FAILED" {
             assert!(v["error"].is_null(), "error must be null unless FAILED: {v}");
         }
-        if st == "COMPLETED" || st == "FAILED" {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("export {id} did not finish in 15 s");
+        (st == "COMPLETED" || st == "FAILED").then_some(v)
+    })
+    .await
 }
 
 async fn list(app: &TestApp, query: &[(&str, &str)]) -> Value {
@@ -598,9 +562,15 @@ async fn delete_answers_message_then_everything_is_404() {
     let (status, v) = send(app.delete(&format!("/v1/exports/{id}"))).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v, json!({"message": "Export deleted successfully"}));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // once a job created after it has run, the workers are past the deleted one
+    let later = app
+        .export_and_wait(&json!({"schema_id": schema_id, "start_date": "2024-01-01", "end_date": "2024-01-31"}))
+        .await;
+    assert_eq!(later["status"], "COMPLETED", "{later}");
     assert_error(app.get(&format!("/v1/exports/{id}")).send().await.unwrap(), 404).await;
-    assert_eq!(meta(&list(&app, &[]).await).2, 0);
+    let l = list(&app, &[]).await;
+    assert_eq!(meta(&l).2, 1, "{l}");
+    assert_eq!(ids(&l), vec![later["id"].as_str().unwrap().to_string()]);
     // Unknown id.
     assert_error(app.delete(&format!("/v1/exports/{UNKNOWN_SCHEMA}")).send().await.unwrap(), 404).await;
     app.stop().await;
@@ -631,8 +601,10 @@ async fn list_fixture() -> ListFixture {
     ];
     let mut created = Vec::new();
     for b in &bodies {
-        created.push(create_export(&app, b).await);
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        let c = create_export(&app, b).await;
+        // the next one gets a later createdAt
+        clock_past(&c["createdAt"]).await;
+        created.push(c);
     }
     let mut e = Vec::new();
     for c in &created {

@@ -4,7 +4,7 @@
 use crate::helpers;
 use std::collections::HashSet;
 
-use crate::helpers::{assert_error, spawn_app, TestApp};
+use crate::helpers::{assert_error, assert_time, assert_uuid_v7, clock_past, send, spawn_app, TestApp};
 use serde_json::{json, Value};
 
 const UNKNOWN_ID: &str = "019760a0-0001-7000-8000-000000000001";
@@ -39,14 +39,6 @@ fn schema_body(name: &str) -> Value {
     json!({"name": name, "description": format!("{name} description"), "schema": fields()})
 }
 
-async fn send(rb: reqwest::RequestBuilder) -> (u16, Value) {
-    let r = rb.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("status {status}, body is not JSON ({e}): {text}"));
-    (status, v)
-}
-
 async fn new_schema(app: &TestApp, name: &str) -> String {
     app.create_schema(&schema_body(name)).await["id"].as_str().unwrap().to_string()
 }
@@ -55,29 +47,6 @@ fn sorted_keys(v: &Value) -> Vec<String> {
     let mut k: Vec<String> = v.as_object().unwrap_or_else(|| panic!("not an object: {v}")).keys().cloned().collect();
     k.sort();
     k
-}
-
-fn assert_time(v: &Value, what: &str) -> chrono::DateTime<chrono::Utc> {
-    let s = v.as_str().unwrap_or_else(|| panic!("{what}: expected a time string, got {v}"));
-    let b = s.as_bytes();
-    assert!(
-        b.len() == 24
-            && b[4] == b'-'
-            && b[7] == b'-'
-            && b[10] == b'T'
-            && b[13] == b':'
-            && b[16] == b':'
-            && b[19] == b'.'
-            && b[23] == b'Z',
-        "{what}: '{s}' is not YYYY-MM-DDTHH:MM:SS.sssZ"
-    );
-    chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{what}: '{s}': {e}")).with_timezone(&chrono::Utc)
-}
-
-fn assert_uuid_v7(v: &Value, what: &str) {
-    let s = v.as_str().unwrap_or_else(|| panic!("{what}: expected a UUID string, got {v}"));
-    let u = uuid::Uuid::parse_str(s).unwrap_or_else(|e| panic!("{what}: '{s}': {e}"));
-    assert_eq!(u.get_version_num(), 7, "{what}: '{s}' is not a UUIDv7");
 }
 
 async fn list(app: &TestApp, path: &str, query: &[(&str, &str)]) -> Value {
@@ -249,8 +218,9 @@ async fn schema_list_parameters() {
         ("alpha receipts", "Quarterly receipts"),
         ("zeta invoices", "Supplier bills"),
     ] {
-        app.create_schema(&json!({"name": name, "description": desc, "schema": fields()})).await;
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let s = app.create_schema(&json!({"name": name, "description": desc, "schema": fields()})).await;
+        // the next one gets a later createdAt
+        clock_past(&s["createdAt"]).await;
     }
     let l = list(&app, "/v1/schemas", &[]).await;
     assert_eq!(names(&l), vec!["zeta invoices", "alpha receipts", "mid contracts"], "createdAt desc");
@@ -312,7 +282,8 @@ async fn schema_patch_changes_what_is_sent_only() {
     let app = spawn_app().await;
     let s = app.create_schema(&schema_body("invoices")).await;
     let id = s["id"].as_str().unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // the change gets a later updatedAt
+    clock_past(&s["updatedAt"]).await;
 
     let (status, p) = send(app.patch_json(&format!("/v1/schemas/{id}"), &json!({"name": "bills"}))).await;
     assert_eq!(status, 200, "{p}");

@@ -76,11 +76,11 @@ fn columns(fields: &[Field], expand: Option<&str>, label_header: bool) -> Vec<Co
         Column { name: "file_name".into(), col: Col::FileName },
         Column { name: "createdAt".into(), col: Col::CreatedAt },
     ];
-    walk(fields, &[], &[], expand, label_header, &mut out);
+    walk_columns(fields, &[], &[], expand, label_header, &mut out);
     out
 }
 
-fn walk(
+fn walk_columns(
     fields: &[Field],
     keys: &[String],
     labels: &[String],
@@ -102,7 +102,7 @@ fn walk(
             }
         };
         if f.ty == "object" {
-            walk(f.fields.as_deref().unwrap_or(&[]), &k, &l, expand, label_header, out);
+            walk_columns(f.fields.as_deref().unwrap_or(&[]), &k, &l, expand, label_header, out);
         } else if top && f.ty == "array" && expand == Some(f.key.as_str()) {
             match &f.fields {
                 Some(subs) => {

@@ -4,7 +4,7 @@
 use crate::helpers;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::helpers::TestApp;
+use crate::helpers::{is_uuid, TestApp};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
@@ -41,19 +41,6 @@ fn sign(path: &str, expires: i64) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(helpers::SIGNING_KEY).unwrap();
     mac.update(format!("GET\n{path}\n{expires}").as_bytes());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-}
-
-fn is_uuid(s: &str) -> bool {
-    s.len() == 36
-        && s.chars().enumerate().all(
-            |(i, c)| {
-                if [8, 13, 18, 23].contains(&i) {
-                    c == '-'
-                } else {
-                    c.is_ascii_hexdigit()
-                }
-            },
-        )
 }
 
 fn parse_url(base: &str, url: &str) -> Signed {

@@ -2,10 +2,10 @@
 //! lines and `import` included), `search` capped, and the formula guard on header cells.
 
 use crate::helpers;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use exports_api::domain::list::MAX_SEARCH_CHARS;
 use exports_api::domain::nesting::MAX_NESTING;
@@ -278,65 +278,14 @@ async fn a_client_that_sends_everything_before_reading_still_gets_the_answer() {
     app.stop().await;
 }
 
-/// A running `exports-api serve`; killed when dropped.
-struct Serve(std::process::Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_exports-api"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("EXPORTS_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-/// The peak resident memory of a process, in bytes (`VmHWM` in `/proc/PID/status`).
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kb * 1024
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mb_chunked_body_leaves_the_servers_memory_flat() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
     let key = "test-key-memory-0123456789";
-    let child = bin()
-        .args(["serve", "--listen", &addr, "--max-json-body", "1MB", "--data-dir"])
-        .arg(tmp.path())
-        .env("EXPORTS_API_KEY", key)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start exports-api serve");
-    let mut server = Serve(child);
+    let server =
+        helpers::ServeCmd::new(tmp.path()).args(&["--max-json-body", "1MB"]).env("EXPORTS_API_KEY", key).start().await;
+    let addr = server.addr.clone();
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(st) = server.0.try_wait().unwrap() {
-            panic!("serve exited at start: {st}");
-        }
-        if client.get(format!("http://{addr}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "serve not healthy in 30 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let r = client
         .post(format!("http://{addr}/v1/schemas"))
         .header("x-api-key", key)
@@ -346,11 +295,11 @@ async fn a_100_mb_chunked_body_leaves_the_servers_memory_flat() {
         .unwrap();
     assert_eq!(r.status(), 201);
     let sid = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    let before = peak_rss(server.0.id());
+    let before = server.peak_rss();
 
     let prefix = format!(r#"{{"schema_id":"{sid}","extraction":{{"a":"x"}}"#);
     let a = send_chunked(&addr, "POST", "/v1/results", key, (&prefix, b' ', 100 * MB, "}")).await;
-    let peak = peak_rss(server.0.id());
+    let peak = server.peak_rss();
     eprintln!("server peak RSS: {} MB before, {} MB after a 100 MB chunked body", before / MB, peak / MB);
     assert!(peak < 60 * MB, "the server's peak RSS reached {} MB (status {})", peak / MB, a.status);
     let msg = assert_json_error(&a, 413);
@@ -395,7 +344,7 @@ async fn deep_ndjson_lines_are_refused_naming_the_line_over_http_and_in_import()
     // the same file through `import`, beside the server
     let file = tmp.path().join("deep.ndjson");
     std::fs::write(&file, &body).unwrap();
-    let out: Output = bin()
+    let out: Output = helpers::bin()
         .args(["import", "--schema", &sid, file.to_str().unwrap(), "--data-dir"])
         .arg(tmp.path())
         .output()

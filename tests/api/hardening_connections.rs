@@ -2,8 +2,6 @@
 //! JSON answers for requests hyper refuses by itself, and a shutdown bounded by its grace.
 
 use crate::helpers;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -242,31 +240,18 @@ async fn stopping_is_bounded_by_the_grace_despite_a_stalled_client() {
 }
 
 /// The real binary on SIGTERM: exits within its grace while a client stalls.
-#[test]
-fn sigterm_exits_within_the_grace() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_within_the_grace() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_exports-api"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--shutdown-grace", "2s", "--data-dir"])
-        .arg(tmp.path())
+    let server = helpers::ServeCmd::new(tmp.path())
+        .args(&["--shutdown-grace", "2s"])
         .env("EXPORTS_API_KEY", "test-key-default-0123")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // wait until it listens
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("listening on") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
+        .start()
+        .await;
+    let addr = server.addr.clone();
     // two connections the server has taken (each answered a request), then left mid-request
     let served = |rest: &[u8]| {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
         std::io::Write::write_all(&mut s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let mut buf = [0u8; 1024];
         let n = std::io::Read::read(&mut s, &mut buf).unwrap();
@@ -278,18 +263,8 @@ fn sigterm_exits_within_the_grace() {
     let busy = served(
         b"POST /v1/schemas HTTP/1.1\r\nHost: x\r\nx-api-key: test-key-default-0123\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{",
     );
-    let started = Instant::now();
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if started.elapsed() > Duration::from_secs(8) {
-            let _ = child.kill();
-            panic!("the server was still running 8 s after SIGTERM with a 2 s grace");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "exit status {status:?}");
+    // panics if the server is still running 8 s after SIGTERM with a 2 s grace
+    let exited = server.stop_within(Duration::from_secs(8)).await;
+    assert!(exited.status.success(), "exit status {:?}", exited.status);
     drop((stalled, busy));
 }

@@ -119,12 +119,10 @@ async fn deleting_a_processing_export_cancels_it_and_leaves_no_file() {
     assert_eq!(body["message"], "Export deleted successfully");
 
     // api.md: "a PROCESSING job is cancelled within a second and leaves no file behind"
-    let mut left = files_for(&app.data_dir, &id);
-    while !left.is_empty() && deleted_at.elapsed() < Duration::from_millis(1500) {
-        tokio::time::sleep(helpers::POLL_PACE).await;
-        left = files_for(&app.data_dir, &id);
-    }
-    assert!(left.is_empty(), "files of the deleted PROCESSING export after 1.5 s: {left:?}");
+    poll_until(deleted_at + Duration::from_millis(1500), "the deleted PROCESSING export's files to go (1.5 s)", || {
+        std::future::ready(files_for(&app.data_dir, &id).is_empty().then_some(()))
+    })
+    .await;
 
     let (s, v) = status_of(&app, &id).await;
     assert_eq!(s, 404, "GET of a deleted export: {v}");
@@ -173,26 +171,25 @@ async fn deleting_a_pending_export_means_it_never_runs() {
 
     // while the others run to the end, the deleted one never shows up again
     let others: Vec<&String> = std::iter::once(&long).chain(short.iter().filter(|x| **x != victim)).collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut finished: Vec<Value> = Vec::new();
-    loop {
-        assert!(files_for(&app.data_dir, &victim).is_empty(), "a file was written for the deleted PENDING export");
-        let (s, v) = status_of(&app, &victim).await;
+    let (app_ref, victim_ref, others_ref) = (&app, &victim, &others);
+    let finished = poll_until(within(60), "the other exports to finish", move || async move {
+        assert!(
+            files_for(&app_ref.data_dir, victim_ref).is_empty(),
+            "a file was written for the deleted PENDING export"
+        );
+        let (s, v) = status_of(app_ref, victim_ref).await;
         assert_eq!(s, 404, "deleted PENDING export came back: {v}");
-        finished.clear();
-        for id in &others {
-            let (s, v) = status_of(&app, id).await;
+        let mut finished = Vec::new();
+        for id in others_ref {
+            let (s, v) = status_of(app_ref, id).await;
             assert_eq!(s, 200, "{v}");
             if v["status"] == "COMPLETED" || v["status"] == "FAILED" {
                 finished.push(v);
             }
         }
-        if finished.len() == others.len() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the other exports did not finish in 60 s");
-        tokio::time::sleep(helpers::POLL_PACE).await;
-    }
+        (finished.len() == others_ref.len()).then_some(finished)
+    })
+    .await;
     for v in &finished {
         assert_eq!(v["status"], "COMPLETED", "{v}");
     }

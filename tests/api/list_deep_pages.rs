@@ -4,7 +4,6 @@
 //! deleted between calls.
 
 use crate::helpers;
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -140,15 +139,11 @@ async fn deep_result_pages_equal_the_sorted_list_across_orders_filters_inserts_a
 
 /// Polls until the team has no export waiting or running (at most 60 s).
 async fn wait_all_done(app: &helpers::TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    helpers::poll_until(helpers::within(60), "the exports to finish", move || async move {
         let items = all_items(app, "/v1/exports?sort_order=asc").await;
-        if items.iter().all(|i| matches!(i["status"].as_str(), Some("COMPLETED" | "FAILED"))) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "exports still running after 60 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        items.iter().all(|i| matches!(i["status"].as_str(), Some("COMPLETED" | "FAILED"))).then_some(())
+    })
+    .await
 }
 
 async fn check_exports(app: &helpers::TestApp) {

@@ -5,7 +5,7 @@ use crate::helpers;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::helpers::TestApp;
+use crate::helpers::{walk, TestApp};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
@@ -131,19 +131,6 @@ async fn exports_urls_and_pending_jobs_survive_restart() {
         assert!(!name.ends_with(".tmp") && !name.ends_with(".part"), "leftover temporary file {f:?}");
     }
     app.stop().await;
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// Files in the data folder that look like the generated signing key.

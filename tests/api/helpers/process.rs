@@ -170,7 +170,7 @@ impl Served {
     }
 
     /// Polls until `stderr` holds `needle`; panics after `within`.
-    pub async fn wait_log(&mut self, needle: &str, within: Duration) {
+    pub async fn wait_log(&self, needle: &str, within: Duration) {
         poll_until(Instant::now() + within, &format!("{needle:?} in the log"), || {
             std::future::ready(self.stderr().contains(needle).then_some(()))
         })
@@ -201,19 +201,14 @@ impl Served {
         let pid = self.pid() as libc::pid_t;
         // SAFETY: a plain kill(2) of our own child
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM");
-        let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + within;
-        let status = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break st;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("serve did not stop within {within:?} of SIGTERM");
-            }
-            tokio::time::sleep(super::POLL_PACE).await;
-        };
+        // on a timeout the panic drops `self`, which kills the process
+        let child = self.child.as_mut().unwrap();
+        let status =
+            poll_until(Instant::now() + within, &format!("serve to stop within {within:?} of SIGTERM"), || {
+                std::future::ready(child.try_wait().unwrap())
+            })
+            .await;
+        self.child = None;
         self.finish(status)
     }
 
