@@ -341,7 +341,7 @@ async fn first_start_prints_a_default_key_once_and_healthcheck_works() {
         let stdout = served.stdout();
         for tok in stdout.split(|c: char| c.is_whitespace() || c == '=' || c == '"' || c == '\'') {
             let tok = tok.trim_matches(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'));
-            if tok.len() >= 16 && !is_uuid(tok) && get_with_key(&base, "/v1/schemas", tok).await.status() == 200 {
+            if tok.len() >= 16 && !is_uuid(tok) && get_with_key(base, "/v1/schemas", tok).await.status() == 200 {
                 return Some(tok.to_string());
             }
         }

@@ -341,7 +341,7 @@ async fn make_export(s: &Served, c: &Client) -> Value {
     let r = c.send(http.post(s.url("/v1/exports")).header("x-api-key", API_KEY).json(&january(&schema_id))).await;
     assert_eq!(r.status(), 201);
     let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    let (c, http, id) = (&*c, &http, &id);
+    let (http, id) = (&http, &id);
     poll_until(within(60), "the export to complete", move || async move {
         let r = c.send(http.get(s.url(&format!("/v1/exports/{id}"))).header("x-api-key", API_KEY)).await;
         let v: Value = r.json().await.unwrap();

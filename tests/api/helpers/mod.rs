@@ -136,12 +136,24 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the app on `data_dir` (kept by the caller), after `tweak` adjusts the config.
 pub async fn spawn_app_with(data_dir: PathBuf, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    start(data_dir, tweak, true).await
+}
+
+/// Like `spawn_app_with`, with the export workers stopped: every export stays PENDING.
+pub async fn spawn_app_without_workers(data_dir: PathBuf, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    start(data_dir, tweak, false).await
+}
+
+async fn start(data_dir: PathBuf, tweak: impl FnOnce(&mut Config), workers: bool) -> TestApp {
     let mut cfg = Config::for_tests(data_dir.clone());
     cfg.api_key = Some("test-key-default".into());
     cfg.signing_key = Some(SIGNING_KEY.to_vec());
     tweak(&mut cfg);
     let api_key = cfg.api_key.clone().unwrap_or_default();
     let app = App::build(cfg).await.expect("app builds");
+    if !workers {
+        app.state().jobs.stop_soon();
+    }
     let base_url = app.base_url().to_string();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {
@@ -236,6 +248,17 @@ impl TestApp {
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.unwrap();
         v["url"].as_str().unwrap().to_string()
+    }
+
+    /// Each `(name, value)` query parameter alone makes `GET path` a 400 whose message names
+    /// the parameter.
+    pub async fn assert_params_refused(&self, path: &str, cases: &[(&str, &str)]) {
+        for (name, value) in cases {
+            let r = self.get(path).query(&[(*name, *value)]).send().await.unwrap();
+            assert_eq!(r.status(), 400, "{path}?{name}={value:?}");
+            let msg = assert_error(r, 400).await;
+            assert!(msg.contains(name), "the message for {path}?{name}={value:?} names the parameter: {msg}");
+        }
     }
 
     /// Creates another team with its own key, through the command-line tool; returns the key.
