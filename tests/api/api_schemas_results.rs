@@ -1,9 +1,9 @@
 //! Black-box tests of schemas and results: create, read, list, change, delete, the NDJSON
 //! bulk upload, and the validation around them (`spec/api.md`, "Schemas" and "Results").
 
-use crate::helpers;
 use std::collections::HashSet;
 
+use crate::helpers;
 use crate::helpers::{assert_error, assert_time, assert_uuid_v7, clock_past, send, spawn_app, TestApp};
 use serde_json::{json, Value};
 

@@ -2,12 +2,11 @@
 //! keys, import, export, openapi, bad configuration, `serve --demo`, the first-start key and
 //! `healthcheck`. Runs the real binary on temporary data folders.
 
-use crate::helpers;
-
 use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::helpers;
 use crate::helpers::{bin, is_uuid, poll_until, run, text, within, ServeCmd, Served};
 use serde_json::{json, Value};
 

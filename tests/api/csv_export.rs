@@ -3,10 +3,10 @@
 //!
 //! Tests named `options_*` exercise the optional `options` object (csv.md, "Options").
 
-use crate::helpers;
 use std::collections::HashMap;
 use std::io::Read;
 
+use crate::helpers;
 use crate::helpers::TestApp;
 use serde_json::{json, Map, Value};
 

@@ -1,9 +1,9 @@
 //! Signed download URLs (api.md, "Download URLs"): shape, signature recipe, headers, ranges,
 //! conditional requests, and every way a URL can be tampered with.
 
-use crate::helpers;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::helpers;
 use crate::helpers::{is_uuid, TestApp};
 use base64::Engine;
 use hmac::{Hmac, Mac};

@@ -1,12 +1,12 @@
 //! Request bodies bounded whatever their framing, one nesting limit on every route (NDJSON
 //! lines and `import` included), `search` capped, and the formula guard on header cells.
 
-use crate::helpers;
 use std::process::Output;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::helpers;
 use exports_api::domain::list::MAX_SEARCH_CHARS;
 use exports_api::domain::nesting::MAX_NESTING;
 use serde_json::{json, Value};

@@ -1,9 +1,9 @@
 //! Connection bounds: header-read and idle timeouts, stalled bodies, the connection cap,
 //! JSON answers for requests hyper refuses by itself, and a shutdown bounded by its grace.
 
-use crate::helpers;
 use std::time::{Duration, Instant};
 
+use crate::helpers;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

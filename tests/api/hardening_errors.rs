@@ -2,12 +2,12 @@
 //! (507, and the service keeps serving), private files whatever the umask, and a quiet log that
 //! never holds a download token or an API key.
 
-use crate::helpers;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::helpers;
 use crate::helpers::{assert_error, poll_until, spawn_app_with, within, ServeCmd, Served, TestApp};
 use serde_json::{json, Value};
 

@@ -3,10 +3,10 @@
 //! not hold the write connection while the body arrives, and is still all or nothing; and
 //! `import` and the upload store exactly what was sent.
 
-use crate::helpers;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::helpers;
 use crate::helpers::{assert_error, poll_until, spawn_app, spawn_app_with, within, ServeCmd, TestApp};
 use serde_json::{json, Value};
 

@@ -2,11 +2,11 @@
 //! with the real binary (api.md "Exports": DELETE semantics, status rules, "A job whose process
 //! died mid-run is taken up again at the next start"; "Running it": `--retention`).
 
-use crate::helpers;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::helpers;
 use crate::helpers::{poll_until, walk, within, ServeCmd, Served, TestApp};
 use serde_json::{json, Value};
 

@@ -4,7 +4,6 @@
 //! deleted between calls.
 
 use crate::helpers;
-
 use serde_json::{json, Value};
 
 async fn spawn() -> (helpers::TestApp, tempfile::TempDir) {

@@ -1,10 +1,10 @@
 //! The committed `openapi/openapi.json` must be what the service serves and what
 //! `exports-api openapi` prints (api.md: "the committed `openapi/openapi.json` is its output").
 
-use crate::helpers;
 use std::path::Path;
 use std::process::Command;
 
+use crate::helpers;
 use serde_json::Value;
 
 const FIX: &str =

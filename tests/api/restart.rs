@@ -1,10 +1,10 @@
 //! What survives a restart on the same data folder (api.md: "A job whose process died mid-run
 //! is taken up again at the next start", "A URL stays valid across restarts (the key persists)").
 
-use crate::helpers;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::helpers;
 use crate::helpers::{walk, TestApp};
 use base64::Engine;
 use hmac::{Hmac, Mac};

@@ -1,9 +1,9 @@
 //! Writes of the API and of the export workers share one write connection: none of them waits
 //! in SQLite's busy handler, so none fails for a lock held by this same process.
 
-use crate::helpers;
 use std::time::Duration;
 
+use crate::helpers;
 use serde_json::{json, Value};
 
 #[tokio::test]
