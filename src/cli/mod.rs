@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::database_path;
+use crate::data_dir::DataDir;
 use crate::db::{self, Pool};
 
 #[derive(Parser)]
@@ -207,8 +207,8 @@ fn run(cli: Cli) -> Result<(), String> {
 const CLI_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn open_db(data_dir: &Path) -> Result<Pool, String> {
-    crate::private::create_data_dir(data_dir, crate::app::DATABASE_FILE)
-        .map_err(|e| format!("cannot create the data folder {}: {e}", data_dir.display()))?;
-    db::open(&database_path(data_dir), 2, CLI_BUSY_TIMEOUT)
+    let data = DataDir::new(data_dir);
+    data.create().map_err(|e| format!("cannot create the data folder {}: {e}", data_dir.display()))?;
+    db::open(&data.database(), 2, CLI_BUSY_TIMEOUT)
         .map_err(|e| format!("cannot open the database in {}: {e}", data_dir.display()))
 }

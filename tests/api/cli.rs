@@ -88,10 +88,10 @@ async fn teams_and_keys_create_list_revoke() {
     }
     let out = run(dir, &["keys", "revoke", &key1_id]);
     assert!(out.status.success(), "keys revoke: {}", text(&out.stderr));
-    // the server trusts a key it has just seen for up to a second (api::key_cache)
+    // the server trusts a key it has just seen for up to a second (state::key_cache)
     let (base, revoked) = (&app.base_url, &key1);
     poll_until(
-        Instant::now() + exports_api::api::key_cache::KEY_CACHE_TTL * 3,
+        Instant::now() + exports_api::state::key_cache::KEY_CACHE_TTL * 3,
         "a revoked key to be refused",
         move || async move { (get_with_key(base, "/v1/schemas", revoked).await.status() == 401).then_some(()) },
     )
