@@ -1,11 +1,10 @@
 //! The committed `openapi/openapi.json` must be what the service serves and what
 //! `exports-api openapi` prints (api.md: "the committed `openapi/openapi.json` is its output").
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::helpers;
 use serde_json::Value;
 
 const FIX: &str =
@@ -78,7 +77,7 @@ fn assert_same(left: &Value, left_name: &str, right: &Value, right_name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn served_openapi_equals_committed_file() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let r = app.client.get(app.url("/openapi.json")).send().await.unwrap();
     assert_eq!(r.status(), 200, "GET /openapi.json");
     let served: Value = r.json().await.expect("GET /openapi.json is JSON");

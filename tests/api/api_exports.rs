@@ -1,12 +1,12 @@
 //! Black-box tests of the Exports API proper (the seed's four calls): create, list, download,
 //! delete, with the shapes, status codes and list parameters of `spec/api.md`.
 
-mod common;
-
 use std::collections::HashSet;
-use std::time::Duration;
 
-use common::{assert_error, spawn_app, TestApp};
+use crate::helpers;
+use crate::helpers::{
+    assert_error, assert_time, assert_uuid_v7, clock_past, poll_until, send, spawn_app, within, TestApp,
+};
 use serde_json::{json, Value};
 
 /// Every key of an export object (api.md, "Exports").
@@ -89,44 +89,10 @@ async fn schema_with_results(app: &TestApp, name: &str) -> String {
     id
 }
 
-/// Sends a request; returns status and JSON body (panics with the text if it is not JSON).
-async fn send(rb: reqwest::RequestBuilder) -> (u16, Value) {
-    let r = rb.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("status {status}, body is not JSON ({e}): {text}"));
-    (status, v)
-}
-
 async fn create_export(app: &TestApp, body: &Value) -> Value {
     let (status, v) = send(app.post_json("/v1/exports", body)).await;
     assert_eq!(status, 201, "create export {body}: {v}");
     v
-}
-
-/// Checks `YYYY-MM-DDTHH:MM:SS.sssZ` and returns the instant.
-fn assert_time(v: &Value, what: &str) -> chrono::DateTime<chrono::Utc> {
-    let s = v.as_str().unwrap_or_else(|| panic!("{what}: expected a time string, got {v}"));
-    let b = s.as_bytes();
-    assert!(
-        b.len() == 24
-            && b[4] == b'-'
-            && b[7] == b'-'
-            && b[10] == b'T'
-            && b[13] == b':'
-            && b[16] == b':'
-            && b[19] == b'.'
-            && b[23] == b'Z',
-        "{what}: '{s}' is not YYYY-MM-DDTHH:MM:SS.sssZ"
-    );
-    chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{what}: '{s}': {e}")).with_timezone(&chrono::Utc)
-}
-
-fn assert_uuid_v7(v: &Value, what: &str) {
-    let s = v.as_str().unwrap_or_else(|| panic!("{what}: expected a UUID string, got {v}"));
-    let u = uuid::Uuid::parse_str(s).unwrap_or_else(|e| panic!("{what}: '{s}': {e}"));
-    assert_eq!(u.get_version_num(), 7, "{what}: '{s}' is not a UUIDv7");
-    assert_eq!(s, u.hyphenated().to_string(), "{what}: lowercase hyphenated form");
 }
 
 fn keys_of(v: &Value) -> Vec<String> {
@@ -144,7 +110,7 @@ fn assert_export_keys(v: &Value) {
 /// Polls an export until COMPLETED/FAILED, checking at every step that the figures are null
 /// while the export is not COMPLETED.
 async fn wait_checking(app: &TestApp, id: &str) -> Value {
-    for _ in 0..300 {
+    poll_until(within(15), &format!("export {id} to finish"), move || async move {
         let (status, v) = send(app.get(&format!("/v1/exports/{id}"))).await;
         assert_eq!(status, 200, "{v}");
         assert_export_keys(&v);
@@ -158,12 +124,9 @@ async fn wait_checking(app: &TestApp, id: &str) -> Value {
         if st != "FAILED" {
             assert!(v["error"].is_null(), "error must be null unless FAILED: {v}");
         }
-        if st == "COMPLETED" || st == "FAILED" {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("export {id} did not finish in 15 s");
+        (st == "COMPLETED" || st == "FAILED").then_some(v)
+    })
+    .await
 }
 
 async fn list(app: &TestApp, query: &[(&str, &str)]) -> Value {
@@ -524,30 +487,21 @@ async fn download_answers_url_and_expiry_once_completed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn download_before_completion_is_409_naming_the_status() {
-    let app = spawn_app().await;
+    let tmp = tempfile::tempdir().unwrap();
+    // the export workers stopped: the job stays PENDING for as long as the test needs
+    let app = helpers::spawn_app_without_workers(tmp.path().to_path_buf(), |_| {}).await;
     let schema_id = schema_with_results(&app, "invoices").await;
-    // Queue several jobs (two workers) and ask at once for the last one.
     let body = json!({"schema_id": schema_id, "start_date": "2024-01-01", "end_date": "2024-01-31"});
-    let mut last = Value::Null;
-    for _ in 0..8 {
-        last = create_export(&app, &body).await;
-    }
-    let id = last["id"].as_str().unwrap().to_string();
-    let mut saw_409 = false;
-    for _ in 0..3 {
-        let r = app.get(&format!("/v1/exports/{id}/download")).send().await.unwrap();
-        if r.status() == 409 {
-            let msg = assert_error(r, 409).await;
-            let upper = msg.to_uppercase();
-            assert!(upper.contains("PENDING") || upper.contains("PROCESSING"), "a 409 message names the status: {msg}");
-            saw_409 = true;
-        } else {
-            assert_eq!(r.status(), 200, "only 409 or, once COMPLETED, 200");
-            let (_, v) = send(app.get(&format!("/v1/exports/{id}"))).await;
-            assert_eq!(v["status"], "COMPLETED", "download answered 200 for a job not COMPLETED: {v}");
-        }
-    }
-    eprintln!("409 observed before completion: {saw_409}");
+    let id = create_export(&app, &body).await["id"].as_str().unwrap().to_string();
+    let r = app.get(&format!("/v1/exports/{id}/download")).send().await.unwrap();
+    let msg = assert_error(r, 409).await;
+    assert!(msg.to_uppercase().contains("PENDING"), "a 409 message names the status: {msg}");
+    let (_, v) = send(app.get(&format!("/v1/exports/{id}"))).await;
+    assert_eq!(v["status"], "PENDING", "{v}");
+    app.stop().await;
+
+    // with workers, the same job completes and downloads
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |_| {}).await;
     let done = app.wait_export(&id).await;
     assert_eq!(done["status"], "COMPLETED");
     let (status, v) = send(app.get(&format!("/v1/exports/{id}/download"))).await;
@@ -600,9 +554,15 @@ async fn delete_answers_message_then_everything_is_404() {
     let (status, v) = send(app.delete(&format!("/v1/exports/{id}"))).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v, json!({"message": "Export deleted successfully"}));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // once a job created after it has run, the workers are past the deleted one
+    let later = app
+        .export_and_wait(&json!({"schema_id": schema_id, "start_date": "2024-01-01", "end_date": "2024-01-31"}))
+        .await;
+    assert_eq!(later["status"], "COMPLETED", "{later}");
     assert_error(app.get(&format!("/v1/exports/{id}")).send().await.unwrap(), 404).await;
-    assert_eq!(meta(&list(&app, &[]).await).2, 0);
+    let l = list(&app, &[]).await;
+    assert_eq!(meta(&l).2, 1, "{l}");
+    assert_eq!(ids(&l), vec![later["id"].as_str().unwrap().to_string()]);
     // Unknown id.
     assert_error(app.delete(&format!("/v1/exports/{UNKNOWN_SCHEMA}")).send().await.unwrap(), 404).await;
     app.stop().await;
@@ -633,8 +593,10 @@ async fn list_fixture() -> ListFixture {
     ];
     let mut created = Vec::new();
     for b in &bodies {
-        created.push(create_export(&app, b).await);
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        let c = create_export(&app, b).await;
+        // the next one gets a later createdAt
+        clock_past(&c["createdAt"]).await;
+        created.push(c);
     }
     let mut e = Vec::new();
     for c in &created {
@@ -722,12 +684,7 @@ async fn list_rejects_bad_parameters_naming_them() {
         ("include", "bogus"),
         ("include", "schema,team"),
     ];
-    for (name, value) in cases {
-        let r = app.get("/v1/exports").query(&[(*name, *value)]).send().await.unwrap();
-        assert_eq!(r.status(), 400, "{name}={value:?}");
-        let msg = assert_error(r, 400).await;
-        assert!(msg.contains(name), "the message for {name}={value:?} names the parameter: {msg}");
-    }
+    app.assert_params_refused("/v1/exports", cases).await;
     app.stop().await;
 }
 

@@ -1,9 +1,7 @@
 //! Black-box tests of what surrounds every route: API keys, team isolation, the JSON error
 //! shape for routing and parse failures, and the health, OpenAPI and docs endpoints.
 
-mod common;
-
-use common::{assert_error, spawn_app, TestApp};
+use crate::helpers::{assert_error, send, spawn_app, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -11,14 +9,6 @@ const UNKNOWN_ID: &str = "019760a0-0001-7000-8000-000000000001";
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-async fn send(rb: reqwest::RequestBuilder) -> (u16, Value) {
-    let r = rb.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("status {status}, body is not JSON ({e}): {text}"));
-    (status, v)
-}
 
 /// The JSON error shape, with `error` the status's reason phrase; returns the message.
 async fn assert_error_reason(resp: reqwest::Response, status: u16, what: &str) -> String {

@@ -1,13 +1,12 @@
 //! What survives a restart on the same data folder (api.md: "A job whose process died mid-run
 //! is taken up again at the next start", "A URL stays valid across restarts (the key persists)").
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::helpers;
+use crate::helpers::{walk, TestApp};
 use base64::Engine;
-use common::TestApp;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -31,7 +30,7 @@ async fn get_export(app: &TestApp, id: &str) -> Value {
 
 /// Schema + results + one COMPLETED export; returns (schema id, export JSON, URL, file bytes).
 async fn completed_export(app: &TestApp, count: usize) -> (String, Value, String, Vec<u8>) {
-    let (schema, nd) = common::gen_results(count, 3);
+    let (schema, nd) = helpers::invoices(count, 3);
     let s = app.create_schema(&schema).await;
     let sid = s["id"].as_str().unwrap().to_string();
     assert_eq!(app.upload_ndjson(&sid, nd).await as usize, count);
@@ -50,14 +49,14 @@ async fn exports_urls_and_pending_jobs_survive_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
 
-    let app = common::spawn_app_with(dir.clone(), |_| {}).await;
+    let app = helpers::spawn_app_with(dir.clone(), |_| {}).await;
     let (sid, e1, url1, bytes1) = completed_export(&app, 1500).await;
     let id1 = e1["id"].as_str().unwrap().to_string();
 
     // more results, then an export created right before the stop: PENDING or PROCESSING at
     // stop time, or perhaps already done; either way it must end COMPLETED and whole
-    let (_, first) = common::gen_results(1500, 3);
-    let (_, more) = common::gen_results(6000, 4);
+    let (_, first) = helpers::invoices(1500, 3);
+    let (_, more) = helpers::invoices(6000, 4);
     let expected_rows: u64 = first
         .lines()
         .chain(more.lines())
@@ -83,7 +82,7 @@ async fn exports_urls_and_pending_jobs_survive_restart() {
     eprintln!("export created before the stop was {} at stop time", at_stop["status"]);
     app.stop().await;
 
-    let app = common::spawn_app_with(dir.clone(), |_| {}).await;
+    let app = helpers::spawn_app_with(dir.clone(), |_| {}).await;
 
     // the COMPLETED export is still there, unchanged
     let again = get_export(&app, &id1).await;
@@ -134,19 +133,6 @@ async fn exports_urls_and_pending_jobs_survive_restart() {
     app.stop().await;
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// Files in the data folder that look like the generated signing key.
 fn key_files(dir: &Path) -> Vec<PathBuf> {
     walk(dir)
@@ -166,7 +152,7 @@ async fn generated_signing_key_persists_with_mode_0600() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
 
-    let app = common::spawn_app_with(dir.clone(), |cfg| cfg.signing_key = None).await;
+    let app = helpers::spawn_app_with(dir.clone(), |cfg| cfg.signing_key = None).await;
     let (_, e, url1, bytes1) = completed_export(&app, 200).await;
     app.stop().await;
 
@@ -182,7 +168,7 @@ async fn generated_signing_key_persists_with_mode_0600() {
             _ => {}
         }
     }
-    let mut mac = Hmac::<Sha256>::new_from_slice(common::SIGNING_KEY).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(helpers::SIGNING_KEY).unwrap();
     mac.update(format!("GET\n{path}\n{expires}").as_bytes());
     let with_test_key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
     assert_ne!(token, with_test_key, "signing_key = None still signed with the test key");
@@ -196,7 +182,7 @@ async fn generated_signing_key_persists_with_mode_0600() {
         contents.push(std::fs::read(k).unwrap());
     }
 
-    let app = common::spawn_app_with(dir.clone(), |cfg| cfg.signing_key = None).await;
+    let app = helpers::spawn_app_with(dir.clone(), |cfg| cfg.signing_key = None).await;
     let (status, bytes) = download(&app, &format!("{}{}", app.base_url, pq)).await;
     assert_eq!(status, 200, "URL from run 1 in run 2 (the generated key must persist)");
     assert_eq!(bytes, bytes1);

@@ -2,166 +2,24 @@
 //! keys, import, export, openapi, bad configuration, `serve --demo`, the first-start key and
 //! `healthcheck`. Runs the real binary on temporary data folders.
 
-mod common;
-
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::io::Write;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::helpers;
+use crate::helpers::{bin, is_uuid, poll_until, run, text, within, ServeCmd, Served};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_exports-api");
-
-/// The binary, with no `EXPORTS_*` variable inherited from the environment.
-fn bin() -> Command {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("EXPORTS_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-/// Runs `exports-api ARGS --data-dir DIR` and returns its output, whatever the exit status.
-fn run(dir: &Path, args: &[&str]) -> Output {
-    bin().args(args).arg("--data-dir").arg(dir).output().expect("run exports-api")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).to_string()
-}
-
-fn is_uuid(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn listening(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_ok()
-}
-
-/// A running `exports-api serve`, its stdout and stderr collected; SIGKILLed when dropped.
-struct Serve {
-    child: Option<Child>,
-    port: u16,
-    out: Arc<Mutex<String>>,
-    err: Arc<Mutex<String>>,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn collect(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
-    let buf = Arc::new(Mutex::new(String::new()));
-    let b = buf.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            let mut g = b.lock().unwrap();
-            g.push_str(&line);
-            g.push('\n');
-        }
-    });
-    buf
-}
-
-impl Serve {
-    /// Starts `serve --listen 127.0.0.1:PORT --data-dir DIR EXTRA...` with `envs`.
-    fn spawn(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Serve {
-        let port = free_port();
-        let mut cmd = bin();
-        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"]).arg(dir).args(extra);
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start exports-api serve");
-        let out = collect(child.stdout.take().unwrap());
-        let err = collect(child.stderr.take().unwrap());
-        Serve { child: Some(child), port, out, err }
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn stdout(&self) -> String {
-        self.out.lock().unwrap().clone()
-    }
-
-    fn stderr(&self) -> String {
-        self.err.lock().unwrap().clone()
-    }
-
-    async fn wait_healthy(&mut self) {
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("serve exited at start ({st}); stderr:\n{}", self.stderr());
-            }
-            if let Ok(r) = client.get(format!("{}/healthz", self.base())).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "serve not healthy in 30 s; stderr:\n{}", self.stderr());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Waits until stdout contains `needle` (true) or `within` passes (false).
-    async fn stdout_contains(&self, needle: &str, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            if self.stdout().contains(needle) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// SIGTERM, then waits for the exit (SIGKILL after 10 s).
-    async fn stop(mut self) {
-        let mut c = self.child.take().unwrap();
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while c.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                panic!("serve did not stop within 10 s of SIGTERM");
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
+/// `serve --listen 127.0.0.1:0 --data-dir DIR EXTRA...`, started and listening.
+async fn serve(dir: &std::path::Path, extra: &[&str]) -> Served {
+    ServeCmd::new(dir).args(extra).start().await
 }
 
 async fn get_with_key(base: &str, path: &str, key: &str) -> reqwest::Response {
     reqwest::Client::new().get(format!("{base}{path}")).header("x-api-key", key).send().await.unwrap()
 }
 
-async fn results_total(app: &common::TestApp, schema_id: &str) -> u64 {
+async fn results_total(app: &helpers::TestApp, schema_id: &str) -> u64 {
     let r = app.get(&format!("/v1/results?schema_id={schema_id}&limit=1")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
@@ -192,10 +50,10 @@ async fn teams_and_keys_create_list_revoke() {
     let key1 = text(&out.stdout).trim().to_string();
     assert_eq!(key1.lines().count(), 1, "keys create prints one key: {key1:?}");
     assert!(key1.len() >= 16 && !key1.contains(char::is_whitespace), "{key1:?}");
-    let key2 = common::cli(dir, &["keys", "create", "--team", &team_id, "--name", "second-bot"]);
+    let key2 = helpers::cli(dir, &["keys", "create", "--team", &team_id, "--name", "second-bot"]);
     assert_ne!(key1, key2);
-    common::cli(dir, &["teams", "create", "other"]);
-    let key3 = common::cli(dir, &["keys", "create", "--team", "other", "--name", "other-bot"]);
+    helpers::cli(dir, &["teams", "create", "other"]);
+    let key3 = helpers::cli(dir, &["keys", "create", "--team", "other", "--name", "other-bot"]);
 
     let no_team = run(dir, &["keys", "create", "--team", "nope"]);
     assert!(!no_team.status.success(), "keys create for a missing team succeeded");
@@ -219,29 +77,30 @@ async fn teams_and_keys_create_list_revoke() {
         .to_string();
     assert!(row_of(&stdout, "second-bot").is_some() && row_of(&stdout, "other-bot").is_some(), "{stdout}");
 
-    let only_acme = common::cli(dir, &["keys", "list", "--team", "acme"]);
+    let only_acme = helpers::cli(dir, &["keys", "list", "--team", "acme"]);
     assert!(row_of(&only_acme, "deploy-bot").is_some(), "{only_acme}");
     assert!(row_of(&only_acme, "other-bot").is_none(), "--team acme lists another team's key:\n{only_acme}");
 
     // against a running app on the same folder
-    let app = common::spawn_app_with(dir.to_path_buf(), |cfg| cfg.api_key = None).await;
+    let app = helpers::spawn_app_with(dir.to_path_buf(), |cfg| cfg.api_key = None).await;
     for k in [&key1, &key2, &key3] {
         assert_eq!(get_with_key(&app.base_url, "/v1/schemas", k).await.status(), 200, "key {k} before revoke");
     }
     let out = run(dir, &["keys", "revoke", &key1_id]);
     assert!(out.status.success(), "keys revoke: {}", text(&out.stderr));
     // the server trusts a key it has just seen for up to a second (state::key_cache)
-    let deadline = std::time::Instant::now() + exports_api::state::key_cache::KEY_CACHE_TTL * 3;
-    while get_with_key(&app.base_url, "/v1/schemas", &key1).await.status() != 401 {
-        assert!(std::time::Instant::now() < deadline, "a revoked key was still accepted after the cache's TTL");
-        // polling pace, under the rate limit
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    common::assert_error(get_with_key(&app.base_url, "/v1/schemas", &key1).await, 401).await;
-    common::assert_error(get_with_key(&app.base_url, "/v1/exports", &key1).await, 401).await;
+    let (base, revoked) = (&app.base_url, &key1);
+    poll_until(
+        Instant::now() + exports_api::state::key_cache::KEY_CACHE_TTL * 3,
+        "a revoked key to be refused",
+        move || async move { (get_with_key(base, "/v1/schemas", revoked).await.status() == 401).then_some(()) },
+    )
+    .await;
+    helpers::assert_error(get_with_key(&app.base_url, "/v1/schemas", &key1).await, 401).await;
+    helpers::assert_error(get_with_key(&app.base_url, "/v1/exports", &key1).await, 401).await;
     assert_eq!(get_with_key(&app.base_url, "/v1/schemas", &key2).await.status(), 200, "another key of the team");
     assert_eq!(get_with_key(&app.base_url, "/v1/schemas", &key3).await.status(), 200, "another team's key");
-    let list = common::cli(dir, &["keys", "list"]);
+    let list = helpers::cli(dir, &["keys", "list"]);
     assert!(!list.contains(&key1), "{list}");
     assert!(list.contains(&key1_id), "a revoked key is still listed by id:\n{list}");
 
@@ -256,8 +115,8 @@ async fn import_from_file_and_stdin_all_or_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let files = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(dir.to_path_buf(), |_| {}).await;
-    let (schema, nd) = common::gen_results(300, 31);
+    let app = helpers::spawn_app_with(dir.to_path_buf(), |_| {}).await;
+    let (schema, nd) = helpers::invoices(300, 31);
     let sid = app.create_schema(&schema).await["id"].as_str().unwrap().to_string();
 
     let file = files.path().join("results.ndjson");
@@ -286,7 +145,7 @@ async fn import_from_file_and_stdin_all_or_nothing() {
     assert_eq!(results_total(&app, &sid).await, 300);
 
     // - reads stdin
-    let (_, more) = common::gen_results(50, 32);
+    let (_, more) = helpers::invoices(50, 32);
     let mut child = bin()
         .args(["import", "--schema", &sid, "-", "--data-dir"])
         .arg(dir)
@@ -318,8 +177,8 @@ async fn import_without_a_server_is_folded_in_by_the_next_start() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let files = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(dir.to_path_buf(), |_| {}).await;
-    let (schema, nd) = common::gen_results(300, 33);
+    let app = helpers::spawn_app_with(dir.to_path_buf(), |_| {}).await;
+    let (schema, nd) = helpers::invoices(300, 33);
     let sid = app.create_schema(&schema).await["id"].as_str().unwrap().to_string();
     app.stop().await;
 
@@ -332,19 +191,15 @@ async fn import_without_a_server_is_folded_in_by_the_next_start() {
     let wal = std::fs::metadata(dir.join("exports.db-wal")).map(|m| m.len()).unwrap_or(0);
     assert!(wal as usize > nd.len() / 2, "the import's WAL ({wal} bytes) should hold the results");
 
-    let app = common::spawn_app_with(dir.to_path_buf(), |_| {}).await;
+    let app = helpers::spawn_app_with(dir.to_path_buf(), |_| {}).await;
     assert_eq!(results_total(&app, &sid).await, 300);
     // the results' pages reach the database file itself (at the start's first close, or the
     // server's checkpoint thread)
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    poll_until(within(20), "the database file to hold the imported results", || async {
         let grown = std::fs::metadata(&db).unwrap().len() - db_before;
-        if grown as usize > nd.len() / 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the database file grew by {grown} bytes only");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (grown as usize > nd.len() / 2).then_some(())
+    })
+    .await;
     assert_eq!(results_total(&app, &sid).await, 300);
     app.stop().await;
 }
@@ -354,8 +209,8 @@ async fn export_command_writes_the_servers_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let files = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(dir.to_path_buf(), |_| {}).await;
-    let (schema, nd) = common::gen_results(400, 41);
+    let app = helpers::spawn_app_with(dir.to_path_buf(), |_| {}).await;
+    let (schema, nd) = helpers::invoices(400, 41);
     let sid = app.create_schema(&schema).await["id"].as_str().unwrap().to_string();
     app.upload_ndjson(&sid, nd).await;
 
@@ -404,8 +259,8 @@ async fn export_command_writes_the_servers_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_command_prints_the_served_document() {
-    let app = common::spawn_app().await;
-    let printed: Value = serde_json::from_str(&common::cli(&app.data_dir, &["openapi"])).expect("openapi prints JSON");
+    let app = helpers::spawn_app().await;
+    let printed: Value = serde_json::from_str(&helpers::cli(&app.data_dir, &["openapi"])).expect("openapi prints JSON");
     let r = app.client.get(app.url("/openapi.json")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let served: Value = r.json().await.unwrap();
@@ -417,67 +272,55 @@ async fn openapi_command_prints_the_served_document() {
 async fn bad_configuration_stops_serve_at_start() {
     let tmp = tempfile::tempdir().unwrap();
     struct Case {
-        args: Vec<String>,
+        listen: &'static str,
+        args: &'static [&'static str],
         env: Option<(&'static str, &'static str)>,
         needle: &'static str,
-        port: Option<u16>,
     }
-    type Env = Option<(&'static str, &'static str)>;
-    let on_free_port = |args: &[&str], env: Env, needle: &'static str| {
-        let port = free_port();
-        let mut a = vec!["--listen".to_string(), format!("127.0.0.1:{port}")];
-        a.extend(args.iter().map(|s| s.to_string()));
-        Case { args: a, env, needle, port: Some(port) }
-    };
+    let port0 = "127.0.0.1:0";
     let cases = [
-        Case { args: vec!["--listen".into(), "nonsense".into()], env: None, needle: "--listen", port: None },
-        on_free_port(&["--url-ttl", "0"], None, "--url-ttl"),
-        on_free_port(&["--url-ttl", "999999999"], None, "--url-ttl"),
-        on_free_port(&["--retention", "soon"], None, "--retention"),
-        on_free_port(&["--workers", "0"], None, "--workers"),
+        Case { listen: "nonsense", args: &[], env: None, needle: "--listen" },
+        Case { listen: port0, args: &["--url-ttl", "0"], env: None, needle: "--url-ttl" },
+        Case { listen: port0, args: &["--url-ttl", "999999999"], env: None, needle: "--url-ttl" },
+        Case { listen: port0, args: &["--retention", "soon"], env: None, needle: "--retention" },
+        Case { listen: port0, args: &["--workers", "0"], env: None, needle: "--workers" },
         // typed flags name the flag and its environment twin, whichever was used
-        on_free_port(&["--max-export-storage", "lots"], None, "--max-export-storage / EXPORTS_MAX_EXPORT_STORAGE"),
-        on_free_port(&[], Some(("EXPORTS_IDLE_TIMEOUT", "0")), "--idle-timeout / EXPORTS_IDLE_TIMEOUT must be"),
-        on_free_port(&[], Some(("EXPORTS_SIGNING_KEY", "short")), "EXPORTS_SIGNING_KEY"),
+        Case {
+            listen: port0,
+            args: &["--max-export-storage", "lots"],
+            env: None,
+            needle: "--max-export-storage / EXPORTS_MAX_EXPORT_STORAGE",
+        },
+        Case {
+            listen: port0,
+            args: &[],
+            env: Some(("EXPORTS_IDLE_TIMEOUT", "0")),
+            needle: "--idle-timeout / EXPORTS_IDLE_TIMEOUT must be",
+        },
+        Case { listen: port0, args: &[], env: Some(("EXPORTS_SIGNING_KEY", "short")), needle: "EXPORTS_SIGNING_KEY" },
     ];
 
     // start them all, then wait for each
     let mut running = Vec::new();
     for (i, c) in cases.iter().enumerate() {
-        let dir = tmp.path().join(format!("d{i}"));
-        let mut cmd = bin();
-        cmd.arg("serve").args(&c.args).arg("--data-dir").arg(&dir).env("EXPORTS_API_KEY", "test-key-config-0123456789");
+        let mut cmd = ServeCmd::new(&tmp.path().join(format!("d{i}")))
+            .listen(c.listen)
+            .args(c.args)
+            .env("EXPORTS_API_KEY", "test-key-config-0123456789");
         if let Some((k, v)) = c.env {
-            cmd.env(k, v);
+            cmd = cmd.env(k, v);
         }
-        let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        running.push(Serve {
-            out: Arc::new(Mutex::new(String::new())),
-            err: Arc::new(Mutex::new(String::new())),
-            port: c.port.unwrap_or(0),
-            child: Some(child),
-        });
+        running.push(cmd.spawn());
     }
-    let started = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut failures = Vec::new();
-    for (c, mut s) in cases.iter().zip(running) {
-        let status = loop {
-            if let Some(st) = s.child.as_mut().unwrap().try_wait().unwrap() {
-                break Some(st);
-            }
-            if started.elapsed() > Duration::from_secs(10) {
-                break None;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        };
-        let what = format!("serve {:?} env {:?}", c.args, c.env);
-        let Some(status) = status else {
+    for (c, s) in cases.iter().zip(running) {
+        let what = format!("serve --listen {} {:?} env {:?}", c.listen, c.args, c.env);
+        let Some(exited) = s.wait_exit(deadline.saturating_duration_since(Instant::now())).await else {
             failures.push(format!("{what}: still running after 10 s"));
-            continue; // dropped: killed
+            continue;
         };
-        let child = s.child.take().unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stderr = text(&out.stderr);
+        let (status, stderr) = (exited.status, exited.stderr);
         if status.success() {
             failures.push(format!("{what}: exited 0"));
         } else if status.code() != Some(2) {
@@ -487,10 +330,8 @@ async fn bad_configuration_stops_serve_at_start() {
         if !stderr.contains(c.needle) {
             failures.push(format!("{what}: stderr does not name {}: {stderr:?}", c.needle));
         }
-        if let Some(p) = c.port {
-            if listening(p) {
-                failures.push(format!("{what}: something is listening on {p} after the exit"));
-            }
+        if stderr.contains("listening on") {
+            failures.push(format!("{what}: it listened before it stopped: {stderr:?}"));
         }
     }
     assert!(failures.is_empty(), "bad configuration:\n{}", failures.join("\n"));
@@ -502,35 +343,36 @@ async fn serve_demo_loads_once_and_prints_its_key_once() {
     let dir = tmp.path().join("data");
     const SCHEMA: &str = "019760a0-0001-7000-8000-000000000001";
 
-    let mut s = Serve::spawn(&dir, &["--demo"], &[]);
-    s.wait_healthy().await;
-    assert!(s.stdout_contains("exp_", Duration::from_secs(5)).await, "no demo key on stdout:\n{}", s.stdout());
-    let stdout = s.stdout();
+    let s = serve(&dir, &["--demo"]).await;
+    // the key is printed before the server logs that it listens: it is on its way to us
+    let stdout = poll_until(within(5), "the demo key on stdout", || {
+        let out = s.stdout();
+        std::future::ready(out.contains("exp_").then_some(out))
+    })
+    .await;
     let at = stdout.find("exp_").unwrap();
     let key: String =
         stdout[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
     assert!(key.len() > 20, "demo key {key:?}");
 
-    let base = s.base();
+    let base = s.base_url();
     let r = get_with_key(&base, &format!("/v1/schemas/{SCHEMA}"), &key).await;
     assert_eq!(r.status(), 200, "demo schema with the demo key");
     let r = get_with_key(&base, &format!("/v1/results?schema_id={SCHEMA}&limit=1"), &key).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["meta"]["total"], 3000, "{v}");
-    s.stop().await;
+    s.stop_within(Duration::from_secs(10)).await;
 
-    let mut s = Serve::spawn(&dir, &["--demo"], &[]);
-    s.wait_healthy().await;
-    let base = s.base();
+    let s = serve(&dir, &["--demo"]).await;
+    let base = s.base_url();
     let r = get_with_key(&base, &format!("/v1/results?schema_id={SCHEMA}&limit=1"), &key).await;
     assert_eq!(r.status(), 200, "the demo key after a restart");
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["meta"]["total"], 3000, "demo data loaded twice? {v}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let again = s.stdout();
+    // everything the second run printed, complete once it has exited
+    let again = s.stop_within(Duration::from_secs(10)).await.stdout;
     assert!(!again.contains("exp_"), "a second start printed a key:\n{again}");
-    s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -538,53 +380,45 @@ async fn first_start_prints_a_default_key_once_and_healthcheck_works() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
 
-    let mut s = Serve::spawn(&dir, &[], &[]);
-    s.wait_healthy().await;
-    let base = s.base();
+    let s = serve(&dir, &[]).await;
+    let base = s.base_url();
     // the key is somewhere on stdout: try each long enough token
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let key = loop {
-        let stdout = s.stdout();
-        let mut found = None;
+    let (served, base) = (&s, &base);
+    let key = poll_until(within(5), "a working API key on stdout of a first start", move || async move {
+        let stdout = served.stdout();
         for tok in stdout.split(|c: char| c.is_whitespace() || c == '=' || c == '"' || c == '\'') {
             let tok = tok.trim_matches(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'));
-            if tok.len() >= 16 && !is_uuid(tok) && get_with_key(&base, "/v1/schemas", tok).await.status() == 200 {
-                found = Some(tok.to_string());
-                break;
+            if tok.len() >= 16 && !is_uuid(tok) && get_with_key(base, "/v1/schemas", tok).await.status() == 200 {
+                return Some(tok.to_string());
             }
         }
-        if let Some(k) = found {
-            break k;
-        }
-        assert!(Instant::now() < deadline, "no working API key on stdout of a first start:\n{}", s.stdout());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        None
+    })
+    .await;
     assert!(s.stdout().contains("default"), "the message names team default:\n{}", s.stdout());
-    let keys = common::cli(&dir, &["keys", "list"]);
+    let keys = helpers::cli(&dir, &["keys", "list"]);
     assert!(keys.lines().any(|l| l.split_whitespace().any(|t| t == "default")), "team default in:\n{keys}");
     assert!(!keys.contains(&key));
 
     // healthcheck
-    let ok = bin().args(["healthcheck", "--listen", &format!("127.0.0.1:{}", s.port)]).output().unwrap();
+    let ok = bin().args(["healthcheck", "--listen", &s.addr]).output().unwrap();
     assert!(ok.status.success(), "healthcheck against a running server: {}", text(&ok.stderr));
-    let closed = free_port();
+    let addr = s.addr.clone();
+    s.stop_within(Duration::from_secs(10)).await;
+    // the stopped server's port is closed now
     let t = Instant::now();
-    let bad = bin().args(["healthcheck", "--listen", &format!("127.0.0.1:{closed}")]).output().unwrap();
+    let bad = bin().args(["healthcheck", "--listen", &addr]).output().unwrap();
     assert!(!bad.status.success(), "healthcheck against a closed port succeeded");
     assert!(t.elapsed() < Duration::from_secs(10), "healthcheck took {:?}", t.elapsed());
-    s.stop().await;
 
     // a second start prints no new key, and the first still works
-    let mut s = Serve::spawn(&dir, &[], &[]);
-    s.wait_healthy().await;
-    assert_eq!(get_with_key(&s.base(), "/v1/schemas", &key).await.status(), 200, "the first key after a restart");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let again = s.stdout();
+    let s = serve(&dir, &[]).await;
+    assert_eq!(get_with_key(&s.base_url(), "/v1/schemas", &key).await.status(), 200, "the first key after a restart");
+    let again = s.stop_within(Duration::from_secs(10)).await.stdout;
     assert!(
         !again.contains("exp_") && !again.to_lowercase().contains("api key"),
         "second start printed a key:\n{again}"
     );
-    let keys_after = common::cli(&dir, &["keys", "list"]);
+    let keys_after = helpers::cli(&dir, &["keys", "list"]);
     assert_eq!(keys_after.lines().count(), keys.lines().count(), "a second start created a key:\n{keys_after}");
-    s.stop().await;
 }

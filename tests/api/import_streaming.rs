@@ -3,13 +3,11 @@
 //! not hold the write connection while the body arrives, and is still all or nothing; and
 //! `import` and the upload store exactly what was sent.
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{assert_error, spawn_app, spawn_app_with, TestApp};
+use crate::helpers;
+use crate::helpers::{assert_error, poll_until, spawn_app, spawn_app_with, within, ServeCmd, TestApp};
 use serde_json::{json, Value};
 
 async fn total(app: &TestApp, schema_id: &str) -> u64 {
@@ -51,13 +49,9 @@ fn spooled(app: &TestApp) -> Vec<(PathBuf, u64)> {
     files
 }
 
-/// Polls `cond` every 20 ms until it holds; panics after 30 s.
+/// Polls `cond` until it holds; panics after 30 s.
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_until(within(30), what, || std::future::ready(cond().then_some(()))).await
 }
 
 /// An upload whose body the test sends piece by piece: returns the sender of the pieces
@@ -200,66 +194,17 @@ async fn an_upload_over_the_limit_stores_nothing_and_leaves_no_file() {
 
 const API_KEY: &str = "stream-test-key-0123456789";
 
-/// `exports-api serve` on a free port; killed when dropped.
-struct Served {
-    child: Child,
-    base_url: String,
-}
-
-impl Served {
-    fn start(data_dir: &Path, log: &Path, args: &[&str]) -> Served {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_exports-api"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
-            .args(args)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("EXPORTS_API_KEY", API_KEY)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .expect("start exports-api serve");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let addr =
-                text.lines().find_map(|l| l.split(" listening on ").nth(1)).and_then(|r| r.split_whitespace().next());
-            if let Some(addr) = addr {
-                return Served { child, base_url: format!("http://{addr}") };
-            }
-            assert!(child.try_wait().unwrap().is_none() && Instant::now() < deadline, "no start:\n{text}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The peak resident memory of the server so far, in bytes (VmHWM).
-    fn peak_rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmHWM in /proc/PID/status");
-        kb * 1024
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_far_larger_than_the_memory_budget_streams() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = Served::start(&tmp.path().join("data"), &tmp.path().join("serve.log"), &["--max-body", "512MB"]);
+    let s = ServeCmd::new(&tmp.path().join("data"))
+        .args(&["--workers", "1", "--max-body", "512MB"])
+        .env("EXPORTS_API_KEY", API_KEY)
+        .start()
+        .await;
     let http = reqwest::Client::new();
-    let url = |p: &str| format!("{}{p}", s.base_url);
+    let url = |p: &str| s.url(p);
     let r = http
         .post(url("/v1/schemas"))
         .header("x-api-key", API_KEY)
@@ -376,7 +321,9 @@ async fn import_and_upload_store_exactly_what_was_sent() {
     let tmp = tempfile::tempdir().unwrap();
     let data: PathBuf = tmp.path().join("data");
     let app = spawn_app_with(data.clone(), |_| {}).await;
-    let (schema, mut nd) = common::gen_results(3000, 11);
+    // Python's data on purpose: its JSON text (ensure_ascii=False, Python float repr) is the
+    // "exactly what was sent" that must be stored unchanged
+    let (schema, mut nd) = helpers::gen_results(3000, 11);
     // the awkward cases on top of the generated set: other createdAt forms, none, escapes,
     // blank and CRLF lines, and no final newline
     nd.push_str("\r\n\n   \n");
@@ -391,7 +338,7 @@ async fn import_and_upload_store_exactly_what_was_sent() {
     let file = tmp.path().join("results.ndjson");
     std::fs::write(&file, &nd).unwrap();
     let before = now_ms();
-    common::cli(&data, &["import", "--schema", &a, file.to_str().unwrap()]);
+    helpers::cli(&data, &["import", "--schema", &a, file.to_str().unwrap()]);
     check("import", &stored(&data, &a), &want, (before, now_ms()));
 
     let b = app.create_schema(&schema).await["id"].as_str().unwrap().to_string();

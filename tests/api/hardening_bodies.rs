@@ -1,13 +1,12 @@
 //! Request bodies bounded whatever their framing, one nesting limit on every route (NDJSON
 //! lines and `import` included), `search` capped, and the formula guard on header cells.
 
-mod common;
-
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::helpers;
 use exports_api::domain::list::MAX_SEARCH_CHARS;
 use exports_api::domain::nesting::MAX_NESTING;
 use serde_json::{json, Value};
@@ -91,7 +90,7 @@ async fn send_chunked(addr: &str, method: &str, path: &str, key: &str, body: (&s
     Answer { status, body, produced }
 }
 
-fn addr_of(app: &common::TestApp) -> String {
+fn addr_of(app: &helpers::TestApp) -> String {
     app.base_url.trim_start_matches("http://").to_string()
 }
 
@@ -102,7 +101,7 @@ fn assert_json_error(a: &Answer, status: u16) -> String {
     a.body["message"].as_str().expect("message").to_string()
 }
 
-async fn total(app: &common::TestApp, path: &str) -> u64 {
+async fn total(app: &helpers::TestApp, path: &str) -> u64 {
     let v: Value = app.get(path).send().await.unwrap().json().await.unwrap();
     v["meta"]["total"].as_u64().unwrap_or_else(|| panic!("{path}: {v}"))
 }
@@ -110,7 +109,7 @@ async fn total(app: &common::TestApp, path: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_json_bodies_over_the_limit_get_413_at_once_and_store_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| c.limits.max_json_body = 64 * 1024).await;
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| c.limits.max_json_body = 64 * 1024).await;
     let schema =
         app.create_schema(&json!({"name": "Original", "schema": {"fields": [{"key": "a", "type": "string"}]}})).await;
     let sid = schema["id"].as_str().unwrap().to_string();
@@ -152,7 +151,7 @@ async fn chunked_json_bodies_over_the_limit_get_413_at_once_and_store_nothing() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_early_content_length_check_uses_each_routes_limit() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| {
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| {
         c.limits.max_json_body = 64 * 1024;
         c.limits.max_body = 4 << 20;
     })
@@ -165,7 +164,7 @@ async fn the_early_content_length_check_uses_each_routes_limit() {
     // a JSON body of 100 KB with a Content-Length: over --max-json-body
     let body = json!({"schema_id": sid, "extraction": {"a": "x".repeat(100 * 1024)}});
     let r = app.post_json("/v1/results", &body).send().await.unwrap();
-    let msg = common::assert_error(r, 413).await;
+    let msg = helpers::assert_error(r, 413).await;
     assert!(msg.contains("65536") && msg.contains("--max-json-body"), "{msg}");
     // answered from the header alone, before any of the body is sent
     let mut stream = tokio::net::TcpStream::connect(addr_of(&app)).await.unwrap();
@@ -199,7 +198,7 @@ async fn the_early_content_length_check_uses_each_routes_limit() {
         .send()
         .await
         .unwrap();
-    let msg = common::assert_error(r, 413).await;
+    let msg = helpers::assert_error(r, 413).await;
     assert!(msg.contains("--max-body"), "{msg}");
     assert_eq!(total(&app, "/v1/results").await, 1000);
     app.stop().await;
@@ -239,7 +238,7 @@ async fn send_all_then_read(addr: &str, request: &[u8]) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_sends_everything_before_reading_still_gets_the_answer() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| c.limits.max_json_body = 64 * 1024).await;
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| c.limits.max_json_body = 64 * 1024).await;
     let sid = app.create_schema(&json!({"name": "S", "schema": {"fields": [{"key": "a", "type": "string"}]}})).await
         ["id"]
         .as_str()
@@ -279,65 +278,14 @@ async fn a_client_that_sends_everything_before_reading_still_gets_the_answer() {
     app.stop().await;
 }
 
-/// A running `exports-api serve`; killed when dropped.
-struct Serve(std::process::Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_exports-api"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("EXPORTS_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-/// The peak resident memory of a process, in bytes (`VmHWM` in `/proc/PID/status`).
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kb * 1024
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mb_chunked_body_leaves_the_servers_memory_flat() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
     let key = "test-key-memory-0123456789";
-    let child = bin()
-        .args(["serve", "--listen", &addr, "--max-json-body", "1MB", "--data-dir"])
-        .arg(tmp.path())
-        .env("EXPORTS_API_KEY", key)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start exports-api serve");
-    let mut server = Serve(child);
+    let server =
+        helpers::ServeCmd::new(tmp.path()).args(&["--max-json-body", "1MB"]).env("EXPORTS_API_KEY", key).start().await;
+    let addr = server.addr.clone();
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(st) = server.0.try_wait().unwrap() {
-            panic!("serve exited at start: {st}");
-        }
-        if client.get(format!("http://{addr}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "serve not healthy in 30 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let r = client
         .post(format!("http://{addr}/v1/schemas"))
         .header("x-api-key", key)
@@ -347,11 +295,11 @@ async fn a_100_mb_chunked_body_leaves_the_servers_memory_flat() {
         .unwrap();
     assert_eq!(r.status(), 201);
     let sid = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    let before = peak_rss(server.0.id());
+    let before = server.peak_rss();
 
     let prefix = format!(r#"{{"schema_id":"{sid}","extraction":{{"a":"x"}}"#);
     let a = send_chunked(&addr, "POST", "/v1/results", key, (&prefix, b' ', 100 * MB, "}")).await;
-    let peak = peak_rss(server.0.id());
+    let peak = server.peak_rss();
     eprintln!("server peak RSS: {} MB before, {} MB after a 100 MB chunked body", before / MB, peak / MB);
     assert!(peak < 60 * MB, "the server's peak RSS reached {} MB (status {})", peak / MB, a.status);
     let msg = assert_json_error(&a, 413);
@@ -370,7 +318,7 @@ fn nested_line(depth: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deep_ndjson_lines_are_refused_naming_the_line_over_http_and_in_import() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |_| {}).await;
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |_| {}).await;
     let sid = app.create_schema(&json!({"name": "S", "schema": {"fields": [{"key": "a", "type": "string"}]}})).await
         ["id"]
         .as_str()
@@ -387,7 +335,7 @@ async fn deep_ndjson_lines_are_refused_naming_the_line_over_http_and_in_import()
         .send()
         .await
         .unwrap();
-    let msg = common::assert_error(r, 400).await;
+    let msg = helpers::assert_error(r, 400).await;
     assert!(msg.starts_with("line 2:"), "{msg}");
     assert!(msg.contains(&format!("nested more than {MAX_NESTING} levels")), "{msg}");
     assert!(msg.contains("nothing was stored"), "{msg}");
@@ -396,7 +344,7 @@ async fn deep_ndjson_lines_are_refused_naming_the_line_over_http_and_in_import()
     // the same file through `import`, beside the server
     let file = tmp.path().join("deep.ndjson");
     std::fs::write(&file, &body).unwrap();
-    let out: Output = bin()
+    let out: Output = helpers::bin()
         .args(["import", "--schema", &sid, file.to_str().unwrap(), "--data-dir"])
         .arg(tmp.path())
         .output()
@@ -422,7 +370,7 @@ fn nested_body(head: &str, depth: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_bodies_nested_past_the_limit_get_400_on_every_route() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let sid = app.create_schema(&json!({"name": "S", "schema": {"fields": [{"key": "a", "type": "string"}]}})).await
         ["id"]
         .as_str()
@@ -449,7 +397,7 @@ async fn json_bodies_nested_past_the_limit_get_400_on_every_route() {
             .send()
             .await
             .unwrap();
-        let msg = common::assert_error(r, 400).await;
+        let msg = helpers::assert_error(r, 400).await;
         assert!(msg.contains(&format!("nested more than {MAX_NESTING} levels")), "{method} {path}: {msg}");
     }
     assert_eq!(total(&app, "/v1/results").await, 0);
@@ -471,14 +419,14 @@ async fn json_bodies_nested_past_the_limit_get_400_on_every_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_search_is_a_400_naming_the_cap() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let long = "a".repeat(50_000);
     let at_cap = "é".repeat(MAX_SEARCH_CHARS);
     let over = "%".repeat(MAX_SEARCH_CHARS + 1);
     for list in ["/v1/exports", "/v1/schemas", "/v1/results"] {
         for s in [&long, &over] {
             let r = app.get(list).query(&[("search", s)]).send().await.unwrap();
-            let msg = common::assert_error(r, 400).await;
+            let msg = helpers::assert_error(r, 400).await;
             assert!(msg.contains("search") && msg.contains(&MAX_SEARCH_CHARS.to_string()), "{list}: {msg}");
         }
         let r = app.get(list).query(&[("search", &at_cap)]).send().await.unwrap();
@@ -513,7 +461,7 @@ fn the_document_states_the_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_labels_get_the_formula_guard() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let label = r#"=HYPERLINK("http://x","y")"#;
     let schema = app
         .create_schema(&json!({"name": "Guard", "schema": {"fields": [

@@ -1,12 +1,11 @@
 //! `include=schema` together with `fields`: the included object stays, the other keys go.
 
-mod common;
-
+use crate::helpers;
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn include_schema_survives_fields() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let schema = app
         .create_schema(&json!({"name": "Receipts", "schema": {"fields": [{"key": "total", "type": "number"}]}}))
         .await;

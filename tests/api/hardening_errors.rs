@@ -2,14 +2,13 @@
 //! (507, and the service keeps serving), private files whatever the umask, and a quiet log that
 //! never holds a download token or an API key.
 
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{assert_error, spawn_app_with, TestApp};
+use crate::helpers;
+use crate::helpers::{assert_error, poll_until, spawn_app_with, within, ServeCmd, Served, TestApp};
 use serde_json::{json, Value};
 
 const BUSY_TIMEOUT: Duration = Duration::from_millis(200);
@@ -91,33 +90,47 @@ async fn a_locked_database_answers_503_with_retry_after_and_changes_nothing() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_worker_waits_out_a_busy_database_instead_of_failing() {
+    // the real binary, for its log: the worker says when the database made it wait
     let tmp = tempfile::tempdir().unwrap();
-    let app = spawn_app_with(tmp.path().to_path_buf(), |c| {
-        c.limits.busy_timeout = BUSY_TIMEOUT;
-        c.workers = 1;
-    })
-    .await;
-    let schema = app.create_schema(&small_schema("busy-worker")).await;
-    let schema_id = schema["id"].as_str().unwrap().to_string();
-    app.upload_ndjson(&schema_id, small_results(60_000, 20)).await;
+    let data = tmp.path().join("data");
+    let server = ServeCmd::new(&data)
+        .args(&["--workers", "1", "--busy-timeout", "1s"])
+        .env("EXPORTS_API_KEY", API_KEY)
+        .env("RUST_LOG", "info,exports_api=debug")
+        .start()
+        .await;
+    let http = reqwest::Client::new();
+    let get = |path: String| http.get(server.url(&path)).header("x-api-key", API_KEY).send();
+    let r = http.post(server.url("/v1/schemas")).header("x-api-key", API_KEY).json(&small_schema("busy-worker")).send();
+    let r = r.await.unwrap();
+    assert_eq!(r.status(), 201);
+    let schema_id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let r = http
+        .post(server.url(&format!("/v1/schemas/{schema_id}/results")))
+        .header("x-api-key", API_KEY)
+        .header("content-type", "application/x-ndjson")
+        .body(small_results(60_000, 20))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
 
     // Catch an export while it is PROCESSING (its worker writing the file), then hold the
     // write lock over the moment it records its outcome.
     for _attempt in 0..5 {
-        let r = app.post_json("/v1/exports", &january(&schema_id)).send().await.unwrap();
+        let r = http.post(server.url("/v1/exports")).header("x-api-key", API_KEY).json(&january(&schema_id)).send();
+        let r = r.await.unwrap();
         assert_eq!(r.status(), 201);
         let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let v: Value = app.get(&format!("/v1/exports/{id}")).send().await.unwrap().json().await.unwrap();
-            if v["status"] != "PENDING" || Instant::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let lock = hold_write_lock(&app.data_dir);
+        let (get_ref, id_ref) = (&get, &id);
+        poll_until(within(30), "the export to be picked up", move || async move {
+            let v: Value = get_ref(format!("/v1/exports/{id_ref}")).await.unwrap().json().await.unwrap();
+            (v["status"] != "PENDING").then_some(())
+        })
+        .await;
+        let lock = hold_write_lock(&data);
         let status_now = |c: &rusqlite::Connection| -> String {
             c.query_row("SELECT status FROM exports WHERE id = ?1", [&id], |r| r.get(0)).unwrap()
         };
@@ -127,22 +140,30 @@ async fn an_export_worker_waits_out_a_busy_database_instead_of_failing() {
             continue;
         }
         // The file is renamed into place just before the worker records COMPLETED, which
-        // needs the lock we hold.
-        let file = app.data_dir.join("exports").join(format!("{id}.csv"));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !file.exists() {
-            assert!(Instant::now() < deadline, "the export file never appeared");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        // Hold the lock for several busy timeouts: the worker's write gives up at least once.
-        tokio::time::sleep(BUSY_TIMEOUT * 5).await;
+        // needs the lock we hold; the worker's write gives up at least once (and says so).
+        let file = data.join("exports").join(format!("{id}.csv"));
+        poll_until(within(60), "the export file", || std::future::ready(file.exists().then_some(()))).await;
+        let waiting = format!("export={id}");
+        poll_until(within(30), "the worker to find the database busy", || {
+            let log = server.stderr();
+            std::future::ready(
+                log.lines()
+                    .any(|l| l.contains(&waiting) && l.contains("waiting to record the export's outcome"))
+                    .then_some(()),
+            )
+        })
+        .await;
         assert_eq!(status_now(&lock), "PROCESSING", "a busy database must not fail the job");
         lock.execute_batch("ROLLBACK").unwrap();
         drop(lock);
-        let done = app.wait_export(&id).await;
+        let done = poll_until(within(60), "the export to finish", move || async move {
+            let v: Value = get_ref(format!("/v1/exports/{id_ref}")).await.unwrap().json().await.unwrap();
+            matches!(v["status"].as_str(), Some("COMPLETED" | "FAILED")).then_some(v)
+        })
+        .await;
         assert_eq!(done["status"], "COMPLETED", "{done}");
         assert_eq!(done["row_count"], 60_000, "{done}");
-        app.stop().await;
+        server.stop().await;
         return;
     }
     panic!("exports finished too fast to be caught while PROCESSING");
@@ -283,90 +304,27 @@ async fn an_export_that_runs_out_of_disk_fails_with_a_disk_full_error_and_leaves
 
 const API_KEY: &str = "log-test-key-0123456789";
 
-/// `exports-api serve` on a free port, stderr (the log) into a file.
-struct Served {
-    child: Option<Child>,
-    base_url: String,
-    log: PathBuf,
-}
-
-impl Served {
-    /// Starts the binary under umask 022 (a common default that makes files world-readable).
-    fn start(data_dir: &Path, log: &Path) -> Served {
-        let stderr = std::fs::File::create(log).unwrap();
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg("umask 022; exec \"$0\" serve --listen 127.0.0.1:0 --workers 1 --data-dir \"$1\"")
-            .arg(env!("CARGO_BIN_EXE_exports-api"))
-            .arg(data_dir)
-            .env("EXPORTS_API_KEY", API_KEY)
-            .env_remove("RUST_LOG")
-            .env_remove("EXPORTS_SIGNING_KEY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start exports-api serve");
-        let mut served = Served { child: Some(child), base_url: String::new(), log: log.to_path_buf() };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let addr = text
-                .lines()
-                .find_map(|l| l.split(" listening on ").nth(1))
-                .and_then(|rest| rest.split_whitespace().next());
-            if let Some(addr) = addr {
-                served.base_url = format!("http://{addr}");
-                return served;
-            }
-            let exited = served.child.as_mut().unwrap().try_wait().unwrap();
-            assert!(exited.is_none() && Instant::now() < deadline, "the server did not start:\n{text}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base_url)
-    }
-
-    /// SIGTERM, then waits for the exit; returns the log.
-    fn stop(&mut self) -> String {
-        let mut child = self.child.take().unwrap();
-        let st = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-        assert!(st.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "the server did not stop after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::fs::read_to_string(&self.log).unwrap()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// `exports-api serve` under umask 022 (a common default that makes files world-readable),
+/// one worker, the log collected.
+async fn start_served(data_dir: &Path) -> Served {
+    ServeCmd::new(data_dir).args(&["--workers", "1"]).env("EXPORTS_API_KEY", API_KEY).umask(0o022).start().await
 }
 
 struct Client {
     http: reqwest::Client,
     /// Requests sent, to compare with the log.
-    sent: usize,
+    sent: std::cell::Cell<usize>,
 }
 
 impl Client {
-    async fn send(&mut self, rb: reqwest::RequestBuilder) -> reqwest::Response {
-        self.sent += 1;
+    async fn send(&self, rb: reqwest::RequestBuilder) -> reqwest::Response {
+        self.sent.set(self.sent.get() + 1);
         rb.send().await.unwrap()
     }
 }
 
 /// Creates a schema, uploads results, exports them and waits; returns the export's JSON.
-async fn make_export(s: &Served, c: &mut Client) -> Value {
+async fn make_export(s: &Served, c: &Client) -> Value {
     let http = c.http.clone();
     let r = c.send(http.post(s.url("/v1/schemas")).header("x-api-key", API_KEY).json(&small_schema("modes"))).await;
     assert_eq!(r.status(), 201);
@@ -383,16 +341,14 @@ async fn make_export(s: &Served, c: &mut Client) -> Value {
     let r = c.send(http.post(s.url("/v1/exports")).header("x-api-key", API_KEY).json(&january(&schema_id))).await;
     assert_eq!(r.status(), 201);
     let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let (http, id) = (&http, &id);
+    poll_until(within(60), "the export to complete", move || async move {
         let r = c.send(http.get(s.url(&format!("/v1/exports/{id}"))).header("x-api-key", API_KEY)).await;
         let v: Value = r.json().await.unwrap();
-        if v["status"] == "COMPLETED" {
-            return v;
-        }
-        assert!(v["status"] != "FAILED" && Instant::now() < deadline, "{v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        assert!(v["status"] != "FAILED", "{v}");
+        (v["status"] == "COMPLETED").then_some(v)
+    })
+    .await
 }
 
 #[cfg(unix)]
@@ -407,9 +363,9 @@ async fn data_files_are_private_whatever_the_umask_and_old_ones_are_tightened() 
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let mut server = Served::start(&data, &tmp.path().join("serve.log"));
-    let mut c = Client { http: reqwest::Client::new(), sent: 0 };
-    let export = make_export(&server, &mut c).await;
+    let server = start_served(&data).await;
+    let c = Client { http: reqwest::Client::new(), sent: Default::default() };
+    let export = make_export(&server, &c).await;
     let file = data.join("exports").join(format!("{}.csv", export["id"].as_str().unwrap()));
 
     let expect = [
@@ -425,7 +381,7 @@ async fn data_files_are_private_whatever_the_umask_and_old_ones_are_tightened() 
     for (path, want) in &expect {
         assert_eq!(mode(path), *want, "{} is {:o}", path.display(), mode(path));
     }
-    server.stop();
+    server.stop().await;
 
     // a data folder from an older version, world-readable: tightened at the next start
     for (path, want) in &expect {
@@ -434,24 +390,24 @@ async fn data_files_are_private_whatever_the_umask_and_old_ones_are_tightened() 
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(loose)).unwrap();
         }
     }
-    let mut server = Served::start(&data, &tmp.path().join("serve2.log"));
+    let server = start_served(&data).await;
     for (path, want) in &expect {
         if path.exists() {
             assert_eq!(mode(path), *want, "after a restart {} is {:o}", path.display(), mode(path));
         }
     }
-    server.stop();
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn the_log_has_one_line_per_request_no_token_no_key_and_sums_up_401s() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let mut server = Served::start(&data, &tmp.path().join("serve.log"));
-    let mut c = Client { http: reqwest::Client::new(), sent: 0 };
+    let server = start_served(&data).await;
+    let c = Client { http: reqwest::Client::new(), sent: Default::default() };
     let http = c.http.clone();
 
-    let export = make_export(&server, &mut c).await;
+    let export = make_export(&server, &c).await;
     let id = export["id"].as_str().unwrap();
     let r = c.send(http.get(server.url(&format!("/v1/exports/{id}/download"))).header("x-api-key", API_KEY)).await;
     assert_eq!(r.status(), 200);
@@ -470,8 +426,8 @@ async fn the_log_has_one_line_per_request_no_token_no_key_and_sums_up_401s() {
         let r = c.send(http.get(server.url("/v1/exports")).header("x-api-key", format!("wrong-key-{i}"))).await;
         assert_eq!(r.status(), 401);
     }
-    let log = server.stop();
-    let team_id = common::cli(&data, &["teams", "list"])
+    let log = server.stop().await.stderr;
+    let team_id = helpers::cli(&data, &["teams", "list"])
         .lines()
         .find_map(|l| l.strip_suffix("\tdefault"))
         .expect("team default")
@@ -485,7 +441,7 @@ async fn the_log_has_one_line_per_request_no_token_no_key_and_sums_up_401s() {
 
     let requests: Vec<&str> = log.lines().filter(|l| l.contains(" INFO ") && l.contains(" request ")).collect();
     // every request has its line, except the 401s after the first from this address
-    assert_eq!(requests.len(), c.sent - (wrong_keys - 1), "request lines:\n{}", requests.join("\n"));
+    assert_eq!(requests.len(), c.sent.get() - (wrong_keys - 1), "request lines:\n{}", requests.join("\n"));
     for l in &requests {
         let path = l.split(" path=").nth(1).and_then(|p| p.split_whitespace().next()).expect("path");
         assert!(!path.contains('?'), "{l}");

@@ -1,12 +1,11 @@
 //! Signed download URLs (api.md, "Download URLs"): shape, signature recipe, headers, ranges,
 //! conditional requests, and every way a URL can be tampered with.
 
-mod common;
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::helpers;
+use crate::helpers::{is_uuid, TestApp};
 use base64::Engine;
-use common::TestApp;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -39,22 +38,9 @@ fn now() -> i64 {
 
 /// base64url (no padding) of HMAC-SHA256(key, "GET\n" + path + "\n" + expires).
 fn sign(path: &str, expires: i64) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(common::SIGNING_KEY).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(helpers::SIGNING_KEY).unwrap();
     mac.update(format!("GET\n{path}\n{expires}").as_bytes());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-}
-
-fn is_uuid(s: &str) -> bool {
-    s.len() == 36
-        && s.chars().enumerate().all(
-            |(i, c)| {
-                if [8, 13, 18, 23].contains(&i) {
-                    c == '-'
-                } else {
-                    c.is_ascii_hexdigit()
-                }
-            },
-        )
 }
 
 fn parse_url(base: &str, url: &str) -> Signed {
@@ -99,8 +85,8 @@ async fn export(app: &TestApp, schema_id: &str) -> Value {
 }
 
 async fn setup() -> Setup {
-    let app = common::spawn_app().await;
-    let (schema, nd) = common::gen_results(60, 5);
+    let app = helpers::spawn_app().await;
+    let (schema, nd) = helpers::invoices(60, 5);
     let s = app.create_schema(&schema).await;
     let schema_id = s["id"].as_str().unwrap().to_string();
     app.upload_ndjson(&schema_id, nd).await;
@@ -273,7 +259,7 @@ async fn tampered_urls_are_forbidden() {
         }
         let status = r.status().as_u16();
         assert_eq!(status, 403, "{what}: {url} answered {status}, want 403");
-        common::assert_error(r, 403).await;
+        helpers::assert_error(r, 403).await;
     }
     s.app.stop().await;
 }
@@ -281,13 +267,13 @@ async fn tampered_urls_are_forbidden() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_teams_path_is_forbidden() {
     let s = setup().await;
-    let team_b = common::cli(&s.app.data_dir, &["teams", "create", "team-b"]);
+    let team_b = helpers::cli(&s.app.data_dir, &["teams", "create", "team-b"]);
     let team_b = team_b.lines().find(|l| is_uuid(l.trim())).unwrap_or(team_b.trim()).trim().to_string();
     assert!(is_uuid(&team_b), "`teams create` printed {team_b:?}, not a team id");
     assert_ne!(team_b, s.signed.team);
     let url = Signed { team: team_b, ..s.signed.clone() }.url(&s.app.base_url);
     let r = get(&s.app, &url).await;
-    common::assert_error(r, 403).await;
+    helpers::assert_error(r, 403).await;
     s.app.stop().await;
 }
 
@@ -297,12 +283,12 @@ async fn expired_link_is_403_and_says_so() {
     let past = now() - 10;
     let expired = Signed { expires: past, token: sign(&s.signed.path(), past), ..s.signed.clone() };
     let r = get(&s.app, &expired.url(&s.app.base_url)).await;
-    let msg = common::assert_error(r, 403).await;
+    let msg = helpers::assert_error(r, 403).await;
     assert!(msg.to_lowercase().contains("expired"), "message for an expired link: {msg:?}");
 
     // a tampered link is not reported as expired
     let bad = Signed { token: alter_token(&s.signed.token), ..s.signed.clone() };
-    let msg = common::assert_error(get(&s.app, &bad.url(&s.app.base_url)).await, 403).await;
+    let msg = helpers::assert_error(get(&s.app, &bad.url(&s.app.base_url)).await, 403).await;
     assert!(!msg.to_lowercase().contains("expired"), "a bad signature is not an expired link: {msg:?}");
     s.app.stop().await;
 }
@@ -315,7 +301,7 @@ async fn deleted_export_is_404() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["message"], "Export deleted successfully");
     let r = get(&s.app, &s.url).await;
-    common::assert_error(r, 404).await;
+    helpers::assert_error(r, 404).await;
     let r = s.app.client.head(&s.url).send().await.unwrap();
     assert_eq!(r.status(), 404, "HEAD after delete");
     s.app.stop().await;

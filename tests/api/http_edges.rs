@@ -1,16 +1,15 @@
 //! HTTP details a generic client relies on: `Allow` on 405, empty query values read as
 //! "not set", and request bodies checked against the documented schema.
 
-mod common;
-
+use crate::helpers;
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn method_not_allowed_lists_the_allowed_methods() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let r = app.client.put(app.url("/v1/exports")).header("x-api-key", &app.api_key).send().await.unwrap();
     let allow = r.headers().get("allow").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
-    common::assert_error(r, 405).await;
+    helpers::assert_error(r, 405).await;
     let mut methods: Vec<&str> = allow.split(", ").collect();
     methods.sort();
     assert_eq!(methods, vec!["GET", "HEAD", "POST"]);
@@ -19,7 +18,7 @@ async fn method_not_allowed_lists_the_allowed_methods() {
     let r =
         app.client.post(app.url(&format!("/v1/exports/{id}"))).header("x-api-key", &app.api_key).send().await.unwrap();
     let allow = r.headers().get("allow").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
-    common::assert_error(r, 405).await;
+    helpers::assert_error(r, 405).await;
     let mut methods: Vec<&str> = allow.split(", ").collect();
     methods.sort();
     assert_eq!(methods, vec!["DELETE", "GET", "HEAD"]);
@@ -28,7 +27,7 @@ async fn method_not_allowed_lists_the_allowed_methods() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_query_values_mean_not_set() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     for path in [
         "/v1/exports?search=&created_after=&created_before=&fields=&include=",
         "/v1/schemas?search=&created_after=&created_before=&fields=&include=",
@@ -44,7 +43,7 @@ async fn empty_query_values_mean_not_set() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_are_checked_against_their_schema() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let schema = app.create_schema(&json!({"name": "S", "schema": {"fields": [{"key": "a", "type": "string"}]}})).await;
     let sid = schema["id"].as_str().unwrap();
     let cases = [
@@ -65,11 +64,11 @@ async fn bodies_are_checked_against_their_schema() {
     ];
     for (path, body) in cases {
         let r = app.post_json(path, &body).send().await.unwrap();
-        let msg = common::assert_error(r, 400).await;
+        let msg = helpers::assert_error(r, 400).await;
         assert!(!msg.is_empty(), "{path} {body}");
     }
     let r = app.patch_json(&format!("/v1/schemas/{sid}"), &json!({"name": ""})).send().await.unwrap();
-    common::assert_error(r, 400).await;
+    helpers::assert_error(r, 400).await;
     // nothing was created
     let v: Value = app.get("/v1/results").send().await.unwrap().json().await.unwrap();
     assert_eq!(v["meta"]["total"], 0);
@@ -80,7 +79,7 @@ async fn bodies_are_checked_against_their_schema() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_bodies_are_explained_by_member() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let sid = "019760a0-0001-7000-8000-000000000001";
     let cases = [
         ("/v1/exports", json!({"start_date": "2024-01-01", "end_date": "2024-01-02"}), "schema_id is required"),
@@ -124,15 +123,15 @@ async fn bad_bodies_are_explained_by_member() {
     ];
     for (path, body, want) in cases {
         let r = app.post_json(path, &body).send().await.unwrap();
-        let msg = common::assert_error(r, 400).await;
+        let msg = helpers::assert_error(r, 400).await;
         assert!(msg.contains(want), "{path} {body}: {msg}");
         assert!(!msg.contains("occurred while parsing"), "{msg}");
     }
     let r = app.get("/v1/exports?limit=500").send().await.unwrap();
-    let msg = common::assert_error(r, 400).await;
+    let msg = helpers::assert_error(r, 400).await;
     assert!(msg.contains("limit") && msg.contains("100"), "{msg}");
     let r = app.get("/v1/exports/not-a-uuid").send().await.unwrap();
-    let msg = common::assert_error(r, 400).await;
+    let msg = helpers::assert_error(r, 400).await;
     assert!(msg.contains("UUID"), "{msg}");
     app.stop().await;
 }

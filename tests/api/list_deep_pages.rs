@@ -3,15 +3,12 @@
 //! list's items gives, in every sort order and filter, and stay so when rows are added and
 //! deleted between calls.
 
-mod common;
-
-use std::time::{Duration, Instant};
-
+use crate::helpers;
 use serde_json::{json, Value};
 
-async fn spawn() -> (common::TestApp, tempfile::TempDir) {
+async fn spawn() -> (helpers::TestApp, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| {
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| {
         c.limits.list_bookmark_every = 3;
         c.limits.rate_limit = 0;
         c.limits.max_queued_exports = 0;
@@ -20,7 +17,7 @@ async fn spawn() -> (common::TestApp, tempfile::TempDir) {
     (app, tmp)
 }
 
-async fn get(app: &common::TestApp, path: &str) -> Value {
+async fn get(app: &helpers::TestApp, path: &str) -> Value {
     let r = app.get(path).send().await.unwrap();
     assert_eq!(r.status(), 200, "{path}");
     r.json().await.unwrap()
@@ -28,7 +25,7 @@ async fn get(app: &common::TestApp, path: &str) -> Value {
 
 /// Every item of a list (at most 100), in whatever order: page 1 of limit 100 starts at no
 /// bookmark.
-async fn all_items(app: &common::TestApp, path: &str) -> Vec<Value> {
+async fn all_items(app: &helpers::TestApp, path: &str) -> Vec<Value> {
     let sep = if path.contains('?') { '&' } else { '?' };
     let v = get(app, &format!("{path}{sep}limit=100&page=1")).await;
     let items = v["data"].as_array().unwrap().clone();
@@ -53,7 +50,7 @@ fn sorted_ids(items: &[Value], field: &str, descending: bool) -> Vec<String> {
 
 /// Reads every page of `path` with page sizes 1, 4 and 7 and compares it with `expected`,
 /// including `meta` and the empty page past the end.
-async fn assert_pages(app: &common::TestApp, path: &str, expected: &[String]) {
+async fn assert_pages(app: &helpers::TestApp, path: &str, expected: &[String]) {
     for limit in [1usize, 4, 7] {
         let pages = expected.len().div_ceil(limit);
         // deepest first: the bookmarks are made by the deepest request, then reused
@@ -80,7 +77,7 @@ fn ndjson(from: usize, n: usize) -> String {
         .collect()
 }
 
-async fn check_results(app: &common::TestApp, sid: &str) {
+async fn check_results(app: &helpers::TestApp, sid: &str) {
     for (filter, keep) in [
         ("", None),
         ("&created_after=2024-01-05", Some("2024-01-05")),
@@ -140,19 +137,15 @@ async fn deep_result_pages_equal_the_sorted_list_across_orders_filters_inserts_a
 }
 
 /// Polls until the team has no export waiting or running (at most 60 s).
-async fn wait_all_done(app: &common::TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+async fn wait_all_done(app: &helpers::TestApp) {
+    helpers::poll_until(helpers::within(60), "the exports to finish", move || async move {
         let items = all_items(app, "/v1/exports?sort_order=asc").await;
-        if items.iter().all(|i| matches!(i["status"].as_str(), Some("COMPLETED" | "FAILED"))) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "exports still running after 60 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        items.iter().all(|i| matches!(i["status"].as_str(), Some("COMPLETED" | "FAILED"))).then_some(())
+    })
+    .await
 }
 
-async fn check_exports(app: &common::TestApp) {
+async fn check_exports(app: &helpers::TestApp) {
     for (sort_by, field) in [
         ("createdAt", "createdAt"),
         ("updatedAt", "updatedAt"),
@@ -168,7 +161,7 @@ async fn check_exports(app: &common::TestApp) {
     }
 }
 
-async fn create_exports(app: &common::TestApp, sid: &str, days: std::ops::Range<u32>) -> Vec<String> {
+async fn create_exports(app: &helpers::TestApp, sid: &str, days: std::ops::Range<u32>) -> Vec<String> {
     let mut ids = Vec::new();
     for d in days {
         // start dates repeat (every value twice), so ties break by id

@@ -1,11 +1,10 @@
 //! Black-box tests of schemas and results: create, read, list, change, delete, the NDJSON
 //! bulk upload, and the validation around them (`spec/api.md`, "Schemas" and "Results").
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::{assert_error, spawn_app, TestApp};
+use crate::helpers;
+use crate::helpers::{assert_error, assert_time, assert_uuid_v7, clock_past, send, spawn_app, TestApp};
 use serde_json::{json, Value};
 
 const UNKNOWN_ID: &str = "019760a0-0001-7000-8000-000000000001";
@@ -40,14 +39,6 @@ fn schema_body(name: &str) -> Value {
     json!({"name": name, "description": format!("{name} description"), "schema": fields()})
 }
 
-async fn send(rb: reqwest::RequestBuilder) -> (u16, Value) {
-    let r = rb.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("status {status}, body is not JSON ({e}): {text}"));
-    (status, v)
-}
-
 async fn new_schema(app: &TestApp, name: &str) -> String {
     app.create_schema(&schema_body(name)).await["id"].as_str().unwrap().to_string()
 }
@@ -56,29 +47,6 @@ fn sorted_keys(v: &Value) -> Vec<String> {
     let mut k: Vec<String> = v.as_object().unwrap_or_else(|| panic!("not an object: {v}")).keys().cloned().collect();
     k.sort();
     k
-}
-
-fn assert_time(v: &Value, what: &str) -> chrono::DateTime<chrono::Utc> {
-    let s = v.as_str().unwrap_or_else(|| panic!("{what}: expected a time string, got {v}"));
-    let b = s.as_bytes();
-    assert!(
-        b.len() == 24
-            && b[4] == b'-'
-            && b[7] == b'-'
-            && b[10] == b'T'
-            && b[13] == b':'
-            && b[16] == b':'
-            && b[19] == b'.'
-            && b[23] == b'Z',
-        "{what}: '{s}' is not YYYY-MM-DDTHH:MM:SS.sssZ"
-    );
-    chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{what}: '{s}': {e}")).with_timezone(&chrono::Utc)
-}
-
-fn assert_uuid_v7(v: &Value, what: &str) {
-    let s = v.as_str().unwrap_or_else(|| panic!("{what}: expected a UUID string, got {v}"));
-    let u = uuid::Uuid::parse_str(s).unwrap_or_else(|e| panic!("{what}: '{s}': {e}"));
-    assert_eq!(u.get_version_num(), 7, "{what}: '{s}' is not a UUIDv7");
 }
 
 async fn list(app: &TestApp, path: &str, query: &[(&str, &str)]) -> Value {
@@ -250,8 +218,9 @@ async fn schema_list_parameters() {
         ("alpha receipts", "Quarterly receipts"),
         ("zeta invoices", "Supplier bills"),
     ] {
-        app.create_schema(&json!({"name": name, "description": desc, "schema": fields()})).await;
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let s = app.create_schema(&json!({"name": name, "description": desc, "schema": fields()})).await;
+        // the next one gets a later createdAt
+        clock_past(&s["createdAt"]).await;
     }
     let l = list(&app, "/v1/schemas", &[]).await;
     assert_eq!(names(&l), vec!["zeta invoices", "alpha receipts", "mid contracts"], "createdAt desc");
@@ -287,24 +256,23 @@ async fn schema_list_parameters() {
     let l = list(&app, "/v1/schemas", &[("created_after", &mid_created), ("created_before", &mid_created)]).await;
     assert_eq!(names(&l), vec!["alpha receipts"]);
     // Bad parameters name themselves.
-    for (p, v) in [
-        ("sort_by", "status"),
-        ("sort_by", "start_date"),
-        ("sort_by", "bogus"),
-        ("sort_order", "upward"),
-        ("limit", "101"),
-        ("limit", "0"),
-        ("page", "0"),
-        ("fields", "id,bogus"),
-        ("include", "bogus"),
-        ("created_after", "soon"),
-        ("created_before", "later"),
-    ] {
-        let r = app.get("/v1/schemas").query(&[(p, v)]).send().await.unwrap();
-        assert_eq!(r.status(), 400, "{p}={v}");
-        let msg = assert_error(r, 400).await;
-        assert!(msg.contains(p), "{p}={v}: {msg}");
-    }
+    app.assert_params_refused(
+        "/v1/schemas",
+        &[
+            ("sort_by", "status"),
+            ("sort_by", "start_date"),
+            ("sort_by", "bogus"),
+            ("sort_order", "upward"),
+            ("limit", "101"),
+            ("limit", "0"),
+            ("page", "0"),
+            ("fields", "id,bogus"),
+            ("include", "bogus"),
+            ("created_after", "soon"),
+            ("created_before", "later"),
+        ],
+    )
+    .await;
     app.stop().await;
 }
 
@@ -313,7 +281,8 @@ async fn schema_patch_changes_what_is_sent_only() {
     let app = spawn_app().await;
     let s = app.create_schema(&schema_body("invoices")).await;
     let id = s["id"].as_str().unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // the change gets a later updatedAt
+    clock_past(&s["updatedAt"]).await;
 
     let (status, p) = send(app.patch_json(&format!("/v1/schemas/{id}"), &json!({"name": "bills"}))).await;
     assert_eq!(status, 200, "{p}");
@@ -787,22 +756,21 @@ async fn results_list_filters_and_extraction_flag() {
     assert_eq!(l["meta"], json!({"page": 2, "limit": 3, "total": 4, "totalPages": 2}));
     assert_eq!(ids(&l).len(), 1);
     // Bad parameters.
-    for (p, v) in [
-        ("schema_id", "not-a-uuid"),
-        ("include_extraction", "maybe"),
-        ("sort_by", "status"),
-        ("sort_by", "name"),
-        ("limit", "1000"),
-        ("page", "x"),
-        ("fields", "id,secret"),
-        ("include", "team"),
-        ("created_after", "2024-99-01"),
-    ] {
-        let r = app.get("/v1/results").query(&[(p, v)]).send().await.unwrap();
-        assert_eq!(r.status(), 400, "{p}={v}");
-        let msg = assert_error(r, 400).await;
-        assert!(msg.contains(p), "{p}={v}: {msg}");
-    }
+    app.assert_params_refused(
+        "/v1/results",
+        &[
+            ("schema_id", "not-a-uuid"),
+            ("include_extraction", "maybe"),
+            ("sort_by", "status"),
+            ("sort_by", "name"),
+            ("limit", "1000"),
+            ("page", "x"),
+            ("fields", "id,secret"),
+            ("include", "team"),
+            ("created_after", "2024-99-01"),
+        ],
+    )
+    .await;
     app.stop().await;
 }
 
@@ -835,7 +803,7 @@ async fn result_get_and_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ndjson_body_over_the_limit_is_413() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| c.limits.max_body = 4096).await;
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| c.limits.max_body = 4096).await;
     let sid = new_schema(&app, "invoices").await;
     let line = json!({"extraction": {"text": "x".repeat(100)}}).to_string() + "\n";
     let big = line.repeat(100);

@@ -1,14 +1,116 @@
-//! Test harness: runs the real application (same wiring as `serve`) on a free port with a
-//! fresh data folder, and talks to it over HTTP.
+//! The one test harness: the real application in-process (`spawn_app`, same wiring as
+//! `serve`) or as a child process (`process`), test data (`data`), and the checks and
+//! polling every test module shares.
 #![allow(dead_code)]
 
+mod data;
+mod process;
+
+pub use data::*;
+pub use process::*;
+
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use exports_api::app::App;
 use exports_api::config::Config;
 use serde_json::Value;
+
+/// The pace of every poll: well under the default rate limit of 100 requests a second.
+pub const POLL_PACE: Duration = Duration::from_millis(20);
+
+/// Calls `check` every `POLL_PACE` until it returns `Some`, and returns that; panics naming
+/// `what` once `deadline` has passed. The one way tests wait for something to happen.
+pub async fn poll_until<T, F, Fut>(deadline: Instant, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(POLL_PACE).await;
+    }
+}
+
+/// `Instant::now() + secs`.
+pub fn within(secs: u64) -> Instant {
+    Instant::now() + Duration::from_secs(secs)
+}
+
+/// Sends a request; returns status and JSON body (panics with the text if it is not JSON).
+pub async fn send(rb: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("status {status}, body is not JSON ({e}): {text}"));
+    (status, v)
+}
+
+/// Checks `YYYY-MM-DDTHH:MM:SS.sssZ` and returns the instant.
+pub fn assert_time(v: &Value, what: &str) -> chrono::DateTime<chrono::Utc> {
+    let s = v.as_str().unwrap_or_else(|| panic!("{what}: expected a time string, got {v}"));
+    let b = s.as_bytes();
+    assert!(
+        b.len() == 24
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b[10] == b'T'
+            && b[13] == b':'
+            && b[16] == b':'
+            && b[19] == b'.'
+            && b[23] == b'Z',
+        "{what}: '{s}' is not YYYY-MM-DDTHH:MM:SS.sssZ"
+    );
+    chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{what}: '{s}': {e}")).with_timezone(&chrono::Utc)
+}
+
+/// Polls until the clock has passed `time` (an API timestamp, millisecond precision), so
+/// that what is created next gets a later timestamp.
+pub async fn clock_past(time: &Value) {
+    let t = assert_time(time, "clock_past");
+    poll_until(within(5), "the clock to pass a timestamp", || {
+        std::future::ready((chrono::Utc::now() > t).then_some(()))
+    })
+    .await
+}
+
+/// A UUIDv7 in lowercase hyphenated form.
+pub fn assert_uuid_v7(v: &Value, what: &str) {
+    let s = v.as_str().unwrap_or_else(|| panic!("{what}: expected a UUID string, got {v}"));
+    let u = uuid::Uuid::parse_str(s).unwrap_or_else(|e| panic!("{what}: '{s}': {e}"));
+    assert_eq!(u.get_version_num(), 7, "{what}: '{s}' is not a UUIDv7");
+    assert_eq!(s, u.hyphenated().to_string(), "{what}: lowercase hyphenated form");
+}
+
+/// A UUID in its hyphenated text form, any version.
+pub fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// Every file under `dir`, recursively (none if `dir` is missing).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for entry in rd.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
 
 pub const SIGNING_KEY: &[u8] = b"test-signing-key-0123456789abcdef0123456789";
 
@@ -34,12 +136,24 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the app on `data_dir` (kept by the caller), after `tweak` adjusts the config.
 pub async fn spawn_app_with(data_dir: PathBuf, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    start(data_dir, tweak, true).await
+}
+
+/// Like `spawn_app_with`, with the export workers stopped: every export stays PENDING.
+pub async fn spawn_app_without_workers(data_dir: PathBuf, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    start(data_dir, tweak, false).await
+}
+
+async fn start(data_dir: PathBuf, tweak: impl FnOnce(&mut Config), workers: bool) -> TestApp {
     let mut cfg = Config::for_tests(data_dir.clone());
     cfg.api_key = Some("test-key-default".into());
     cfg.signing_key = Some(SIGNING_KEY.to_vec());
     tweak(&mut cfg);
     let api_key = cfg.api_key.clone().unwrap_or_default();
     let app = App::build(cfg).await.expect("app builds");
+    if !workers {
+        app.state().jobs.stop_soon();
+    }
     let base_url = app.base_url().to_string();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {
@@ -121,14 +235,11 @@ impl TestApp {
 
     /// Polls an export until it is COMPLETED or FAILED (at most 60 s).
     pub async fn wait_export(&self, id: &str) -> Value {
-        for _ in 0..600 {
+        poll_until(within(60), &format!("export {id} to finish"), move || async move {
             let v: Value = self.get(&format!("/v1/exports/{id}")).send().await.unwrap().json().await.unwrap();
-            match v["status"].as_str() {
-                Some("COMPLETED") | Some("FAILED") => return v,
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-        panic!("export {id} did not finish in 60 s");
+            matches!(v["status"].as_str(), Some("COMPLETED" | "FAILED")).then_some(v)
+        })
+        .await
     }
 
     /// The download URL of a COMPLETED export.
@@ -139,23 +250,22 @@ impl TestApp {
         v["url"].as_str().unwrap().to_string()
     }
 
+    /// Each `(name, value)` query parameter alone makes `GET path` a 400 whose message names
+    /// the parameter.
+    pub async fn assert_params_refused(&self, path: &str, cases: &[(&str, &str)]) {
+        for (name, value) in cases {
+            let r = self.get(path).query(&[(*name, *value)]).send().await.unwrap();
+            assert_eq!(r.status(), 400, "{path}?{name}={value:?}");
+            let msg = assert_error(r, 400).await;
+            assert!(msg.contains(name), "the message for {path}?{name}={value:?} names the parameter: {msg}");
+        }
+    }
+
     /// Creates another team with its own key, through the command-line tool; returns the key.
     pub fn new_team_key(&self, team: &str) -> String {
         cli(&self.data_dir, &["teams", "create", team]);
         cli(&self.data_dir, &["keys", "create", "--team", team])
     }
-}
-
-/// Runs the `exports-api` binary with `--data-dir`, returns its trimmed stdout; panics on failure.
-pub fn cli(data_dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_exports-api"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("run exports-api");
-    assert!(out.status.success(), "exports-api {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// Asserts the JSON error shape and status; returns the message.
@@ -169,27 +279,4 @@ pub async fn assert_error(resp: reqwest::Response, status: u16) -> String {
     let msg = v["message"].as_str().expect("message").to_string();
     assert!(!msg.is_empty(), "{v}");
     msg
-}
-
-/// Generates the awkward benchmark data set with `../shared/bench/gen_results.py`; returns
-/// (schema JSON, NDJSON text).
-pub fn gen_results(count: usize, seed: u64) -> (Value, String) {
-    let out = tempfile::tempdir().unwrap();
-    // the project's shared folder lies beside the repository (also in CI)
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen_results.py");
-    assert!(
-        script.exists(),
-        "{} is missing: the tests expect the project's shared/ folder beside the repository",
-        script.display()
-    );
-    let st = Command::new("python3")
-        .arg(&script)
-        .args(["--count", &count.to_string(), "--seed", &seed.to_string(), "--out"])
-        .arg(out.path())
-        .status()
-        .expect("python3 runs gen_results.py");
-    assert!(st.success());
-    let schema = serde_json::from_str(&std::fs::read_to_string(out.path().join("schema.json")).unwrap()).unwrap();
-    let nd = std::fs::read_to_string(out.path().join("results.ndjson")).unwrap();
-    (schema, nd)
 }

@@ -1,10 +1,9 @@
 //! Writes of the API and of the export workers share one write connection: none of them waits
 //! in SQLite's busy handler, so none fails for a lock held by this same process.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::helpers;
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -12,12 +11,12 @@ async fn concurrent_writes_never_meet_a_busy_database_while_workers_export() {
     let tmp = tempfile::tempdir().unwrap();
     // a busy handler that gives up at once: any lock contention inside the process would
     // surface as a 503
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| {
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| {
         c.limits.busy_timeout = Duration::from_millis(1);
         c.workers = 2;
     })
     .await;
-    let (schema, nd) = common::gen_results(1000, 11);
+    let (schema, nd) = helpers::invoices(1000, 11);
     let schema_id = app.create_schema(&schema).await["id"].as_str().unwrap().to_string();
     assert_eq!(app.upload_ndjson(&schema_id, nd).await, 1000);
 
@@ -60,12 +59,12 @@ async fn concurrent_writes_never_meet_a_busy_database_while_workers_export() {
 #[tokio::test]
 async fn a_post_during_a_large_upload_waits_for_the_writer_instead_of_failing() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| {
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| {
         c.limits.busy_timeout = Duration::from_millis(1);
         c.limits.rate_limit = 0;
     })
     .await;
-    let (schema, nd) = common::gen_results(20_000, 12);
+    let (schema, nd) = helpers::invoices(20_000, 12);
     let schema_id = app.create_schema(&schema).await["id"].as_str().unwrap().to_string();
     let upload = {
         let (client, key, url) =

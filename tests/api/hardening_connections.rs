@@ -1,17 +1,14 @@
 //! Connection bounds: header-read and idle timeouts, stalled bodies, the connection cap,
 //! JSON answers for requests hyper refuses by itself, and a shutdown bounded by its grace.
 
-mod common;
-
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::helpers;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn host(app: &common::TestApp) -> String {
+fn host(app: &helpers::TestApp) -> String {
     app.base_url.trim_start_matches("http://").to_string()
 }
 
@@ -40,7 +37,7 @@ fn parse_answer(bytes: &[u8]) -> (u16, String, Value) {
 }
 
 /// Sends `request` on a new connection and reads the answer up to the close.
-async fn exchange(app: &common::TestApp, request: &[u8]) -> (u16, String, Value) {
+async fn exchange(app: &helpers::TestApp, request: &[u8]) -> (u16, String, Value) {
     let mut s = TcpStream::connect(host(app)).await.unwrap();
     s.write_all(request).await.unwrap();
     let answer = read_to_close(&mut s, Duration::from_secs(10)).await.expect("the server answers and closes");
@@ -48,7 +45,7 @@ async fn exchange(app: &common::TestApp, request: &[u8]) -> (u16, String, Value)
 }
 
 /// A keep-alive connection the server has taken: it answered one request on it.
-async fn served_connection(app: &common::TestApp) -> TcpStream {
+async fn served_connection(app: &helpers::TestApp) -> TcpStream {
     let mut s = TcpStream::connect(host(app)).await.unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let mut buf = vec![0u8; 4096];
@@ -66,7 +63,7 @@ fn assert_error_shape(status: u16, json: &Value) {
 #[tokio::test]
 async fn a_header_sent_slowly_is_cut_off_at_the_header_timeout() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| {
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| {
         c.server.header_timeout = Duration::from_secs(1);
         c.server.idle_timeout = Duration::from_secs(60);
     })
@@ -103,7 +100,7 @@ async fn a_header_sent_slowly_is_cut_off_at_the_header_timeout() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| {
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| {
         c.server.idle_timeout = Duration::from_secs(1);
     })
     .await;
@@ -117,7 +114,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
 #[tokio::test]
 async fn a_stalled_body_is_answered_and_the_connection_closed() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| {
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| {
         c.server.idle_timeout = Duration::from_secs(1);
     })
     .await;
@@ -141,7 +138,7 @@ async fn a_stalled_body_is_answered_and_the_connection_closed() {
 #[tokio::test]
 async fn connections_past_the_cap_get_a_json_503_and_healthz_recovers() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| c.server.max_connections = 3).await;
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| c.server.max_connections = 3).await;
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(served_connection(&app).await);
@@ -152,21 +149,18 @@ async fn connections_past_the_cap_get_a_json_503_and_healthz_recovers() {
     assert!(head.contains("retry-after: "), "{head}");
     assert!(json["message"].as_str().unwrap().contains("--max-connections"), "{json}");
     held.pop();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, _, _) = exchange(&app, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
-        if status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "a freed slot was not reused");
-        tokio::task::yield_now().await;
-    }
+    let app_ref = &app;
+    helpers::poll_until(helpers::within(10), "a freed slot to be reused", move || async move {
+        let (status, _, _) = exchange(app_ref, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        (status == 200).then_some(())
+    })
+    .await;
     app.stop().await;
 }
 
 #[tokio::test]
 async fn healthz_answers_beside_500_slow_and_idle_connections() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let mut held = Vec::new();
     for i in 0..500 {
         let mut s = TcpStream::connect(host(&app)).await.unwrap();
@@ -185,7 +179,7 @@ async fn healthz_answers_beside_500_slow_and_idle_connections() {
 
 #[tokio::test]
 async fn requests_hyper_refuses_get_the_json_error_shape() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     // over hyper's own URI limit (64 KiB)
     let longer = format!("GET /healthz?x={} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000));
     let (status, head, json) = exchange(&app, longer.as_bytes()).await;
@@ -218,7 +212,7 @@ async fn requests_hyper_refuses_get_the_json_error_shape() {
 #[tokio::test]
 async fn stopping_is_bounded_by_the_grace_despite_a_stalled_client() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = common::spawn_app_with(tmp.path().to_path_buf(), |c| {
+    let app = helpers::spawn_app_with(tmp.path().to_path_buf(), |c| {
         c.server.shutdown_grace = Duration::from_secs(1);
         c.server.idle_timeout = Duration::from_secs(600);
     })
@@ -243,31 +237,18 @@ async fn stopping_is_bounded_by_the_grace_despite_a_stalled_client() {
 }
 
 /// The real binary on SIGTERM: exits within its grace while a client stalls.
-#[test]
-fn sigterm_exits_within_the_grace() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_within_the_grace() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_exports-api"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--shutdown-grace", "2s", "--data-dir"])
-        .arg(tmp.path())
+    let server = helpers::ServeCmd::new(tmp.path())
+        .args(&["--shutdown-grace", "2s"])
         .env("EXPORTS_API_KEY", "test-key-default-0123")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // wait until it listens
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("listening on") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
+        .start()
+        .await;
+    let addr = server.addr.clone();
     // two connections the server has taken (each answered a request), then left mid-request
     let served = |rest: &[u8]| {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
         std::io::Write::write_all(&mut s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let mut buf = [0u8; 1024];
         let n = std::io::Read::read(&mut s, &mut buf).unwrap();
@@ -279,18 +260,8 @@ fn sigterm_exits_within_the_grace() {
     let busy = served(
         b"POST /v1/schemas HTTP/1.1\r\nHost: x\r\nx-api-key: test-key-default-0123\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{",
     );
-    let started = Instant::now();
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if started.elapsed() > Duration::from_secs(8) {
-            let _ = child.kill();
-            panic!("the server was still running 8 s after SIGTERM with a 2 s grace");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "exit status {status:?}");
+    // panics if the server is still running 8 s after SIGTERM with a 2 s grace
+    let exited = server.stop_within(Duration::from_secs(8)).await;
+    assert!(exited.status.success(), "exit status {:?}", exited.status);
     drop((stalled, busy));
 }

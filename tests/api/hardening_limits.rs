@@ -1,13 +1,8 @@
 //! Rate limits and per-team quotas (issue 5, point 5): 429 with `Retry-After`, the JSON error
 //! shape and a message naming the limit; `/healthz` never limited; `--rate-limit 0` off.
 
-mod common;
-
-use std::path::PathBuf;
-
-use common::{assert_error, spawn_app_with, TestApp};
-use exports_api::app::App;
-use exports_api::config::Config;
+use crate::helpers;
+use crate::helpers::{assert_error, spawn_app_with, TestApp};
 use serde_json::{json, Value};
 
 const LIST: &str = "/v1/exports";
@@ -168,43 +163,15 @@ fn export_body(schema_id: &str) -> Value {
     json!({"schema_id": schema_id, "start_date": "2020-01-01", "end_date": "2030-12-31"})
 }
 
-/// Starts the app with its export workers stopped, so that every export stays PENDING.
-async fn spawn_without_workers(data_dir: PathBuf, tweak: impl FnOnce(&mut Config)) -> Paused {
-    let mut cfg = Config::for_tests(data_dir);
-    cfg.api_key = Some("test-key-default".into());
-    tweak(&mut cfg);
-    let app = App::build(cfg).await.expect("app builds");
-    app.state().jobs.stop_soon();
-    let base_url = app.base_url().to_string();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(app.run_until_stopped(async move {
-        let _ = rx.await;
-    }));
-    Paused { base_url, client: reqwest::Client::new(), stop: tx, handle }
-}
-
-struct Paused {
-    base_url: String,
-    client: reqwest::Client,
-    stop: tokio::sync::oneshot::Sender<()>,
-    handle: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Paused {
-    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, format!("{}{path}", self.base_url)).header("x-api-key", "test-key-default")
-    }
-}
-
 #[tokio::test]
 async fn concurrent_creates_over_the_queued_cap_yield_exactly_the_cap() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = spawn_without_workers(tmp.path().to_path_buf(), |c| c.limits.max_queued_exports = 3).await;
-    let r = app.req(reqwest::Method::POST, "/v1/schemas").json(&schema()).send().await.unwrap();
+    let app = helpers::spawn_app_without_workers(tmp.path().to_path_buf(), |c| c.limits.max_queued_exports = 3).await;
+    let r = app.post_json("/v1/schemas", &schema()).send().await.unwrap();
     assert_eq!(r.status(), 201);
     let schema_id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
 
-    let sends = (0..12).map(|_| app.req(reqwest::Method::POST, "/v1/exports").json(&export_body(&schema_id)).send());
+    let sends = (0..12).map(|_| app.post_json("/v1/exports", &export_body(&schema_id)).send());
     let answers = futures_util::future::join_all(sends).await;
     let mut created = Vec::new();
     let mut refused = 0;
@@ -222,19 +189,18 @@ async fn concurrent_creates_over_the_queued_cap_yield_exactly_the_cap() {
     }
     assert_eq!(created.len(), 3, "exactly the cap is queued");
     assert_eq!(refused, 9);
-    let list: Value = app.req(reqwest::Method::GET, "/v1/exports").send().await.unwrap().json().await.unwrap();
+    let list: Value = app.get("/v1/exports").send().await.unwrap().json().await.unwrap();
     assert_eq!(list["meta"]["total"], 3, "the refused creates stored nothing: {list}");
 
     // deleting one makes room for one
-    let r = app.req(reqwest::Method::DELETE, &format!("/v1/exports/{}", created[0])).send().await.unwrap();
+    let r = app.delete(&format!("/v1/exports/{}", created[0])).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let r = app.req(reqwest::Method::POST, "/v1/exports").json(&export_body(&schema_id)).send().await.unwrap();
+    let r = app.post_json("/v1/exports", &export_body(&schema_id)).send().await.unwrap();
     assert_eq!(r.status(), 201);
-    let r = app.req(reqwest::Method::POST, "/v1/exports").json(&export_body(&schema_id)).send().await.unwrap();
+    let r = app.post_json("/v1/exports", &export_body(&schema_id)).send().await.unwrap();
     assert_429(r).await;
 
-    let _ = app.stop.send(());
-    app.handle.await.unwrap().unwrap();
+    app.stop().await;
 }
 
 #[tokio::test]

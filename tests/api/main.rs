@@ -1,0 +1,24 @@
+//! The integration tests: one binary, one harness (`helpers`). Each module tests one area
+//! of the black-box contract through the real application (in-process or the real binary).
+
+mod helpers;
+
+mod api_auth_errors;
+mod api_exports;
+mod api_schemas_results;
+mod cli;
+mod csv_export;
+mod data_dir_lock;
+mod downloads;
+mod hardening_bodies;
+mod hardening_connections;
+mod hardening_errors;
+mod hardening_limits;
+mod http_edges;
+mod import_streaming;
+mod lifecycle;
+mod list_deep_pages;
+mod list_include_fields;
+mod openapi_drift;
+mod restart;
+mod write_path;
