@@ -48,64 +48,61 @@ pub(crate) fn list_page<T>(
 ) -> DbResult<(Vec<T>, u64)> {
     // a savepoint is a read transaction here, and nests inside a caller's transaction
     conn.execute_batch("SAVEPOINT list_page")?;
-    let out = list_page_in(conn, src, team_key, q, counts, from_row);
+    let out = (move || -> DbResult<(Vec<T>, u64)> {
+        let table = src.table.split(' ').next().unwrap_or(src.table);
+        // only lists without `search` have a covering index to count and bookmark
+        let counts = counts.filter(|_| q.search.is_none());
+        let moving = src.moving.contains(&q.sort_column);
+        let stamp = match counts {
+            Some(_) => counts::stamp(conn, table, moving)?,
+            None => None,
+        };
+        let sql = list_sql(src, team_key, q, None);
+        let args: &[Value] = &sql.args;
+        let count = || -> DbResult<u64> {
+            let mut stmt = conn.prepare_cached(&sql.count)?;
+            Ok(stmt.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, i64>(0))? as u64)
+        };
+        let (Some(counts), Some(stamp)) = (counts, stamp) else {
+            let total = count()?;
+            let mut stmt = conn.prepare_cached(&sql.page)?;
+            let rows =
+                stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?.collect::<Result<Vec<_>, _>>()?;
+            return Ok((rows, total));
+        };
+        let list = format!("{table}\0{}\0{team_key}\0{:?}\0{:?}", src.team_column, q.created_after, q.created_before);
+        let total = counts.total(stamp, &list, count)?;
+        let offset = q.offset() as u64;
+        if offset >= total {
+            return Ok((Vec::new(), total)); // past the end, which is exact in this transaction
+        }
+        let walk_sql = |bound: bool| walk_sql(src, team_key, q, bound, counts.marks.every());
+        let walk = Walk {
+            conn,
+            key: format!("{list}\0{}\0{}", q.sort_column, q.descending),
+            stamp,
+            args,
+            walk_sql: &walk_sql,
+        };
+        let mark = match src.indexed.contains(&q.sort_column) {
+            true => counts.marks.seek(&walk, offset)?,
+            false => None,
+        };
+        let (sql, args) = match mark {
+            Some((at, (value, id))) => {
+                let mut args = sql.args.clone();
+                args.push(value);
+                args.push(id.into());
+                (list_sql(src, team_key, q, Some(offset - at)).page, args)
+            }
+            None => (sql.page.clone(), sql.args.clone()),
+        };
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok((rows, total))
+    })();
     conn.execute_batch("RELEASE list_page")?;
     out
-}
-
-fn list_page_in<T>(
-    conn: &Connection,
-    src: &ListSource,
-    team_key: &str,
-    q: &ListQuery,
-    counts: Option<&ListCounts>,
-    from_row: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
-) -> DbResult<(Vec<T>, u64)> {
-    let table = src.table.split(' ').next().unwrap_or(src.table);
-    // only lists without `search` have a covering index to count and bookmark
-    let counts = counts.filter(|_| q.search.is_none());
-    let moving = src.moving.contains(&q.sort_column);
-    let stamp = match counts {
-        Some(_) => counts::stamp(conn, table, moving)?,
-        None => None,
-    };
-    let sql = list_sql(src, team_key, q, None);
-    let args: &[Value] = &sql.args;
-    let count = || -> DbResult<u64> {
-        let mut stmt = conn.prepare_cached(&sql.count)?;
-        Ok(stmt.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, i64>(0))? as u64)
-    };
-    let (Some(counts), Some(stamp)) = (counts, stamp) else {
-        let total = count()?;
-        let mut stmt = conn.prepare_cached(&sql.page)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?.collect::<Result<Vec<_>, _>>()?;
-        return Ok((rows, total));
-    };
-    let list = format!("{table}\0{}\0{team_key}\0{:?}\0{:?}", src.team_column, q.created_after, q.created_before);
-    let total = counts.total(stamp, &list, count)?;
-    let offset = q.offset() as u64;
-    if offset >= total {
-        return Ok((Vec::new(), total)); // past the end, which is exact in this transaction
-    }
-    let walk_sql = |bound: bool| walk_sql(src, team_key, q, bound, counts.marks.every());
-    let walk =
-        Walk { conn, key: format!("{list}\0{}\0{}", q.sort_column, q.descending), stamp, args, walk_sql: &walk_sql };
-    let mark = match src.indexed.contains(&q.sort_column) {
-        true => counts.marks.seek(&walk, offset)?,
-        false => None,
-    };
-    let (sql, args) = match mark {
-        Some((at, (value, id))) => {
-            let mut args = sql.args.clone();
-            args.push(value);
-            args.push(id.into());
-            (list_sql(src, team_key, q, Some(offset - at)).page, args)
-        }
-        None => (sql.page.clone(), sql.args.clone()),
-    };
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?.collect::<Result<Vec<_>, _>>()?;
-    Ok((rows, total))
 }
 
 /// A list's two statements and their arguments.

@@ -34,19 +34,19 @@ fn from_row(r: &Row) -> rusqlite::Result<SchemaRow> {
     })
 }
 
+/// Binds a row's seven columns, in table order, as `?1`…`?7` of `sql`.
+fn execute_with_row(conn: &Connection, sql: &str, row: &SchemaRow) -> DbResult<usize> {
+    let definition = serde_json::to_string(&row.definition).expect("a schema serializes");
+    let p = params![row.id, row.team_id, row.name, row.description, definition, row.created_at, row.updated_at];
+    Ok(conn.execute(sql, p)?)
+}
+
 pub fn insert(conn: &Connection, row: &SchemaRow) -> DbResult<()> {
-    conn.execute(
+    execute_with_row(
+        conn,
         "INSERT INTO schemas (id, team_id, name, description, definition, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            row.id,
-            row.team_id,
-            row.name,
-            row.description,
-            serde_json::to_string(&row.definition).expect("a schema serializes"),
-            row.created_at,
-            row.updated_at
-        ],
+        row,
     )?;
     Ok(())
 }
@@ -91,17 +91,12 @@ pub fn names(conn: &Connection, team_id: &str, ids: &[String]) -> DbResult<Vec<(
 
 /// Replaces a schema's fields; `None` when it does not exist in this team.
 pub fn update(conn: &Connection, row: &SchemaRow) -> DbResult<bool> {
-    let n = conn.execute(
-        "UPDATE schemas SET name = ?3, description = ?4, definition = ?5, updated_at = ?6
+    // created_at (?6) is bound but never changes
+    let n = execute_with_row(
+        conn,
+        "UPDATE schemas SET name = ?3, description = ?4, definition = ?5, updated_at = ?7
          WHERE id = ?1 AND team_id = ?2",
-        params![
-            row.id,
-            row.team_id,
-            row.name,
-            row.description,
-            serde_json::to_string(&row.definition).expect("a schema serializes"),
-            row.updated_at
-        ],
+        row,
     )?;
     Ok(n > 0)
 }

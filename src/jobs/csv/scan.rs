@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use super::bytes::string_stop;
 use super::Node;
-use crate::jobs::json::MAX_DEPTH;
+use crate::jobs::json::{is_high_surrogate, simple_escape, surrogate_pair, MAX_DEPTH};
 
 /// What a recorded value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -564,20 +564,15 @@ pub(super) fn decode_string(raw: &str, out: &mut String) {
         let e = b.get(pos + 1).copied().unwrap_or(b'\\');
         pos += 2;
         match e {
-            b'b' => out.push('\u{8}'),
-            b'f' => out.push('\u{c}'),
-            b'n' => out.push('\n'),
-            b'r' => out.push('\r'),
-            b't' => out.push('\t'),
             b'u' => {
                 let c = hex4(pos).unwrap_or(0xFFFD);
                 pos += 4;
-                let ch = if (0xD800..0xDC00).contains(&c) {
-                    // a high surrogate: a pair when a low one follows
-                    match (b.get(pos..pos + 2), hex4(pos + 2)) {
-                        (Some(b"\\u"), Some(lo)) if (0xDC00..0xE000).contains(&lo) => {
+                let ch = if is_high_surrogate(c) {
+                    // a pair when a low one follows
+                    match (b.get(pos..pos + 2), hex4(pos + 2).and_then(|lo| surrogate_pair(c, lo))) {
+                        (Some(b"\\u"), Some(ch)) => {
                             pos += 6;
-                            char::from_u32(0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00))
+                            Some(ch)
                         }
                         _ => None,
                     }
@@ -586,7 +581,7 @@ pub(super) fn decode_string(raw: &str, out: &mut String) {
                 };
                 out.push(ch.unwrap_or('\u{fffd}'));
             }
-            other => out.push(other as char),
+            other => out.push(simple_escape(other).unwrap_or(other as char)),
         }
         run = pos;
     }

@@ -117,3 +117,29 @@ impl std::str::FromStr for JsonValue {
         JsonValue::parse(text)
     }
 }
+
+/// The character a one-letter JSON escape (`\n`, `\"`, …) stands for; `None` for `u` and
+/// for anything JSON does not allow after a backslash.
+pub(crate) fn simple_escape(e: u8) -> Option<char> {
+    Some(match e {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        _ => return None,
+    })
+}
+
+/// Whether a `\uXXXX` code unit is a high surrogate, which a low one must follow.
+pub(crate) fn is_high_surrogate(c: u32) -> bool {
+    (0xD800..0xDC00).contains(&c)
+}
+
+/// The character a surrogate pair stands for; `None` when `lo` is not a low surrogate.
+pub(crate) fn surrogate_pair(hi: u32, lo: u32) -> Option<char> {
+    (0xDC00..0xE000).contains(&lo).then(|| char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))).flatten()
+}

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::JsonValue;
+use super::{is_high_surrogate, simple_escape, surrogate_pair, JsonValue};
 
 /// Objects with more entries than this index their keys in a hash map while being parsed,
 /// so that repeated-key handling stays linear.
@@ -260,27 +260,17 @@ impl<'a> Parser<'a> {
                     };
                     self.pos += 1;
                     match e {
-                        b'"' => out.push('"'),
-                        b'\\' => out.push('\\'),
-                        b'/' => out.push('/'),
-                        b'b' => out.push('\u{8}'),
-                        b'f' => out.push('\u{c}'),
-                        b'n' => out.push('\n'),
-                        b'r' => out.push('\r'),
-                        b't' => out.push('\t'),
                         b'u' => {
                             let c = self.hex4()?;
-                            let ch = if (0xD800..0xDC00).contains(&c) {
-                                // a high surrogate: a pair when a low one follows
+                            let ch = if is_high_surrogate(c) {
+                                // a pair when a low one follows
                                 let save = self.pos;
                                 if self.eat("\\u") {
-                                    let lo = self.hex4()?;
-                                    if (0xDC00..0xE000).contains(&lo) {
-                                        char::from_u32(0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00))
-                                    } else {
+                                    let pair = surrogate_pair(c, self.hex4()?);
+                                    if pair.is_none() {
                                         self.pos = save;
-                                        None
                                     }
+                                    pair
                                 } else {
                                     None
                                 }
@@ -290,10 +280,13 @@ impl<'a> Parser<'a> {
                             // a lone surrogate cannot be held in UTF-8 text
                             out.push(ch.unwrap_or('\u{fffd}'));
                         }
-                        _ => {
-                            self.pos -= 1;
-                            return self.err("invalid escape");
-                        }
+                        _ => match simple_escape(e) {
+                            Some(c) => out.push(c),
+                            None => {
+                                self.pos -= 1;
+                                return self.err("invalid escape");
+                            }
+                        },
                     }
                 }
                 Some(_) => return self.err("control character in string"),
