@@ -49,7 +49,8 @@ impl ErrorBody {
 }
 
 /// An error a handler answers with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{status}: {message}")]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
@@ -104,14 +105,6 @@ impl ApiError {
         resp
     }
 }
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.status, self.message)
-    }
-}
-
-impl std::error::Error for ApiError {}
 
 /// Seconds a client is told to wait (`Retry-After`) when the database was busy.
 const BUSY_RETRY_AFTER: u64 = 2;

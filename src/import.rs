@@ -28,8 +28,8 @@ const BATCHES_AHEAD: usize = 4;
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// A line is not a valid result.
-    #[error("{0}")]
-    Line(LineError),
+    #[error(transparent)]
+    Line(#[from] LineError),
     /// The input holds no result (only blank lines, or nothing).
     #[error("the input holds no results")]
     NoResults,
