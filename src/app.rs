@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use poem::http::{header, Method, StatusCode};
 use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Route};
 use poem_openapi::OpenApiService;
@@ -102,14 +103,14 @@ pub struct App {
 impl App {
     /// Opens the data folder, bootstraps keys (and demo data), starts the export workers and
     /// binds the listen address (port 0 picks a free one).
-    pub async fn build(config: Config) -> Result<App, String> {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
         let cfg = config.clone();
         let (pool, writer, signer, lock) =
-            tokio::task::spawn_blocking(move || prepare(&cfg)).await.map_err(|e| format!("start-up failed: {e}"))??;
+            tokio::task::spawn_blocking(move || prepare(&cfg)).await.context("start-up failed")??;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-        let addr = listener.local_addr().map_err(|e| format!("the listener has no address: {e}"))?;
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr().context("the listener has no address")?;
         // 0.0.0.0 / [::] cannot be dialled: local links then name the loopback address
         let mut reachable = addr;
         if addr.ip().is_unspecified() {
@@ -132,7 +133,7 @@ impl App {
             }
         };
         let jobs = Jobs::start(pool.clone(), writer.clone(), config.data_dir.clone(), config.workers, config.retention)
-            .map_err(|e| format!("cannot start the export workers: {e}"))?;
+            .context("cannot start the export workers")?;
         let state = Arc::new(AppState {
             pool,
             writer,
@@ -181,47 +182,47 @@ impl App {
     }
 }
 
-fn prepare(cfg: &Config) -> Result<(Pool, db::Writer, Signer, std::fs::File), String> {
+fn prepare(cfg: &Config) -> anyhow::Result<(Pool, db::Writer, Signer, std::fs::File)> {
+    let dir = cfg.data_dir.display();
     // private whatever the umask: the folder 0700, every file in it 0600 (see `private`)
     crate::private::create_data_dir(&cfg.data_dir, DATABASE_FILE)
-        .map_err(|e| format!("cannot create the data folder {}: {e}", cfg.data_dir.display()))?;
+        .with_context(|| format!("cannot create the data folder {dir}"))?;
     let lock = lock_data_dir(&cfg.data_dir)?;
     let uploads = uploads_dir(&cfg.data_dir);
     crate::import::prepare_spool_dir(&uploads)
-        .map_err(|e| format!("cannot prepare the uploads folder {}: {e}", uploads.display()))?;
+        .with_context(|| format!("cannot prepare the uploads folder {}", uploads.display()))?;
     let pool = db::open(&database_path(&cfg.data_dir), (cfg.workers as u32) + 16, cfg.limits.busy_timeout)
-        .map_err(|e| format!("cannot open the database in {}: {e}", cfg.data_dir.display()))?;
+        .with_context(|| format!("cannot open the database in {dir}"))?;
     let writer = db::Writer::open(&database_path(&cfg.data_dir), cfg.limits.busy_timeout)
-        .map_err(|e| format!("cannot open the database in {}: {e}", cfg.data_dir.display()))?;
+        .with_context(|| format!("cannot open the database in {dir}"))?;
     let signer = Signer::load_or_create(&cfg.data_dir, cfg.signing_key.clone())
-        .map_err(|e| format!("cannot load or create the signing key in {}: {e}", cfg.data_dir.display()))?;
-    let mut conn = pool.get().map_err(|e| e.to_string())?;
+        .with_context(|| format!("cannot load or create the signing key in {dir}"))?;
+    let mut conn = pool.get().with_context(|| format!("cannot open the database in {dir}"))?;
     if cfg.demo {
-        crate::demo::load_if_empty(&mut conn).map_err(|e| format!("loading demo data failed: {e}"))?;
+        crate::demo::load_if_empty(&mut conn).context("loading demo data failed")?;
     }
-    crate::bootstrap::ensure_keys(&conn, cfg.api_key.as_deref())
-        .map_err(|e| format!("setting up API keys failed: {e}"))?;
+    crate::bootstrap::ensure_keys(&conn, cfg.api_key.as_deref()).context("setting up API keys failed")?;
     Ok((pool, writer, signer, lock))
 }
 
 /// One server per data folder: its workers take over jobs left PROCESSING by an earlier run,
 /// which must not be a run that is still alive. The lock goes with the process.
-fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     let path = dir.join("serve.lock");
     let file = crate::private::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    crate::private::tighten(&path).map_err(|e| format!("cannot make {} private: {e}", path.display()))?;
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    crate::private::tighten(&path).with_context(|| format!("cannot make {} private", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
             "another exports-api server is running on the data folder {}; stop it or use another --data-dir",
             dir.display()
         )),
-        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
     }
 }
 
