@@ -280,6 +280,7 @@ pub fn routes(state: Arc<AppState>) -> impl Endpoint {
         })
         .with(rate_limit)
         .data(state)
+        .with(crate::error::QueryErrors::for_api::<Apis>())
         .catch_all_error(to_json_error)
         // outermost: it sees every answer, its final status included
         .with(RequestLog)

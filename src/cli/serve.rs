@@ -136,7 +136,8 @@ pub fn healthcheck(listen: &str) -> anyhow::Result<()> {
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).with_context(|| addr.to_string())?;
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).with_context(|| addr.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
     write!(s, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
         .with_context(|| format!("{addr}: sending the request failed"))?;
