@@ -14,6 +14,7 @@ use poem_openapi::types::Example;
 use poem_openapi::{Object, OpenApi};
 
 use crate::db::DbError;
+use crate::import::ImportError;
 
 /// The body of every error response.
 #[derive(Debug, Clone, Object, serde::Serialize)]
@@ -147,6 +148,18 @@ Nothing was changed; retry after the time in Retry-After.",
                 ApiError::unavailable("The database is busy or unavailable; try again shortly", BUSY_RETRY_AFTER)
             }
             e => ApiError::internal(e),
+        }
+    }
+}
+
+/// The answer to an upload that stored nothing.
+impl From<ImportError> for ApiError {
+    fn from(e: ImportError) -> Self {
+        match e {
+            ImportError::Line(l) => ApiError::bad_request(format!("{l}; nothing was stored")),
+            ImportError::NoResults => ApiError::bad_request("the body has no results: send one JSON object per line"),
+            ImportError::Input(m) => ApiError::bad_request(m),
+            ImportError::Db(e) => e.into(),
         }
     }
 }
@@ -458,6 +471,15 @@ mod tests {
 
     fn rule(ty: &'static str) -> ParamRule {
         ParamRule { ty, ..ParamRule::default() }
+    }
+
+    /// A corrupt row is the server's fault: a 500 whose body does not show the row's content.
+    #[test]
+    fn a_corrupt_row_is_an_internal_error() {
+        let e = crate::db::DbError::Corrupt { table: "exports", id: "x".into(), what: "unknown status \"?\"".into() };
+        let api = super::ApiError::from(e);
+        assert_eq!(api.status, poem::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!api.message.contains("status"), "{}", api.message);
     }
 
     #[test]
