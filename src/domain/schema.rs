@@ -20,20 +20,6 @@ impl FieldType {
     pub const ALL: [&'static str; 8] =
         ["string", "number", "integer", "boolean", "date", "datetime", "object", "array"];
 
-    pub fn parse(s: &str) -> Option<FieldType> {
-        Some(match s {
-            "string" => FieldType::String,
-            "number" => FieldType::Number,
-            "integer" => FieldType::Integer,
-            "boolean" => FieldType::Boolean,
-            "date" => FieldType::Date,
-            "datetime" => FieldType::Datetime,
-            "object" => FieldType::Object,
-            "array" => FieldType::Array,
-            _ => return None,
-        })
-    }
-
     pub fn as_str(self) -> &'static str {
         FieldType::ALL[self as usize]
     }
