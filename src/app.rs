@@ -1,10 +1,9 @@
-//! Wiring: the state every handler shares, the routes, and the server's life cycle.
+//! Wiring: the data folder, the database, the workers and the state every handler shares are
+//! put together here, with the routes, and the server's life cycle.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use poem::http::{header, Method, StatusCode};
@@ -12,53 +11,19 @@ use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Route};
 use poem_openapi::OpenApiService;
 
 use crate::api::exports::ExportsApi;
+use crate::api::files::FilesApi;
 use crate::api::health::HealthApi;
 use crate::api::rate_limit::{RateLimit, RateLimits};
 use crate::api::request_log::RequestLog;
 use crate::api::results::ResultsApi;
 use crate::api::schemas::SchemasApi;
 use crate::config::Config;
+use crate::data_dir::DataDir;
 use crate::db::{self, Pool};
 use crate::error::{to_json_error, ApiError};
-use crate::files::FilesApi;
 use crate::jobs::runner::Jobs;
 use crate::signing::Signer;
-
-/// What every request handler can reach.
-pub struct AppState {
-    /// Connections for reads.
-    pub pool: Pool,
-    /// The one connection that writes (see `db::Writer`).
-    pub writer: db::Writer,
-    pub signer: Signer,
-    /// Base of download URLs, without a trailing slash.
-    pub public_url: String,
-    pub url_ttl: Duration,
-    pub data_dir: PathBuf,
-    pub jobs: Jobs,
-    /// Per-request and per-team limits.
-    pub limits: crate::config::Limits,
-    /// Request rate limiter state (`--rate-limit`); `None` when rate limiting is off.
-    pub rate_limits: Option<Arc<RateLimits>>,
-    /// Totals of unfiltered lists, remembered while their table is unchanged.
-    pub list_counts: Arc<crate::db::counts::ListCounts>,
-    /// Teams of recently seen API keys (see `api::key_cache`).
-    pub key_cache: crate::api::key_cache::KeyCache,
-}
-
-/// The database file's name in the data folder.
-pub const DATABASE_FILE: &str = "exports.db";
-
-/// The database file inside the data folder.
-pub fn database_path(data_dir: &std::path::Path) -> PathBuf {
-    data_dir.join(DATABASE_FILE)
-}
-
-/// The folder an NDJSON upload is spooled to (one private temporary file per upload) before
-/// it is imported.
-pub fn uploads_dir(data_dir: &std::path::Path) -> PathBuf {
-    data_dir.join("uploads")
-}
+use crate::state::AppState;
 
 type Apis = (ExportsApi, SchemasApi, ResultsApi, FilesApi, HealthApi);
 
@@ -96,7 +61,8 @@ pub struct App {
     addr: SocketAddr,
     base_url: String,
     state: Arc<AppState>,
-    /// Held while the app lives: see `lock_data_dir`.
+    rate_limits: Option<Arc<RateLimits>>,
+    /// Held while the app lives: see `DataDir::lock`.
     lock: std::fs::File,
 }
 
@@ -105,8 +71,10 @@ impl App {
     /// binds the listen address (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let cfg = config.clone();
+        let data_dir = DataDir::new(&config.data_dir);
+        let dir = data_dir.clone();
         let (pool, writer, signer, lock) =
-            tokio::task::spawn_blocking(move || prepare(&cfg)).await.context("start-up failed")??;
+            tokio::task::spawn_blocking(move || prepare(&cfg, &dir)).await.context("start-up failed")??;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -132,7 +100,7 @@ impl App {
                 base_url.clone()
             }
         };
-        let jobs = Jobs::start(pool.clone(), writer.clone(), config.data_dir.clone(), config.workers, config.retention)
+        let jobs = Jobs::start(pool.clone(), writer.clone(), data_dir.clone(), config.workers, config.retention)
             .context("cannot start the export workers")?;
         let state = Arc::new(AppState {
             pool,
@@ -140,17 +108,17 @@ impl App {
             signer,
             public_url,
             url_ttl: config.url_ttl,
-            data_dir: config.data_dir.clone(),
+            data_dir,
             jobs,
             limits: config.limits.clone(),
-            rate_limits: RateLimits::new(config.limits.rate_limit),
             list_counts: Arc::new(crate::db::counts::ListCounts::new(config.limits.list_bookmark_every)),
             key_cache: Default::default(),
         });
-        if let Some(r) = &state.rate_limits {
+        let rate_limits = RateLimits::new(config.limits.rate_limit);
+        if let Some(r) = &rate_limits {
             r.spawn_pruner();
         }
-        Ok(App { listener, server: config.server.clone(), addr, base_url, state, lock })
+        Ok(App { listener, server: config.server.clone(), addr, base_url, state, rate_limits, lock })
     }
 
     /// `http://` + the bound address.
@@ -172,9 +140,14 @@ impl App {
     pub async fn run_until_stopped(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let state = self.state.clone();
         let jobs = state.jobs.clone();
-        let result =
-            crate::server::serve(self.listener, routes(state.clone()), self.server, stop, move || jobs.stop_soon())
-                .await;
+        let result = crate::server::serve(
+            self.listener,
+            routes(state.clone(), self.rate_limits),
+            self.server,
+            stop,
+            move || jobs.stop_soon(),
+        )
+        .await;
         let jobs = state.jobs.clone();
         let _ = tokio::task::spawn_blocking(move || jobs.shutdown()).await;
         drop(self.lock);
@@ -182,22 +155,21 @@ impl App {
     }
 }
 
-fn prepare(cfg: &Config) -> anyhow::Result<(Pool, db::Writer, Signer, std::fs::File)> {
-    let dir = cfg.data_dir.display();
+fn prepare(cfg: &Config, data: &DataDir) -> anyhow::Result<(Pool, db::Writer, Signer, std::fs::File)> {
+    let shown = data.root().display();
     // private whatever the umask: the folder 0700, every file in it 0600 (see `private`)
-    crate::private::create_data_dir(&cfg.data_dir, DATABASE_FILE)
-        .with_context(|| format!("cannot create the data folder {dir}"))?;
-    let lock = lock_data_dir(&cfg.data_dir)?;
-    let uploads = uploads_dir(&cfg.data_dir);
+    data.create().with_context(|| format!("cannot create the data folder {shown}"))?;
+    let lock = data.lock()?;
+    let uploads = data.uploads();
     crate::import::prepare_spool_dir(&uploads)
         .with_context(|| format!("cannot prepare the uploads folder {}", uploads.display()))?;
-    let pool = db::open(&database_path(&cfg.data_dir), (cfg.workers as u32) + 16, cfg.limits.busy_timeout)
-        .with_context(|| format!("cannot open the database in {dir}"))?;
-    let writer = db::Writer::open(&database_path(&cfg.data_dir), cfg.limits.busy_timeout)
-        .with_context(|| format!("cannot open the database in {dir}"))?;
-    let signer = Signer::load_or_create(&cfg.data_dir, cfg.signing_key.clone())
-        .with_context(|| format!("cannot load or create the signing key in {dir}"))?;
-    let mut conn = pool.get().with_context(|| format!("cannot open the database in {dir}"))?;
+    let pool = db::open(&data.database(), (cfg.workers as u32) + 16, cfg.limits.busy_timeout)
+        .with_context(|| format!("cannot open the database in {shown}"))?;
+    let writer = db::Writer::open(&data.database(), cfg.limits.busy_timeout)
+        .with_context(|| format!("cannot open the database in {shown}"))?;
+    let signer = Signer::load_or_create(data, cfg.signing_key.clone())
+        .with_context(|| format!("cannot load or create the signing key in {shown}"))?;
+    let mut conn = pool.get().with_context(|| format!("cannot open the database in {shown}"))?;
     if cfg.demo {
         crate::demo::load_if_empty(&mut conn).context("loading demo data failed")?;
     }
@@ -205,38 +177,17 @@ fn prepare(cfg: &Config) -> anyhow::Result<(Pool, db::Writer, Signer, std::fs::F
     Ok((pool, writer, signer, lock))
 }
 
-/// One server per data folder: its workers take over jobs left PROCESSING by an earlier run,
-/// which must not be a run that is still alive. The lock goes with the process.
-fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    let path = dir.join("serve.lock");
-    let file = crate::private::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    crate::private::tighten(&path).with_context(|| format!("cannot make {} private", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
-            "another exports-api server is running on the data folder {}; stop it or use another --data-dir",
-            dir.display()
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
-    }
-}
-
 /// The landing page: where the docs are.
 const INDEX_HTML: &str = include_str!("../static/index.html");
 
 /// Every route, with the JSON error shape on every error.
-pub fn routes(state: Arc<AppState>) -> impl Endpoint {
+pub fn routes(state: Arc<AppState>, rate_limits: Option<Arc<RateLimits>>) -> impl Endpoint {
     let api = openapi_service();
     let allowed = Arc::new(AllowedMethods::from_spec(&api.spec()));
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let (max_body, max_json_body) = (state.limits.max_body, state.limits.max_json_body);
-    let rate_limit = RateLimit(state.rate_limits.clone());
+    let rate_limit = RateLimit(rate_limits);
     Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)

@@ -7,6 +7,7 @@ use rusqlite::Connection;
 
 use crate::db::{self, keys, DbResult};
 use crate::domain::result::NewResult;
+use crate::domain::rng::Rng;
 use crate::domain::schema::SchemaDef;
 
 /// The demo team's id and the demo schema's id: the ids of the original API's examples,
@@ -83,27 +84,6 @@ pub fn schema() -> SchemaDef {
     .expect("the demo schema is valid")
 }
 
-/// A small deterministic generator (xorshift64*), so the demo is the same every time.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
-        v[self.below(v.len())]
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() % 10_000) as f64 / 10_000.0 < p
-    }
-}
-
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -120,7 +100,7 @@ pub fn results(count: usize) -> Vec<NewResult> {
             let items: Vec<serde_json::Value> = (0..n_items)
                 .map(|_| {
                     let q = 1 + rng.below(40) as i64;
-                    let p = round2(0.5 + (rng.next() % 89_950) as f64 / 100.0);
+                    let p = round2(0.5 + (rng.next_u64() % 89_950) as f64 / 100.0);
                     serde_json::json!({"description": rng.pick(ITEMS), "quantity": q, "unit_price": p,
                                        "amount": round2(q as f64 * p)})
                 })

@@ -135,7 +135,7 @@ Nothing was changed; retry after the time in Retry-After.",
                 tracing::error!(cause = %e, "disk full: a write was refused");
                 ApiError::insufficient_storage(DISK_FULL_MESSAGE)
             }
-            DbError::Io(e) if is_disk_full(&e) => {
+            DbError::Io(e) if crate::data_dir::is_disk_full(&e) => {
                 tracing::error!(cause = %e, "disk full: a write was refused");
                 ApiError::insufficient_storage(DISK_FULL_MESSAGE)
             }
@@ -162,12 +162,6 @@ impl From<ImportError> for ApiError {
             ImportError::Db(e) => e.into(),
         }
     }
-}
-
-/// Whether an I/O error means the disk (or the user's quota) is full: ENOSPC or EDQUOT.
-pub fn is_disk_full(e: &std::io::Error) -> bool {
-    matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
-        || e.raw_os_error() == Some(28)
 }
 
 impl poem::error::ResponseError for ApiError {

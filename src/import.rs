@@ -113,7 +113,7 @@ where
 }
 
 /// An upload spooled to a private file (mode 0600) in the uploads folder
-/// (`app::uploads_dir`), whose lines were all checked as they arrived. The file is removed
+/// (`DataDir::uploads`), whose lines were all checked as they arrived. The file is removed
 /// when this is dropped, whatever happened: stored, refused or abandoned.
 pub struct Spool {
     path: PathBuf,

@@ -1,21 +1,26 @@
 //! exports-api: a self-hosted, single-binary service that turns extraction results into
 //! downloadable CSV files through asynchronous export jobs and signed URLs.
 //!
-//! Dependencies point one way: `cli` → `app` → `server`, `api`/`files` → `db`/`jobs`/`signing` →
-//! `domain`.
+//! Dependencies point one way, down the layers (`layers_tests.rs` holds the table and
+//! checks it): `cli` → `app` (wiring) → `api`, `server` → `error` → `state` → `jobs`,
+//! `import`, `config` → `db`, `signing` → `data_dir` → `private` → `domain`.
 
 pub mod api;
 pub mod app;
 pub mod bootstrap;
 pub mod cli;
 pub mod config;
+pub mod data_dir;
 pub mod db;
 pub mod demo;
 pub mod domain;
 pub mod error;
-pub mod files;
 pub mod import;
 pub mod jobs;
 pub mod private;
 pub mod server;
 pub mod signing;
+pub mod state;
+
+#[cfg(test)]
+mod layers_tests;

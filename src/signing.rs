@@ -2,17 +2,15 @@
 //! HMAC-SHA256(key, "GET\n" + path + "\n" + expires), checked in constant time.
 
 use std::io::Write;
-use std::path::Path;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-type HmacSha256 = Hmac<Sha256>;
+use crate::data_dir::DataDir;
 
-/// The name of the generated key file in the data folder.
-pub const KEY_FILE: &str = "signing.key";
+type HmacSha256 = Hmac<Sha256>;
 
 #[derive(Clone)]
 pub struct Signer {
@@ -32,11 +30,11 @@ impl Signer {
 
     /// The configured key, or the one kept in the data folder (generated on first use, 32
     /// random bytes, mode 0600), so URLs stay valid across restarts.
-    pub fn load_or_create(data_dir: &Path, configured: Option<Vec<u8>>) -> std::io::Result<Signer> {
+    pub fn load_or_create(data_dir: &DataDir, configured: Option<Vec<u8>>) -> std::io::Result<Signer> {
         if let Some(key) = configured {
             return Ok(Signer::new(key));
         }
-        let path = data_dir.join(KEY_FILE);
+        let path = data_dir.signing_key();
         match std::fs::read(&path) {
             Ok(key) if key.len() >= 32 => {
                 crate::private::tighten(&path)?;
@@ -53,7 +51,7 @@ impl Signer {
         }
         let mut key = vec![0u8; 32];
         getrandom::getrandom(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
-        let tmp = data_dir.join(format!("{KEY_FILE}.tmp"));
+        let tmp = data_dir.signing_key_temp();
         let written = crate::private::create_file(&tmp).and_then(|mut f| {
             f.write_all(&key)?;
             f.sync_all()
@@ -106,13 +104,14 @@ mod tests {
     #[test]
     fn key_file_persists() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Signer::load_or_create(dir.path(), None).unwrap();
-        let b = Signer::load_or_create(dir.path(), None).unwrap();
+        let data = DataDir::new(dir.path());
+        let a = Signer::load_or_create(&data, None).unwrap();
+        let b = Signer::load_or_create(&data, None).unwrap();
         assert_eq!(a.sign("/x", 1), b.sign("/x", 1));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(data.signing_key()).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

@@ -230,8 +230,8 @@ async fn teams_and_keys_create_list_revoke() {
     }
     let out = run(dir, &["keys", "revoke", &key1_id]);
     assert!(out.status.success(), "keys revoke: {}", text(&out.stderr));
-    // the server trusts a key it has just seen for up to a second (api::key_cache)
-    let deadline = std::time::Instant::now() + exports_api::api::key_cache::KEY_CACHE_TTL * 3;
+    // the server trusts a key it has just seen for up to a second (state::key_cache)
+    let deadline = std::time::Instant::now() + exports_api::state::key_cache::KEY_CACHE_TTL * 3;
     while get_with_key(&app.base_url, "/v1/schemas", &key1).await.status() != 401 {
         assert!(std::time::Instant::now() < deadline, "a revoked key was still accepted after the cache's TTL");
         // polling pace, under the rate limit

@@ -41,7 +41,7 @@ fn line(i: usize, pad: usize) -> String {
 
 /// The upload temporary files in the data folder, with their sizes.
 fn spooled(app: &TestApp) -> Vec<(PathBuf, u64)> {
-    let dir = exports_api::app::uploads_dir(&app.data_dir);
+    let dir = exports_api::data_dir::DataDir::new(&app.data_dir).uploads();
     let mut files: Vec<(PathBuf, u64)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap())
@@ -143,7 +143,7 @@ async fn leftover_temporary_files_are_removed_at_start() {
     let data = tmp.path().join("data");
     let app = spawn_app_with(data.clone(), |_| {}).await;
     app.stop().await;
-    let dir = exports_api::app::uploads_dir(&data);
+    let dir = exports_api::data_dir::DataDir::new(&data).uploads();
     let stale = dir.join("01936b2e-0000-7000-8000-000000000000.ndjson.part");
     std::fs::write(&stale, "{\"extraction\":{}}\n").unwrap();
     let app = spawn_app_with(data.clone(), |_| {}).await;

@@ -8,9 +8,9 @@ use poem_openapi::auth::ApiKey;
 use poem_openapi::SecurityScheme;
 
 use super::request_log::RequestTeam;
-use crate::app::AppState;
 use crate::db::keys::Team;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Your API key, sent in the `x-api-key` header. Create one with
 /// `exports-api keys create --team TEAM`.

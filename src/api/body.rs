@@ -16,10 +16,10 @@ use serde_json::Value;
 
 use super::linger::discard_rest;
 use super::types::json_kind;
-use crate::app::AppState;
 use crate::config::DEFAULT_MAX_JSON_BODY;
 use crate::domain::nesting::NestingScan;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub struct JsonBody<T>(pub T);
 

@@ -3,8 +3,8 @@
 pub mod auth;
 pub mod body;
 pub mod exports;
+pub mod files;
 pub mod health;
-pub mod key_cache;
 pub mod linger;
 pub mod list;
 pub mod ndjson;
@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use poem_openapi::Tags;
 
-use crate::app::AppState;
 use crate::db::Conn;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Groups of operations in the documentation.
 #[derive(Tags)]

@@ -13,9 +13,9 @@ use poem_openapi::payload::{ParsePayload, Payload};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 
 use super::linger::discard_rest;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::import::ImportError;
+use crate::state::AppState;
 
 /// Newline-delimited JSON: one `{"extraction": {...}, "file_name"?, "createdAt"?}` per line.
 /// Blank lines are skipped; at least one result is required.

@@ -17,11 +17,11 @@ use super::list::{
 use super::ndjson::Ndjson;
 use super::types::{JsonObject, Text};
 use super::{parse_id, with_db, with_writer, ApiTags, Message};
-use crate::app::AppState;
 use crate::db::results::{NewResult, ResultRecord};
 use crate::domain::list::PageMeta;
 use crate::domain::time::{format_ms, now_ms, parse_instant, DayEnd};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::{api_errors, api_ok};
 
 pub struct ResultsApi;
@@ -232,7 +232,7 @@ impl ResultsApi {
         let now = now_ms();
         // first the whole body, checked line by line, into a private file: the write
         // connection is not held while the client is still sending
-        let dir = crate::app::uploads_dir(&state.data_dir);
+        let dir = state.data_dir.uploads();
         let spool =
             body.stream_into(move |input| crate::import::spool(&dir, now, input).map_err(ApiError::from)).await?;
         let n = with_writer(&state, move |c| {

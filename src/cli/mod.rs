@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::database_path;
+use crate::data_dir::DataDir;
 use crate::db::{self, Pool};
 
 #[derive(Parser)]
@@ -225,9 +225,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 const CLI_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn open_db(data_dir: &Path) -> anyhow::Result<Pool> {
-    crate::private::create_data_dir(data_dir, crate::app::DATABASE_FILE)
-        .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
-    db::open(&database_path(data_dir), 2, CLI_BUSY_TIMEOUT)
+    let data = DataDir::new(data_dir);
+    data.create().with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
+    db::open(&data.database(), 2, CLI_BUSY_TIMEOUT)
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))
 }
 

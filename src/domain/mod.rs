@@ -7,5 +7,6 @@ pub mod naming;
 pub mod ndjson;
 pub mod nesting;
 pub mod result;
+pub mod rng;
 pub mod schema;
 pub mod time;

@@ -13,9 +13,11 @@ use super::csv::CsvPlan;
 use super::engine::EngineError;
 
 /// A batch is handed over when it has this many rows...
-const BATCH_ROWS: usize = 512;
-/// ...or this many bytes of text (a single larger row makes a batch of its own).
-const BATCH_BYTES: usize = 256 * 1024;
+const BATCH_ROWS: usize = 1024;
+/// ...or this many bytes of text (a single larger row makes a batch of its own). Large
+/// enough that a batch's CSV outgrows the callers' 256 KiB `BufWriter`, which then writes
+/// it straight through instead of copying it first.
+const BATCH_BYTES: usize = 512 * 1024;
 /// Batches read but not yet written, at most.
 const IN_FLIGHT: usize = 8;
 

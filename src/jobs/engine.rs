@@ -40,7 +40,7 @@ impl EngineError {
     pub fn is_disk_full(&self) -> bool {
         match self {
             EngineError::Db(DbError::Full(_)) => true,
-            EngineError::Db(DbError::Io(e)) | EngineError::Io(e) => crate::error::is_disk_full(e),
+            EngineError::Db(DbError::Io(e)) | EngineError::Io(e) => crate::data_dir::is_disk_full(e),
             _ => false,
         }
     }

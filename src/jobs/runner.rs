@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::engine::{write_export, EngineError, ExportSpec};
 use super::write_behind::WriteBehind;
-use super::{export_file, exports_dir, temp_file};
+use crate::data_dir::DataDir;
 use crate::db::{self, Pool};
 use crate::domain::time::now_ms;
 
@@ -24,7 +24,7 @@ pub struct Jobs {
 struct Shared {
     pool: Pool,
     writer: db::Writer,
-    data_dir: PathBuf,
+    data_dir: DataDir,
     /// Identifies this run of the service; a PROCESSING job claimed under another run id
     /// belongs to a process that died, and is taken up again.
     run_id: String,
@@ -42,11 +42,11 @@ impl Jobs {
     pub fn start(
         pool: Pool,
         writer: db::Writer,
-        data_dir: PathBuf,
+        data_dir: DataDir,
         workers: usize,
         retention: Option<Duration>,
     ) -> std::io::Result<Jobs> {
-        crate::private::create_dir(&exports_dir(&data_dir))?;
+        crate::private::create_dir(&data_dir.exports())?;
         let shared = Arc::new(Shared {
             pool,
             writer,
@@ -150,8 +150,8 @@ kept. Free space on the server (or delete old exports) and create the export aga
 fn run_job(s: &Shared, job: db::exports::ExportRow) {
     let started = Instant::now();
     tracing::info!(export = %job.id, attempt = job.attempts, "export started");
-    let tmp = temp_file(&s.data_dir, &job.id);
-    let final_path = export_file(&s.data_dir, &job.id, job.options.gzip);
+    let tmp = s.data_dir.export_temp(&job.id);
+    let final_path = s.data_dir.export_file(&job.id, job.options.gzip);
     let cancelled = || s.cancelled.lock().expect("cancel lock").contains(&job.id);
     let outcome = loop {
         let outcome = super::priority::run_in_background(format!("export-{}", &job.id[..8]), || produce_file(s, &job));
@@ -272,7 +272,7 @@ fn produce_file(s: &Shared, job: &db::exports::ExportRow) -> Result<Outcome, Eng
         expand_array: job.expand_array.as_deref(),
         options: &job.options,
     };
-    let tmp = temp_file(&s.data_dir, &job.id);
+    let tmp = s.data_dir.export_temp(&job.id);
     let file = WriteBehind::new(crate::private::create_file(&tmp)?);
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
     let mut last_check = Instant::now();
@@ -294,9 +294,9 @@ fn produce_file(s: &Shared, job: &db::exports::ExportRow) -> Result<Outcome, Eng
     if s.cancelled.lock().expect("cancel lock").contains(&job.id) {
         return Ok(Outcome::Stopped);
     }
-    let final_path = export_file(&s.data_dir, &job.id, job.options.gzip);
+    let final_path = s.data_dir.export_file(&job.id, job.options.gzip);
     std::fs::rename(&tmp, &final_path)?;
-    sync_dir(&exports_dir(&s.data_dir));
+    sync_dir(&s.data_dir.exports());
     Ok(Outcome::Done { rows, size })
 }
 
@@ -310,7 +310,7 @@ fn sync_dir(dir: &Path) {
 fn clean_exports_dir(s: &Shared) -> Result<(), Box<dyn std::error::Error>> {
     let conn = s.pool.get()?;
     let ids = db::exports::all_ids(&conn)?;
-    for entry in std::fs::read_dir(exports_dir(&s.data_dir))? {
+    for entry in std::fs::read_dir(s.data_dir.exports())? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().to_string();
         let owned = name.split('.').next().is_some_and(|id| !id.is_empty() && ids.contains(id));
@@ -360,7 +360,7 @@ fn sweep_once(s: &Shared, retention: Duration) -> Result<usize, db::DbError> {
         let deleted: std::collections::HashSet<String> =
             s.writer.run(move |c| db::exports::delete_finished(c, &ids, cutoff))?.into_iter().collect();
         for r in chunk.iter().filter(|r| deleted.contains(&r.id)) {
-            let _ = std::fs::remove_file(export_file(&s.data_dir, &r.id, r.options.gzip));
+            let _ = std::fs::remove_file(s.data_dir.export_file(&r.id, r.options.gzip));
         }
         count += deleted.len();
     }

@@ -11,12 +11,12 @@ use super::auth::ApiKeyAuth;
 use super::body::JsonBody;
 use super::list::{default_limit, default_page, fields_param, include_schema, ListParams, SortOrder, Sparse};
 use super::{with_db, with_writer, ApiTags, Message};
-use crate::app::AppState;
 use crate::db::exports::{ExportRow, QuotaExceeded, Quotas};
 use crate::domain::export::{check_expand_array, ExportStatus};
 use crate::domain::list::PageMeta;
 use crate::domain::time::{format_ms, now_ms, parse_instant, DayEnd};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::{api_errors, api_ok};
 
 pub struct ExportsApi;
@@ -295,7 +295,7 @@ impl ExportsApi {
             };
             return Err(ApiError::conflict(detail).into());
         }
-        let (url, expires_at) = crate::files::signed_url(&state, &row);
+        let (url, expires_at) = super::files::signed_url(&state, &row);
         Ok(DownloadOk::Ok(Json(DownloadUrl { url, expires_at: format_ms(expires_at * 1000) })))
     }
 
@@ -321,7 +321,7 @@ impl ExportsApi {
             if row.status == ExportStatus::Processing {
                 jobs.cancel(&row.id);
             }
-            let path = crate::jobs::export_file(&data_dir, &row.id, row.options.gzip);
+            let path = data_dir.export_file(&row.id, row.options.gzip);
             if let Err(e) = std::fs::remove_file(&path) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(file = %path.display(), error = %e, "could not remove an export file");

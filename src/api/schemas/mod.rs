@@ -12,11 +12,11 @@ use super::auth::ApiKeyAuth;
 use super::body::JsonBody;
 use super::list::{default_limit, default_page, fields_param, ListParams, SortOrder, Sparse};
 use super::{with_db, with_writer, ApiTags, Message};
-use crate::app::AppState;
 use crate::db::schemas::{DeleteOutcome, SchemaRow};
 use crate::domain::list::PageMeta;
 use crate::domain::time::now_ms;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::{api_errors, api_ok};
 
 pub struct SchemasApi;

@@ -4,26 +4,7 @@
 use super::*;
 use serde_json::{json, Value};
 
-/// xorshift64*: a fixed-seed generator, so that a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
+use crate::domain::rng::Rng;
 
 /// Keys fields may have; the last ones need escapes or are not ASCII (a plan does not check
 /// keys, and the scan must match them as the parser decodes them).
@@ -38,7 +19,7 @@ fn random_fields(rng: &mut Rng, depth: usize) -> Vec<Value> {
         let key = keys.remove(rng.below(keys.len()));
         let ty = *rng.pick(TYPES);
         let mut f = json!({"key": key, "type": ty});
-        if rng.chance(50) {
+        if rng.percent(50) {
             f["label"] = json!(*rng.pick(&["Label", "=Sum", "Tax, %", "Straße", ""]));
         }
         if ty == "object" && depth < 2 {
@@ -46,7 +27,7 @@ fn random_fields(rng: &mut Rng, depth: usize) -> Vec<Value> {
         } else if ty == "object" {
             f["type"] = json!("string");
         }
-        if ty == "array" && depth < 2 && rng.chance(60) {
+        if ty == "array" && depth < 2 && rng.percent(60) {
             f["fields"] = Value::Array(random_fields(rng, depth + 1));
         }
         fields.push(f);
@@ -138,7 +119,7 @@ fn random_string(rng: &mut Rng, out: &mut String) {
 }
 
 fn ws(rng: &mut Rng, out: &mut String) {
-    if rng.chance(15) {
+    if rng.percent(15) {
         out.push_str(rng.pick::<&str>(&[" ", "\n", "\t", "\r\n  ", "  "]));
     }
 }
@@ -146,7 +127,7 @@ fn ws(rng: &mut Rng, out: &mut String) {
 /// A random value, shaped like `field` often (when given), anything otherwise.
 fn random_value(rng: &mut Rng, field: Option<&Value>, depth: usize, out: &mut String) {
     ws(rng, out);
-    let ty = field.and_then(|f| f["type"].as_str()).filter(|_| rng.chance(80));
+    let ty = field.and_then(|f| f["type"].as_str()).filter(|_| rng.percent(80));
     let sub = field.and_then(|f| f.get("fields")).and_then(Value::as_array);
     let choice = match ty {
         Some("string" | "date") => 0,
@@ -169,7 +150,7 @@ fn random_value(rng: &mut Rng, field: Option<&Value>, depth: usize, out: &mut St
                     out.push(',');
                 }
                 match sub {
-                    Some(sub) if rng.chance(85) => random_object(rng, Some(sub), depth + 1, out),
+                    Some(sub) if rng.percent(85) => random_object(rng, Some(sub), depth + 1, out),
                     _ => random_value(rng, None, depth + 1, out),
                 }
                 ws(rng, out);
@@ -186,7 +167,7 @@ fn random_object(rng: &mut Rng, fields: Option<&Vec<Value>>, depth: usize, out: 
     let mut members: Vec<(String, Option<&Value>)> = Vec::new();
     if let Some(fields) = fields {
         for f in fields {
-            if rng.chance(85) {
+            if rng.percent(85) {
                 members.push((f["key"].as_str().unwrap().to_string(), Some(f)));
             }
         }
@@ -195,7 +176,7 @@ fn random_object(rng: &mut Rng, fields: Option<&Vec<Value>>, depth: usize, out: 
         members.push((rng.pick(&["extra", "zz", "a", "o", "x"]).to_string(), None));
     }
     // repeated keys: the last occurrence counts
-    if !members.is_empty() && rng.chance(20) {
+    if !members.is_empty() && rng.percent(20) {
         let m = members[rng.below(members.len())].clone();
         members.push(m);
     }
@@ -212,7 +193,7 @@ fn random_object(rng: &mut Rng, fields: Option<&Vec<Value>>, depth: usize, out: 
         // a key may be written with escapes
         let mut text = String::new();
         crate::jobs::json::write_json_string(key, &mut text);
-        if rng.chance(10) && key.starts_with('a') {
+        if rng.percent(10) && key.starts_with('a') {
             text = text.replacen('a', "\\u0061", 1);
         }
         out.push_str(&text);
@@ -252,7 +233,7 @@ fn random_options(rng: &mut Rng) -> CsvOptions {
         delimiter: *rng.pick(&DELIMITERS),
         bom: false,
         header: *rng.pick(&[HeaderStyle::Key, HeaderStyle::Label]),
-        formula_guard: rng.chance(50),
+        formula_guard: rng.percent(50),
         gzip: false,
     }
 }
@@ -299,7 +280,7 @@ fn scan_agrees_with_the_tree_on_random_schemas_and_values() {
                 _ => random_object(&mut rng, Some(&fields), 0, &mut doc),
             }
             ws(&mut rng, &mut doc);
-            if rng.chance(8) {
+            if rng.percent(8) {
                 damage(&mut rng, &mut doc);
             }
             let file_name = match rng.below(4) {
@@ -331,18 +312,18 @@ fn numbers_of_every_shape_agree() {
     let mut lits: Vec<String> = NUMBERS.iter().map(|s| s.to_string()).collect();
     for _ in 0..3000 {
         let mut s = String::new();
-        if rng.chance(30) {
+        if rng.percent(30) {
             s.push('-');
         }
-        let int = rng.next() % 10u64.pow(1 + rng.below(18) as u32);
+        let int = rng.next_u64() % 10u64.pow(1 + rng.below(18) as u32);
         s.push_str(&int.to_string());
-        if rng.chance(70) {
+        if rng.percent(70) {
             s.push('.');
             let frac =
-                format!("{:0width$}", rng.next() % 10u64.pow(1 + rng.below(17) as u32), width = 1 + rng.below(6));
+                format!("{:0width$}", rng.next_u64() % 10u64.pow(1 + rng.below(17) as u32), width = 1 + rng.below(6));
             s.push_str(&frac);
         }
-        if rng.chance(30) {
+        if rng.percent(30) {
             s.push_str(&format!("e{}{}", rng.pick(&["", "+", "-"]), rng.below(330)));
         }
         lits.push(s);
@@ -438,4 +419,55 @@ fn float_literals_copied_as_is_are_what_python_writes() {
         crate::jobs::json::write_float(s.parse().unwrap(), &mut slow);
         assert_eq!(fast, slow, "{s}");
     }
+}
+
+/// Arrays and objects written as CSV fields in one pass: whitespace dropped, escapes
+/// rewritten (`\u00e9` -> `é`, `\/` -> `/`, `\"` kept and doubled), numbers as Python
+/// writes them, and quotes only when the compact text holds `"`, the delimiter, CR or LF
+/// (`[1,2]` is quoted under `,` but not under `;`).
+#[test]
+fn compact_json_fields_agree_under_every_delimiter() {
+    let schema: SchemaDef = serde_json::from_value(json!({"fields": [
+        {"key": "a", "type": "array"}, {"key": "o", "type": "object"}
+    ]}))
+    .unwrap();
+    let values = [
+        "[]",
+        "{}",
+        "[1]",
+        "[1,2]",
+        "[ 1 , 2 ]",
+        "[-0, 1.0, 1e5, 1.10, -0.0, 2.5e-7]",
+        "[true,false,null]",
+        "[\"a\"]",
+        "[\"a,b\", \"c;d\", \"e|f\"]",
+        "[\"\\u00e9\\/x\", \"q\\\"uote\", \"tab\\tnl\\ncr\\r\"]",
+        "{\"k\" : [ {\"x\" :1 ,\"y\":\"v\"} ]}",
+        "{\"k\":1,\"k\":2}",
+        "{\"k\\u00e9\":1}",
+        "\n[\r\n\t{\"description\": \"Support\\nplan\", \"quantity\": 14, \"unit_price\": 34.23}\n]",
+        "[\"=SUM(A1)\", \"+1\", \"-x\", \"@me\"]",
+        "[[[]], [{}], [[1, [2, [3]]]]]",
+    ];
+    let mut rows = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        rows.push(ResultRow {
+            id: format!("{i}"),
+            file_name: None,
+            created_at_ms: 0,
+            extraction: format!("{{\"a\": {v}, \"o\": {{\"in\": {v}}}}}"),
+        });
+    }
+    for delimiter in DELIMITERS {
+        for formula_guard in [false, true] {
+            let options = CsvOptions { delimiter, formula_guard, ..CsvOptions::default() };
+            let plan = CsvPlan::new(&schema, None, &options).unwrap();
+            assert_same(&plan, &rows, &format!("delimiter {delimiter:?}, guard {formula_guard}"));
+        }
+    }
+    // the quoting decision itself, not only agreement with the reference
+    let plan = CsvPlan::new(&schema, None, &CsvOptions { delimiter: ';', ..CsvOptions::default() }).unwrap();
+    let mut out = Vec::new();
+    plan.write_result(&rows[3], &mut out);
+    assert_eq!(String::from_utf8(out).unwrap(), "3;;1970-01-01T00:00:00.000Z;[1,2];\"{\"\"in\"\":[1,2]}\"\r\n");
 }

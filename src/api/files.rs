@@ -21,12 +21,12 @@ use poem_openapi::{ApiResponse, OpenApi};
 use std::io::{Read, Seek};
 
 use crate::api::{with_db, ApiTags};
-use crate::app::AppState;
 use crate::db::exports::ExportRow;
 use crate::domain::export::ExportStatus;
 use crate::domain::naming::{export_base_name, extension};
 use crate::domain::time::format_ms;
 use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
 
 /// The signed URL of a COMPLETED export and its expiry (Unix seconds).
 pub fn signed_url(state: &AppState, row: &ExportRow) -> (String, i64) {
@@ -106,7 +106,7 @@ async fn serve(
     let row = row
         .filter(|r| r.status == ExportStatus::Completed)
         .ok_or_else(|| ApiError::not_found("Export not found: it was deleted"))?;
-    let file_path = crate::jobs::export_file(&state.data_dir, &row.id, row.options.gzip);
+    let file_path = state.data_dir.export_file(&row.id, row.options.gzip);
     let opened = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&file_path)?;
         let size = file.metadata()?.len();

@@ -1,0 +1,145 @@
+//! The data folder, in one place: what lives where, its creation and its lock.
+//!
+//! ```text
+//! DATA/                      0700 (see `private`)
+//!   exports.db (+ -wal, -shm)  the SQLite database
+//!   signing.key                the HMAC key of download URLs (unless --signing-key is given)
+//!   serve.lock                 held by the one server running on this folder
+//!   exports/<id>.csv[.gz]      finished export files
+//!   exports/.<id>.tmp          an export being written (renamed when whole)
+//!   uploads/*.part             NDJSON uploads spooled before they are imported
+//! ```
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The database file's name.
+const DATABASE_FILE: &str = "exports.db";
+/// The signing key's file name.
+const SIGNING_KEY_FILE: &str = "signing.key";
+const LOCK_FILE: &str = "serve.lock";
+const EXPORTS: &str = "exports";
+const UPLOADS: &str = "uploads";
+
+/// A data folder (`--data-dir`): every path the service uses inside it comes from here.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+/// Why the data folder could not be locked for a server.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another server holds the lock.
+    #[error("another exports-api server is running on the data folder {}; stop it or use another --data-dir", .0.display())]
+    Held(PathBuf),
+    /// The lock file could not be created, made private or locked.
+    #[error("cannot lock {}: {}", .0.display(), .1)]
+    Io(PathBuf, #[source] io::Error),
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into() }
+    }
+
+    /// The folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.root.join(DATABASE_FILE)
+    }
+
+    pub fn signing_key(&self) -> PathBuf {
+        self.root.join(SIGNING_KEY_FILE)
+    }
+
+    /// Where a new signing key is written before it is renamed into place.
+    pub fn signing_key_temp(&self) -> PathBuf {
+        self.root.join(format!("{SIGNING_KEY_FILE}.tmp"))
+    }
+
+    /// The folder export files live in.
+    pub fn exports(&self) -> PathBuf {
+        self.root.join(EXPORTS)
+    }
+
+    /// Where a finished export's file is kept.
+    pub fn export_file(&self, export_id: &str, gzip: bool) -> PathBuf {
+        self.exports().join(format!("{export_id}.{}", crate::domain::naming::extension(gzip)))
+    }
+
+    /// The temporary name an export is written under until it is whole.
+    pub fn export_temp(&self, export_id: &str) -> PathBuf {
+        self.exports().join(format!(".{export_id}.tmp"))
+    }
+
+    /// The folder an NDJSON upload is spooled to (one private temporary file per upload)
+    /// before it is imported.
+    pub fn uploads(&self) -> PathBuf {
+        self.root.join(UPLOADS)
+    }
+
+    /// Creates the folder 0700 if needed (see `private::create_data_dir`).
+    pub fn create(&self) -> io::Result<()> {
+        crate::private::create_data_dir(&self.root, DATABASE_FILE)
+    }
+
+    /// One server per data folder: its workers take over jobs left PROCESSING by an earlier
+    /// run, which must not be a run that is still alive. The lock lasts as long as the
+    /// returned file is open, and goes with the process.
+    pub fn lock(&self) -> Result<File, LockError> {
+        let path = self.root.join(LOCK_FILE);
+        let io_error = |e| LockError::Io(path.clone(), e);
+        let file = crate::private::options().create(true).truncate(false).write(true).open(&path).map_err(io_error)?;
+        crate::private::tighten(&path).map_err(io_error)?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Held(self.root.clone())),
+            Err(std::fs::TryLockError::Error(e)) => Err(io_error(e)),
+        }
+    }
+}
+
+/// Whether an I/O error means the disk (or the user's quota) is full: ENOSPC or EDQUOT.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded) || e.raw_os_error() == Some(28)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_the_same_folder_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
+        let first = data.lock().unwrap();
+        let second = data.lock().unwrap_err();
+        assert!(matches!(second, LockError::Held(_)), "{second}");
+        assert!(second.to_string().contains("another exports-api server is running"), "{second}");
+        drop(first);
+        data.lock().unwrap();
+    }
+
+    #[test]
+    fn every_path_lies_inside_the_folder() {
+        let data = DataDir::new("/d");
+        for p in [
+            data.database(),
+            data.signing_key(),
+            data.signing_key_temp(),
+            data.export_file("x", true),
+            data.export_temp("x"),
+            data.uploads(),
+        ] {
+            assert!(p.starts_with("/d"), "{}", p.display());
+        }
+        assert_eq!(data.export_file("x", false), Path::new("/d/exports/x.csv"));
+        assert_eq!(data.export_file("x", true), Path::new("/d/exports/x.csv.gz"));
+        assert_eq!(data.export_temp("x"), Path::new("/d/exports/.x.tmp"));
+    }
+}
