@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use anyhow::Context;
 use poem::http::{header, Method, StatusCode};
 use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Route};
 use poem_openapi::OpenApiService;
@@ -68,17 +69,16 @@ pub struct App {
 impl App {
     /// Opens the data folder, bootstraps keys (and demo data), starts the export workers and
     /// binds the listen address (port 0 picks a free one).
-    pub async fn build(config: Config) -> Result<App, String> {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
         let cfg = config.clone();
         let data_dir = DataDir::new(&config.data_dir);
         let dir = data_dir.clone();
-        let (pool, writer, signer, lock) = tokio::task::spawn_blocking(move || prepare(&cfg, &dir))
-            .await
-            .map_err(|e| format!("start-up failed: {e}"))??;
+        let (pool, writer, signer, lock) =
+            tokio::task::spawn_blocking(move || prepare(&cfg, &dir)).await.context("start-up failed")??;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-        let addr = listener.local_addr().map_err(|e| format!("the listener has no address: {e}"))?;
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr().context("the listener has no address")?;
         // 0.0.0.0 / [::] cannot be dialled: local links then name the loopback address
         let mut reachable = addr;
         if addr.ip().is_unspecified() {
@@ -101,7 +101,7 @@ impl App {
             }
         };
         let jobs = Jobs::start(pool.clone(), writer.clone(), data_dir.clone(), config.workers, config.retention)
-            .map_err(|e| format!("cannot start the export workers: {e}"))?;
+            .context("cannot start the export workers")?;
         let state = Arc::new(AppState {
             pool,
             writer,
@@ -155,26 +155,25 @@ impl App {
     }
 }
 
-fn prepare(cfg: &Config, data: &DataDir) -> Result<(Pool, db::Writer, Signer, std::fs::File), String> {
+fn prepare(cfg: &Config, data: &DataDir) -> anyhow::Result<(Pool, db::Writer, Signer, std::fs::File)> {
     let shown = data.root().display();
     // private whatever the umask: the folder 0700, every file in it 0600 (see `private`)
-    data.create().map_err(|e| format!("cannot create the data folder {shown}: {e}"))?;
-    let lock = data.lock().map_err(|e| e.to_string())?;
+    data.create().with_context(|| format!("cannot create the data folder {shown}"))?;
+    let lock = data.lock()?;
     let uploads = data.uploads();
     crate::import::prepare_spool_dir(&uploads)
-        .map_err(|e| format!("cannot prepare the uploads folder {}: {e}", uploads.display()))?;
+        .with_context(|| format!("cannot prepare the uploads folder {}", uploads.display()))?;
     let pool = db::open(&data.database(), (cfg.workers as u32) + 16, cfg.limits.busy_timeout)
-        .map_err(|e| format!("cannot open the database in {shown}: {e}"))?;
+        .with_context(|| format!("cannot open the database in {shown}"))?;
     let writer = db::Writer::open(&data.database(), cfg.limits.busy_timeout)
-        .map_err(|e| format!("cannot open the database in {shown}: {e}"))?;
+        .with_context(|| format!("cannot open the database in {shown}"))?;
     let signer = Signer::load_or_create(data, cfg.signing_key.clone())
-        .map_err(|e| format!("cannot load or create the signing key in {shown}: {e}"))?;
-    let mut conn = pool.get().map_err(|e| e.to_string())?;
+        .with_context(|| format!("cannot load or create the signing key in {shown}"))?;
+    let mut conn = pool.get().with_context(|| format!("cannot open the database in {shown}"))?;
     if cfg.demo {
-        crate::demo::load_if_empty(&mut conn).map_err(|e| format!("loading demo data failed: {e}"))?;
+        crate::demo::load_if_empty(&mut conn).context("loading demo data failed")?;
     }
-    crate::bootstrap::ensure_keys(&conn, cfg.api_key.as_deref())
-        .map_err(|e| format!("setting up API keys failed: {e}"))?;
+    crate::bootstrap::ensure_keys(&conn, cfg.api_key.as_deref()).context("setting up API keys failed")?;
     Ok((pool, writer, signer, lock))
 }
 
@@ -232,6 +231,7 @@ pub fn routes(state: Arc<AppState>, rate_limits: Option<Arc<RateLimits>>) -> imp
         })
         .with(rate_limit)
         .data(state)
+        .with(crate::error::QueryErrors::for_api::<Apis>())
         .catch_all_error(to_json_error)
         // outermost: it sees every answer, its final status included
         .with(RequestLog)

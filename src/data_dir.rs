@@ -29,27 +29,15 @@ pub struct DataDir {
 }
 
 /// Why the data folder could not be locked for a server.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another server holds the lock.
+    #[error("another exports-api server is running on the data folder {}; stop it or use another --data-dir", .0.display())]
     Held(PathBuf),
-    Io(PathBuf, io::Error),
+    /// The lock file could not be created, made private or locked.
+    #[error("cannot lock {}: {}", .0.display(), .1)]
+    Io(PathBuf, #[source] io::Error),
 }
-
-impl std::fmt::Display for LockError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LockError::Held(dir) => write!(
-                f,
-                "another exports-api server is running on the data folder {}; stop it or use another --data-dir",
-                dir.display()
-            ),
-            LockError::Io(path, e) => write!(f, "cannot lock {}: {e}", path.display()),
-        }
-    }
-}
-
-impl std::error::Error for LockError {}
 
 impl DataDir {
     pub fn new(root: impl Into<PathBuf>) -> DataDir {

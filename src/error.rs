@@ -3,12 +3,18 @@
 //! `ApiError` is what handlers raise; `to_json_error` turns anything else poem raises (parse
 //! failures, unknown routes, wrong methods, missing keys) into the same shape.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use poem::http::StatusCode;
-use poem::Response;
+use poem::{Endpoint, Middleware, Response};
+use poem_openapi::error::{ContentTypeError, ParseParamError, ParsePathError};
+use poem_openapi::registry::{MetaParamIn, MetaSchemaRef, Registry};
 use poem_openapi::types::Example;
-use poem_openapi::Object;
+use poem_openapi::{Object, OpenApi};
 
 use crate::db::DbError;
+use crate::import::ImportError;
 
 /// The body of every error response.
 #[derive(Debug, Clone, Object, serde::Serialize)]
@@ -49,7 +55,8 @@ impl ErrorBody {
 }
 
 /// An error a handler answers with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{status}: {message}")]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
@@ -105,14 +112,6 @@ impl ApiError {
     }
 }
 
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.status, self.message)
-    }
-}
-
-impl std::error::Error for ApiError {}
-
 /// Seconds a client is told to wait (`Retry-After`) when the database was busy.
 const BUSY_RETRY_AFTER: u64 = 2;
 
@@ -153,6 +152,18 @@ Nothing was changed; retry after the time in Retry-After.",
     }
 }
 
+/// The answer to an upload that stored nothing.
+impl From<ImportError> for ApiError {
+    fn from(e: ImportError) -> Self {
+        match e {
+            ImportError::Line(l) => ApiError::bad_request(format!("{l}; nothing was stored")),
+            ImportError::NoResults => ApiError::bad_request("the body has no results: send one JSON object per line"),
+            ImportError::Input(m) => ApiError::bad_request(m),
+            ImportError::Db(e) => e.into(),
+        }
+    }
+}
+
 impl poem::error::ResponseError for ApiError {
     fn status(&self) -> StatusCode {
         self.status
@@ -185,68 +196,180 @@ pub async fn to_json_error(err: poem::Error) -> Response {
     if status.is_server_error() {
         tracing::error!(cause = %err, "request failed");
     }
-    let message = match status {
-        StatusCode::UNAUTHORIZED => "Missing or invalid API key: send a valid key in the x-api-key header".to_string(),
-        StatusCode::NOT_FOUND => "Not found: no such route; the API is described at /docs".to_string(),
-        StatusCode::METHOD_NOT_ALLOWED => "Method not allowed on this route; the API is described at /docs".to_string(),
-        StatusCode::INTERNAL_SERVER_ERROR => "Internal server error; the cause is in the server log".to_string(),
-        StatusCode::BAD_REQUEST => clean_parse_message(&err.to_string()),
-        _ => fallback_message(status, err.to_string()),
+    // poem-openapi's typed errors get our words, built from their fields, never from their text
+    let message = if let Some(e) = err.downcast_ref::<ParseParamError>() {
+        // `QueryErrors` answers these with the rule the value broke; this is the fallback
+        format!("query parameter `{}`: not a valid value (see /docs)", e.name)
+    } else if err.is::<ParsePathError>() {
+        // every path parameter of the API is a UUID (the file route's are text, which always parses)
+        "the id in the path is not a valid UUID (e.g. 019760a0-0050-7000-8000-000000000050)".to_string()
+    } else if let Some(e) = err.downcast_ref::<ContentTypeError>() {
+        match e {
+            ContentTypeError::NotSupported { content_type } => {
+                format!("the `Content-Type` requested by the client is not supported: {content_type}")
+            }
+            ContentTypeError::ExpectContentType => {
+                "the client request does not include the `Content-Type` header".to_string()
+            }
+        }
+    } else {
+        match status {
+            StatusCode::UNAUTHORIZED => {
+                "Missing or invalid API key: send a valid key in the x-api-key header".to_string()
+            }
+            StatusCode::NOT_FOUND => "Not found: no such route; the API is described at /docs".to_string(),
+            StatusCode::METHOD_NOT_ALLOWED => {
+                "Method not allowed on this route; the API is described at /docs".to_string()
+            }
+            StatusCode::INTERNAL_SERVER_ERROR => "Internal server error; the cause is in the server log".to_string(),
+            _ => fallback_message(status, err.to_string()),
+        }
     };
     ErrorBody::new(status, message).into_response()
 }
 
-/// Rewrites poem-openapi's parse errors for people: drops internal type names and the
-/// "(occurred while parsing ...)" trail, and states validator limits in words.
-pub fn clean_parse_message(msg: &str) -> String {
-    let mut s = msg.to_string();
-    while let Some(i) = s.find(" (occurred while parsing \"") {
-        let end = s[i + 1..].find(')').map(|j| i + 1 + j + 1).unwrap_or(s.len());
-        s.replace_range(i..end, "");
+/// What a query parameter accepts, from the API's typed metadata (the same rules the OpenAPI
+/// document shows).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct ParamRule {
+    /// JSON Schema type: `integer`, `boolean`, `string`, ...
+    ty: &'static str,
+    format: Option<&'static str>,
+    /// One of a fixed set of values (an enum).
+    enumerated: bool,
+    minimum: Option<f64>,
+    maximum: Option<f64>,
+    max_length: Option<usize>,
+}
+
+impl ParamRule {
+    fn from_schema(registry: &Registry, schema: &MetaSchemaRef) -> Option<ParamRule> {
+        let s = match schema {
+            MetaSchemaRef::Inline(s) => s.as_ref(),
+            MetaSchemaRef::Reference(name) => registry.schemas.get(name)?,
+        };
+        Some(ParamRule {
+            ty: s.ty,
+            format: s.format,
+            enumerated: !s.enum_items.is_empty(),
+            minimum: s.minimum,
+            maximum: s.maximum,
+            max_length: s.max_length,
+        })
     }
-    s = s.replace("parse request payload error: ", "");
-    if let Some(rest) = s.strip_prefix("failed to parse path `") {
-        let _ = rest;
-        return "the id in the path is not a valid UUID (e.g. 019760a0-0050-7000-8000-000000000050)".into();
-    }
-    if let Some(rest) = s.strip_prefix("failed to parse parameter `") {
-        if let Some(j) = rest.find("`: ") {
-            s = format!("query parameter `{}`: {}", &rest[..j], &rest[j + 3..]);
+
+    /// What is wrong with `value`, in words (`must be at most 100`).
+    fn explain(&self, value: Option<&str>) -> String {
+        let value = value.unwrap_or_default();
+        if self.enumerated {
+            return "not one of the allowed values (see /docs)".into();
+        }
+        match self.ty {
+            "integer" => {
+                let unsigned = self.format.is_some_and(|f| f.starts_with("uint"));
+                let (negative, digits) = match value.strip_prefix('-') {
+                    Some(rest) if !unsigned => (true, rest),
+                    _ => (false, value.strip_prefix('+').unwrap_or(value)),
+                };
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return "not a whole number".into();
+                }
+                // more digits than i128 holds: past any limit
+                let n = digits.parse::<i128>().unwrap_or(i128::MAX);
+                let n = if negative { -n } else { n };
+                let (lowest, highest) = match self.format {
+                    Some("uint32") => (0, i128::from(u32::MAX)),
+                    Some("int32") => (i128::from(i32::MIN), i128::from(i32::MAX)),
+                    Some("int64") => (i128::from(i64::MIN), i128::from(i64::MAX)),
+                    _ => (0, i128::from(u64::MAX)),
+                };
+                let max = self.maximum.map_or(highest, |m| (m as i128).min(highest));
+                let min = self.minimum.map_or(lowest, |m| (m as i128).max(lowest));
+                if n > max {
+                    format!("must be at most {max}")
+                } else if n < min {
+                    format!("must be at least {min}")
+                } else {
+                    "not a valid value (see /docs)".into()
+                }
+            }
+            "boolean" => "must be true or false".into(),
+            "string" => match self.max_length {
+                Some(max) if value.chars().count() > max => format!("must be at most {max} characters long"),
+                _ => "not a valid value (see /docs)".into(),
+            },
+            _ => "not a valid value (see /docs)".into(),
         }
     }
-    // `failed to parse "TypeName": ` names an internal type: drop it
-    while let Some(i) = s.find("failed to parse \"") {
-        let after = i + "failed to parse \"".len();
-        match s[after..].find("\": ") {
-            Some(j) => s.replace_range(i..after + j + 3, ""),
-            None => break,
-        }
-    }
-    let words = [
-        ("verification failed. ", ""),
-        ("Expect a valid enumeration value.", "not one of the allowed values (see /docs)"),
-        ("invalid digit found in string", "not a whole number"),
-        (", exclusive: false)", ")"),
-    ];
-    for (from, to) in words {
-        s = s.replace(from, to);
-    }
-    for (call, say) in [
-        ("maximum(", "must be at most {}"),
-        ("minimum(", "must be at least {}"),
-        ("minLength(", "must be at least {} character(s) long"),
-        ("maxLength(", "must be at most {} characters long"),
-        ("minItems(", "must have at least {} item(s)"),
-        ("pattern(", "must match {}"),
-    ] {
-        if let Some(i) = s.find(call) {
-            if let Some(j) = s[i..].rfind(')') {
-                let inner = s[i + call.len()..i + j].to_string();
-                s.replace_range(i..i + j + 1, &say.replace("{}", &inner));
+}
+
+/// Answers a query parameter poem-openapi could not parse (`ParseParamError`) with the rule
+/// the sent value broke (`query parameter `limit`: must be at most 100`), from the API's typed
+/// metadata and the request's query, instead of poem's wording.
+///
+/// On every request: it keeps a copy of the URI (reference-counted, no allocation) so that
+/// the query can be read if the endpoint fails; nothing else happens unless it fails that way.
+#[derive(Clone)]
+pub struct QueryErrors(Arc<HashMap<String, ParamRule>>);
+
+impl QueryErrors {
+    /// The rules of every query parameter of `A`'s operations, by name (a name means the
+    /// same thing wherever it is used).
+    pub fn for_api<A: OpenApi>() -> QueryErrors {
+        let mut registry = Registry::new();
+        A::register(&mut registry);
+        let mut rules = HashMap::new();
+        for api in A::meta() {
+            for op in api.paths.iter().flat_map(|p| &p.operations) {
+                for param in op.params.iter().filter(|p| matches!(p.in_type, MetaParamIn::Query)) {
+                    if let Some(rule) = ParamRule::from_schema(&registry, &param.schema) {
+                        rules.entry(param.name.clone()).or_insert(rule);
+                    }
+                }
             }
         }
+        QueryErrors(Arc::new(rules))
     }
-    s.trim().to_string()
+
+    fn explain(&self, name: &str, uri: &poem::http::Uri) -> String {
+        // the first value, as poem-openapi reads it
+        let value = uri.query().and_then(|q| {
+            serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+                .ok()?
+                .into_iter()
+                .find_map(|(k, v)| (k == name).then_some(v))
+        });
+        let why = match self.0.get(name) {
+            Some(rule) => rule.explain(value.as_deref()),
+            None => "not a valid value (see /docs)".into(),
+        };
+        format!("query parameter `{name}`: {why}")
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for QueryErrors {
+    type Output = QueryErrorsEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        QueryErrorsEndpoint { inner: ep, rules: self.clone() }
+    }
+}
+
+pub struct QueryErrorsEndpoint<E> {
+    inner: E,
+    rules: QueryErrors,
+}
+
+impl<E: Endpoint> Endpoint for QueryErrorsEndpoint<E> {
+    type Output = E::Output;
+
+    async fn call(&self, req: poem::Request) -> poem::Result<Self::Output> {
+        let uri = req.uri().clone();
+        self.inner.call(req).await.map_err(|e| match e.downcast_ref::<ParseParamError>() {
+            Some(p) => ApiError::bad_request(self.rules.explain(p.name, &uri)).into(),
+            None => e,
+        })
+    }
 }
 
 fn fallback_message(status: StatusCode, text: String) -> String {
@@ -338,27 +461,40 @@ macro_rules! api_ok {
 
 #[cfg(test)]
 mod tests {
-    use super::clean_parse_message as clean;
+    use super::ParamRule;
+
+    fn rule(ty: &'static str) -> ParamRule {
+        ParamRule { ty, ..ParamRule::default() }
+    }
+
+    /// A corrupt row is the server's fault: a 500 whose body does not show the row's content.
+    #[test]
+    fn a_corrupt_row_is_an_internal_error() {
+        let e = crate::db::DbError::Corrupt { table: "exports", id: "x".into(), what: "unknown status \"?\"".into() };
+        let api = super::ApiError::from(e);
+        assert_eq!(api.status, poem::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!api.message.contains("status"), "{}", api.message);
+    }
 
     #[test]
-    fn parse_messages_read_well() {
+    fn query_values_are_explained_by_the_rule_they_break() {
+        let limit = ParamRule { format: Some("uint32"), minimum: Some(1.0), maximum: Some(100.0), ..rule("integer") };
+        assert_eq!(limit.explain(Some("500")), "must be at most 100");
+        assert_eq!(limit.explain(Some("0")), "must be at least 1");
+        for v in ["abc", "", "-1", "1.5"] {
+            assert_eq!(limit.explain(Some(v)), "not a whole number", "{v:?}");
+        }
+        let page = ParamRule { format: Some("uint32"), minimum: Some(1.0), ..rule("integer") };
+        assert_eq!(page.explain(Some("4294967296")), "must be at most 4294967295");
+        assert_eq!(limit.explain(Some("99999999999999999999999999999999999999999")), "must be at most 100");
+        let signed = ParamRule { format: Some("int32"), ..rule("integer") };
+        assert_eq!(signed.explain(Some("-2147483649")), "must be at least -2147483648");
         assert_eq!(
-            clean("failed to parse parameter `limit`: verification failed. maximum(100, exclusive: false)"),
-            "query parameter `limit`: must be at most 100"
+            ParamRule { enumerated: true, ..rule("string") }.explain(Some("nope")),
+            "not one of the allowed values (see /docs)"
         );
-        assert_eq!(
-            clean("failed to parse parameter `sort_by`: failed to parse \"ExportSortBy\": Expect a valid enumeration value. (occurred while parsing \"optional_ExportSortBy\")"),
-            "query parameter `sort_by`: not one of the allowed values (see /docs)"
-        );
-        assert_eq!(
-            clean("parse request payload error: failed to parse \"ExportOptionsInput\": unknown field `foo`. (occurred while parsing \"optional_ExportOptionsInput\") (occurred while parsing \"CreateExport\")"),
-            "unknown field `foo`."
-        );
-        assert!(clean("failed to parse path `param0`: failed to parse \"string_uuid\": invalid length: found 3")
-            .contains("UUID"));
-        assert_eq!(
-            clean("failed to parse \"CreateSchema\": field `name` verification failed. minLength(1)"),
-            "field `name` must be at least 1 character(s) long"
-        );
+        let search = ParamRule { max_length: Some(200), ..rule("string") };
+        assert_eq!(search.explain(Some(&"x".repeat(201))), "must be at most 200 characters long");
+        assert_eq!(rule("boolean").explain(Some("maybe")), "must be true or false");
     }
 }

@@ -25,22 +25,20 @@ pub const BATCH_BYTES: usize = 256 * 1024;
 const BATCHES_AHEAD: usize = 4;
 
 /// Why nothing was imported.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// A line is not a valid result.
-    Line(LineError),
+    #[error(transparent)]
+    Line(#[from] LineError),
     /// The input holds no result (only blank lines, or nothing).
+    #[error("the input holds no results")]
     NoResults,
     /// The input stopped before its end (a read error, or the caller gave up on it); the
     /// reason is the caller's.
+    #[error("{0}")]
     Input(String),
-    Db(DbError),
-}
-
-impl From<DbError> for ImportError {
-    fn from(e: DbError) -> Self {
-        ImportError::Db(e)
-    }
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 /// What the parsing thread hands the inserting one.

@@ -18,7 +18,7 @@ use super::linger::discard_rest;
 use super::types::json_kind;
 use crate::config::DEFAULT_MAX_JSON_BODY;
 use crate::domain::nesting::NestingScan;
-use crate::error::{clean_parse_message, ApiError};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 pub struct JsonBody<T>(pub T);
@@ -58,11 +58,13 @@ impl<T: ParseFromJSON> ParsePayload for JsonBody<T> {
             check(&registry, schema, &value, "").map_err(ApiError::bad_request)?;
         }
         T::parse_from_json(Some(value.clone())).map(JsonBody).map_err(|e| {
-            let msg = e.into_message();
-            let unknown = msg.find("unknown field `").and_then(|i| msg[i + 15..].split('`').next());
-            let located =
-                unknown.zip(root).and_then(|(key, schema)| locate_unknown(&registry, schema, &value, "", key));
-            ApiError::bad_request(located.unwrap_or_else(|| clean_parse_message(&msg))).into()
+            let refused = root.and_then(|schema| refused_member::<T>(&registry, schema, &value));
+            let message = refused.unwrap_or_else(|| {
+                // `check` covers what the schema documents: this is a rule it does not show
+                tracing::debug!(reason = %e.into_message(), "a request body passed the schema check but did not parse");
+                "the request body does not match its documented schema (see /docs)".to_string()
+            });
+            ApiError::bad_request(message).into()
         })
     }
 }
@@ -201,36 +203,107 @@ fn check(registry: &Registry, schema: &MetaSchema, value: &Value, path: &str) ->
     Ok(())
 }
 
-/// Finds the object that holds the member `key` its schema does not define, and says where
-/// it is and what is allowed there (`options: unknown member "foo"; allowed: ...`).
-fn locate_unknown(registry: &Registry, schema: &MetaSchema, value: &Value, path: &str, key: &str) -> Option<String> {
+/// A member the schema does not define, and where it is.
+struct Unknown {
+    /// The object holding it, as steps from the root.
+    at: Vec<Step>,
+    /// The object holding it, as a user writes it (`options`, `schema.fields[0]`).
+    path: String,
+    key: String,
+    allowed: Vec<&'static str>,
+}
+
+#[derive(Clone)]
+enum Step {
+    Member(String),
+    Item(usize),
+}
+
+impl Unknown {
+    fn message(&self) -> String {
+        let where_ = if self.path.is_empty() { "the request body" } else { &self.path };
+        format!("{where_}: unknown member {:?}; allowed: {}", self.key, self.allowed.join(", "))
+    }
+
+    fn remove_from(&self, value: &mut Value) {
+        let mut v = value;
+        for step in &self.at {
+            let next = match step {
+                Step::Member(k) => v.get_mut(k.as_str()),
+                Step::Item(i) => v.get_mut(*i),
+            };
+            let Some(next) = next else { return };
+            v = next;
+        }
+        if let Some(map) = v.as_object_mut() {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// The member the parse refused: objects that deny unknown members say so only in the
+/// parser's English message, so it is found by trial instead (on this error path only). The
+/// members the schema does not define are the candidates; the body without them must parse,
+/// and the refused one is the first that, kept alone, makes it fail.
+fn refused_member<T: ParseFromJSON>(registry: &Registry, schema: &MetaSchema, value: &Value) -> Option<String> {
+    let mut unknown = Vec::new();
+    collect_unknown(registry, schema, value, &mut Vec::new(), "", &mut unknown);
+    let without = |keep: Option<usize>| {
+        let mut v = value.clone();
+        for (_, u) in unknown.iter().enumerate().filter(|(i, _)| Some(*i) != keep) {
+            u.remove_from(&mut v);
+        }
+        v
+    };
+    if unknown.is_empty() || T::parse_from_json(Some(without(None))).is_err() {
+        return None;
+    }
+    (0..unknown.len()).find(|i| T::parse_from_json(Some(without(Some(*i)))).is_err()).map(|i| unknown[i].message())
+}
+
+/// Every member of `value` its schema does not define, depth first.
+fn collect_unknown(
+    registry: &Registry,
+    schema: &MetaSchema,
+    value: &Value,
+    at: &mut Vec<Step>,
+    path: &str,
+    out: &mut Vec<Unknown>,
+) {
     if !schema.all_of.is_empty() {
-        return schema
-            .all_of
-            .iter()
-            .filter_map(|part| resolve(registry, part))
-            .find_map(|inner| locate_unknown(registry, inner, value, path, key));
+        for inner in schema.all_of.iter().filter_map(|part| resolve(registry, part)) {
+            collect_unknown(registry, inner, value, at, path, out);
+        }
+        return;
     }
     match value {
         Value::Object(map) => {
-            let known = |k: &str| schema.properties.iter().any(|(name, _)| *name == k);
-            if !schema.properties.is_empty() && map.contains_key(key) && !known(key) {
-                let allowed: Vec<&str> = schema.properties.iter().map(|(name, _)| *name).collect();
-                let where_ = if path.is_empty() { "the request body".to_string() } else { path.to_string() };
-                return Some(format!("{where_}: unknown member {key:?}; allowed: {}", allowed.join(", ")));
+            if schema.properties.is_empty() {
+                return; // a free-form object (an extraction): any member is fine
             }
-            schema.properties.iter().find_map(|(name, prop)| {
-                let (v, ps) = (map.get(*name)?, resolve(registry, prop)?);
-                locate_unknown(registry, ps, v, &join(path, name), key)
-            })
+            for key in map.keys().filter(|k| !schema.properties.iter().any(|(name, _)| name == k)) {
+                out.push(Unknown {
+                    at: at.clone(),
+                    path: path.to_string(),
+                    key: key.clone(),
+                    allowed: schema.properties.iter().map(|(name, _)| *name).collect(),
+                });
+            }
+            for (name, prop) in &schema.properties {
+                let (Some(v), Some(ps)) = (map.get(*name), resolve(registry, prop)) else { continue };
+                at.push(Step::Member(name.to_string()));
+                collect_unknown(registry, ps, v, at, &join(path, name), out);
+                at.pop();
+            }
         }
         Value::Array(items) => {
-            let item_schema = schema.items.as_deref().and_then(|r| resolve(registry, r))?;
-            items
-                .iter()
-                .enumerate()
-                .find_map(|(i, v)| locate_unknown(registry, item_schema, v, &format!("{path}[{i}]"), key))
+            let Some(item_schema) = schema.items.as_deref().and_then(|r| resolve(registry, r)) else { return };
+            for (i, v) in items.iter().enumerate() {
+                at.push(Step::Item(i));
+                collect_unknown(registry, item_schema, v, at, &format!("{path}[{i}]"), out);
+                at.pop();
+            }
         }
-        _ => None,
+        _ => {}
     }
 }

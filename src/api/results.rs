@@ -20,7 +20,6 @@ use crate::db::Conn;
 use crate::domain::list::ListQuery;
 use crate::domain::time::{format_ms, now_ms, parse_instant, DayEnd};
 use crate::error::ApiError;
-use crate::import::ImportError;
 use crate::state::AppState;
 use crate::{api_errors, api_ok};
 
@@ -175,16 +174,6 @@ fn to_api(r: &ResultRecord, with_extraction: bool, schema: Option<SchemaRef>) ->
     }
 }
 
-/// The answer to an upload that stored nothing.
-fn import_error(e: ImportError) -> ApiError {
-    match e {
-        ImportError::Line(l) => ApiError::bad_request(format!("{l}; nothing was stored")),
-        ImportError::NoResults => ApiError::bad_request("the body has no results: send one JSON object per line"),
-        ImportError::Input(m) => ApiError::bad_request(m),
-        ImportError::Db(e) => e.into(),
-    }
-}
-
 fn schema_missing() -> ApiError {
     ApiError::not_found("Schema not found")
 }
@@ -243,11 +232,12 @@ impl ResultsApi {
         // first the whole body, checked line by line, into a private file: the write
         // connection is not held while the client is still sending
         let dir = state.data_dir.uploads();
-        let spool = body.stream_into(move |input| crate::import::spool(&dir, now, input).map_err(import_error)).await?;
+        let spool =
+            body.stream_into(move |input| crate::import::spool(&dir, now, input).map_err(ApiError::from)).await?;
         let n = with_writer(&state, move |c| {
             let mut spool = spool;
             crate::db::schemas::get(c, &team, &schema_id)?.ok_or_else(schema_missing)?;
-            spool.import_into(c, &team, &schema_id, now).map_err(import_error)
+            spool.import_into(c, &team, &schema_id, now).map_err(ApiError::from)
         })
         .await?;
         Ok(BulkCreated::Created(Json(Inserted { inserted: n })))

@@ -2,60 +2,53 @@
 
 use std::path::Path;
 
-use super::{open_db, KeysCommand, TeamsCommand};
+use anyhow::{bail, Context};
+
+use super::{connect, open_db, KeysCommand, TeamsCommand};
 use crate::db::keys;
 
-pub fn teams(data_dir: &Path, cmd: TeamsCommand) -> Result<(), String> {
+pub fn teams(data_dir: &Path, cmd: TeamsCommand) -> anyhow::Result<()> {
     let pool = open_db(data_dir)?;
-    let conn = pool.get().map_err(|e| e.to_string())?;
+    let conn = connect(&pool)?;
     match cmd {
         TeamsCommand::Create { name } => {
             let name = name.trim();
             if name.is_empty() {
-                return Err("a team name cannot be empty".into());
+                bail!("a team name cannot be empty");
             }
-            if keys::team_exists_by_name(&conn, name).map_err(|e| e.to_string())? {
-                return Err(format!("a team named '{name}' exists already"));
+            if keys::team_exists_by_name(&conn, name).context("looking the team up failed")? {
+                bail!("a team named '{name}' exists already");
             }
-            let team = keys::create_team(&conn, name).map_err(|e| e.to_string())?;
+            let team = keys::create_team(&conn, name).context("creating the team failed")?;
             println!("{}", team.id);
         }
         TeamsCommand::List => {
-            let mut stmt =
-                conn.prepare("SELECT id, name FROM teams ORDER BY created_at, id").map_err(|e| e.to_string())?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .map_err(|e| e.to_string())?;
-            for r in rows {
-                let (id, name) = r.map_err(|e| e.to_string())?;
-                println!("{id}\t{name}");
+            for team in keys::list_teams(&conn).context("listing the teams failed")? {
+                println!("{}\t{}", team.id, team.name);
             }
         }
     }
     Ok(())
 }
 
-pub fn keys(data_dir: &Path, cmd: KeysCommand) -> Result<(), String> {
+pub fn keys(data_dir: &Path, cmd: KeysCommand) -> anyhow::Result<()> {
     let pool = open_db(data_dir)?;
-    let conn = pool.get().map_err(|e| e.to_string())?;
+    let conn = connect(&pool)?;
+    let find_team = |team: &str| -> anyhow::Result<keys::Team> {
+        keys::find_team(&conn, team).context("looking the team up failed")?.with_context(|| format!("no team '{team}'"))
+    };
     match cmd {
         KeysCommand::Create { team, name } => {
-            let t =
-                keys::find_team(&conn, &team).map_err(|e| e.to_string())?.ok_or_else(|| format!("no team '{team}'"))?;
+            let t = find_team(&team)?;
             let secret = keys::generate_key();
-            let id = keys::add_key(&conn, &t.id, name.as_deref(), &secret).map_err(|e| e.to_string())?;
+            let id = keys::add_key(&conn, &t.id, name.as_deref(), &secret).context("creating the key failed")?;
             eprintln!("Created key {id} for team '{}' ({}). It is shown once:", t.name, t.id);
             println!("{secret}");
         }
         KeysCommand::List { team } => {
-            let team_id = match team {
-                Some(t) => Some(
-                    keys::find_team(&conn, &t).map_err(|e| e.to_string())?.ok_or_else(|| format!("no team '{t}'"))?.id,
-                ),
-                None => None,
-            };
+            let team_id = team.as_deref().map(find_team).transpose()?.map(|t| t.id);
             println!("KEY ID\tTEAM\tNAME\tPREFIX\tCREATED\tREVOKED");
-            for k in keys::list_keys(&conn, team_id.as_deref()).map_err(|e| e.to_string())? {
+            for k in keys::list_keys(&conn, team_id.as_deref()).context("listing the keys failed")? {
                 println!(
                     "{}\t{}\t{}\t{}…\t{}\t{}",
                     k.id,
@@ -68,8 +61,8 @@ pub fn keys(data_dir: &Path, cmd: KeysCommand) -> Result<(), String> {
             }
         }
         KeysCommand::Revoke { key_id } => {
-            if !keys::revoke_key(&conn, &key_id).map_err(|e| e.to_string())? {
-                return Err(format!("no key with id '{key_id}' (see `exports-api keys list`)"));
+            if !keys::revoke_key(&conn, &key_id).context("revoking the key failed")? {
+                bail!("no key with id '{key_id}' (see `exports-api keys list`)");
             }
             eprintln!("Revoked key {key_id}");
         }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use typed::Checked;
 
@@ -190,13 +191,30 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(2)
         }
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+/// The error and its causes on one line, joined by `: ` (`cannot open the database in ./data:
+/// database busy: database is locked`). Our error types repeat their cause's text in their own
+/// message, so the walk stops at the first cause the line already ends with: below it is
+/// what was said with it.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            break;
+        }
+        line.push_str(": ");
+        line.push_str(&text);
+    }
+    line
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let data_dir = cli.data_dir;
     match cli.command {
         Command::Serve(args) => serve::serve(&data_dir, args),
@@ -216,9 +234,31 @@ fn run(cli: Cli) -> Result<(), String> {
 /// no client is waiting on a socket, and giving up makes the operator start again.
 pub(crate) const CLI_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-fn open_db(data_dir: &Path) -> Result<Pool, String> {
+fn open_db(data_dir: &Path) -> anyhow::Result<Pool> {
     let data = DataDir::new(data_dir);
-    data.create().map_err(|e| format!("cannot create the data folder {}: {e}", data_dir.display()))?;
+    data.create().with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
     db::open(&data.database(), 2, CLI_BUSY_TIMEOUT)
-        .map_err(|e| format!("cannot open the database in {}: {e}", data_dir.display()))
+        .with_context(|| format!("cannot open the database in {}", data_dir.display()))
+}
+
+/// A pooled connection of the command-line tools.
+fn connect(pool: &Pool) -> anyhow::Result<db::Conn> {
+    pool.get().context("no database connection could be opened")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+    use anyhow::Context;
+
+    #[test]
+    fn errors_print_on_one_line_without_repeating_a_cause() {
+        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(5), Some("database is locked".into()));
+        let e = Err::<(), _>(crate::db::DbError::from(busy)).context("cannot open the database in ./data").unwrap_err();
+        assert_eq!(one_line(&e), "cannot open the database in ./data: database busy: database is locked");
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let e = Err::<(), _>(io).context("cannot create the data folder /x").unwrap_err();
+        assert_eq!(one_line(&e), "cannot create the data folder /x: No such file or directory");
+        assert_eq!(one_line(&anyhow::anyhow!("no team 'acme'")), "no team 'acme'");
+    }
 }

@@ -5,27 +5,29 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::{anyhow, bail, Context};
+
 use super::ServeArgs;
 use crate::app::App;
 use crate::config::{self, Config};
 
-pub fn serve(data_dir: &Path, a: ServeArgs) -> Result<(), String> {
+pub fn serve(data_dir: &Path, a: ServeArgs) -> anyhow::Result<()> {
     if a.max_connections == 0 {
-        return Err("--max-connections / EXPORTS_MAX_CONNECTIONS must be at least 1".into());
+        bail!("--max-connections / EXPORTS_MAX_CONNECTIONS must be at least 1");
     }
     let workers = match a.workers {
-        Some(0) => return Err("--workers / EXPORTS_WORKERS must be at least 1".into()),
-        Some(n) if n > 256 => return Err("--workers / EXPORTS_WORKERS must be at most 256".into()),
+        Some(0) => bail!("--workers / EXPORTS_WORKERS must be at least 1"),
+        Some(n) if n > 256 => bail!("--workers / EXPORTS_WORKERS must be at most 256"),
         Some(n) => n,
         None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
     };
     let signing_key = match std::env::var("EXPORTS_SIGNING_KEY") {
-        Ok(s) if !s.is_empty() => Some(config::parse_signing_key(&s)?),
+        Ok(s) if !s.is_empty() => Some(config::parse_signing_key(&s).map_err(|e| anyhow!(e))?),
         _ => None,
     };
     let api_key = match std::env::var("EXPORTS_API_KEY") {
         Ok(s) if s.trim().len() >= 16 => Some(s.trim().to_string()),
-        Ok(s) if !s.is_empty() => return Err("EXPORTS_API_KEY must be at least 16 characters long".into()),
+        Ok(s) if !s.is_empty() => bail!("EXPORTS_API_KEY must be at least 16 characters long"),
         _ => None,
     };
     let cfg = Config {
@@ -56,7 +58,8 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> Result<(), String> {
         },
         demo: a.demo,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let app = App::build(cfg).await?;
         tracing::info!(
@@ -66,7 +69,7 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> Result<(), String> {
             app.base_url(),
             data_dir.display()
         );
-        app.run_until_stopped(shutdown_signal()).await.map_err(|e| format!("server error: {e}"))
+        app.run_until_stopped(shutdown_signal()).await.context("server error")
     })
 }
 
@@ -92,21 +95,22 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-pub fn healthcheck(listen: &str) -> Result<(), String> {
-    let mut addr: SocketAddr = listen.parse().map_err(|_| format!("'{listen}' is not an address"))?;
+pub fn healthcheck(listen: &str) -> anyhow::Result<()> {
+    let mut addr: SocketAddr = listen.parse().map_err(|_| anyhow!("'{listen}' is not an address"))?;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let mut s =
-        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| format!("{addr}: {e}"))?;
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).with_context(|| addr.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    write!(s, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(s, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+        .with_context(|| format!("{addr}: sending the request failed"))?;
     let mut line = String::new();
-    std::io::BufReader::new(s).read_line(&mut line).map_err(|e| e.to_string())?;
+    std::io::BufReader::new(s).read_line(&mut line).with_context(|| format!("{addr}: reading the answer failed"))?;
     if line.split_whitespace().nth(1) == Some("200") {
         println!("ok");
         Ok(())
     } else {
-        Err(format!("unhealthy: {}", line.trim()))
+        bail!("unhealthy: {}", line.trim())
     }
 }

@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{list_page, DbResult, ListSource};
+use super::{list_page, DbError, DbResult, ListSource};
 use crate::domain::export::{CsvOptions, ExportStatus};
 use crate::domain::list::ListQuery;
 use crate::domain::time::now_ms;
@@ -32,19 +32,31 @@ const COLUMNS: &str = "e.id, e.team_id, e.schema_id, s.name, e.status, e.start_m
     e.options, e.row_count, e.file_size, e.error, e.attempts, e.created_at, e.updated_at, e.completed_at";
 const FROM: &str = "exports e LEFT JOIN schemas s ON s.id = e.schema_id";
 
-fn from_row(r: &Row) -> rusqlite::Result<ExportRow> {
+/// Reads a row; the outer error is SQLite's, the inner one a row whose status or options
+/// no code writes (`DbError::Corrupt`: reported, not guessed at).
+fn from_row(r: &Row) -> rusqlite::Result<DbResult<ExportRow>> {
+    let id: String = r.get(0)?;
     let status: String = r.get(4)?;
     let options: String = r.get(8)?;
-    Ok(ExportRow {
-        id: r.get(0)?,
+    let corrupt = |what: String| DbError::Corrupt { table: "exports", id: id.clone(), what };
+    let status = match ExportStatus::parse(&status) {
+        Some(s) => s,
+        None => return Ok(Err(corrupt(format!("unknown status {status:?}")))),
+    };
+    let options = match serde_json::from_str(&options) {
+        Ok(o) => o,
+        Err(e) => return Ok(Err(corrupt(format!("unreadable options {options:?}: {e}")))),
+    };
+    Ok(Ok(ExportRow {
+        id,
         team_id: r.get(1)?,
         schema_id: r.get(2)?,
         schema_name: r.get(3)?,
-        status: ExportStatus::parse(&status).unwrap_or(ExportStatus::Failed),
+        status,
         start_ms: r.get(5)?,
         end_ms: r.get(6)?,
         expand_array: r.get(7)?,
-        options: serde_json::from_str(&options).unwrap_or_default(),
+        options,
         row_count: r.get(9)?,
         file_size: r.get(10)?,
         error: r.get(11)?,
@@ -52,7 +64,12 @@ fn from_row(r: &Row) -> rusqlite::Result<ExportRow> {
         created_at: r.get(13)?,
         updated_at: r.get(14)?,
         completed_at: r.get(15)?,
-    })
+    }))
+}
+
+/// One job by id, as `from_row` reads it.
+fn get_where(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> DbResult<Option<ExportRow>> {
+    conn.query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE {filter}"), args, from_row).optional()?.transpose()
 }
 
 pub fn insert(conn: &Connection, e: &ExportRow) -> DbResult<()> {
@@ -123,9 +140,7 @@ pub fn insert_within_quotas(conn: &Connection, e: &ExportRow, quotas: Quotas) ->
 }
 
 pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<ExportRow>> {
-    Ok(conn
-        .query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1 AND e.team_id = ?2"), [id, team_id], from_row)
-        .optional()?)
+    get_where(conn, "e.id = ?1 AND e.team_id = ?2", [id, team_id])
 }
 
 /// A page of a team's exports and their total; `counts` remembers unfiltered totals.
@@ -146,15 +161,14 @@ pub fn list(
         moving: &["status", "updated_at"],
         indexed: &["created_at", "updated_at", "status", "start_ms", "end_ms"],
     };
-    list_page(conn, &src, team_id, q, counts, from_row)
+    let (rows, total) = list_page(conn, &src, team_id, q, counts, from_row)?;
+    Ok((rows.into_iter().collect::<DbResult<_>>()?, total))
 }
 
 /// Deletes a job of a team and returns what it was, so the caller can cancel it and remove
 /// its file.
 pub fn delete(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<ExportRow>> {
-    let row = conn
-        .query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1 AND e.team_id = ?2"), [id, team_id], from_row)
-        .optional()?;
+    let row = get_where(conn, "e.id = ?1 AND e.team_id = ?2", [id, team_id])?;
     if row.is_some() {
         conn.execute("DELETE FROM exports WHERE id = ?1", [id])?;
     }
@@ -209,8 +223,21 @@ pub fn claim_next(conn: &Connection, run_id: &str) -> DbResult<Option<ExportRow>
              WHERE id = ?1",
             params![id, run_id, now],
         )?;
-        let row = tx.query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1"), [&id], from_row)?;
-        return Ok(Some(row));
+        match get_where(tx, "e.id = ?1", [&id]) {
+            Ok(Some(row)) => return Ok(Some(row)),
+            // the row cannot be run: it fails with a message, and the next job is taken
+            Err(e @ DbError::Corrupt { .. }) => {
+                tracing::error!(error = %e, "an export job cannot be read; it is marked FAILED");
+                tx.execute(
+                    "UPDATE exports SET status = 'FAILED', updated_at = ?2, claimed_by = NULL,
+                     error = 'The export job is damaged in the database and cannot run; create it again.'
+                     WHERE id = ?1",
+                    params![id, now],
+                )?;
+            }
+            Ok(None) => continue, // not reachable: the row was just updated
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -244,7 +271,7 @@ pub fn finished_before(conn: &Connection, cutoff: i64) -> DbResult<Vec<ExportRow
         "SELECT {COLUMNS} FROM {FROM} WHERE e.status IN ('COMPLETED', 'FAILED') AND e.updated_at < ?1"
     ))?;
     let rows = stmt.query_map([cutoff], from_row)?.collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+    rows.into_iter().collect()
 }
 
 /// Deletes those of `ids` that are still finished and last changed before `cutoff`; returns
@@ -341,5 +368,54 @@ mod tests {
         let e = pending(&team, "s");
         let refused = writer.run(move |c| insert_within_quotas(c, &e, quotas)).unwrap();
         assert_eq!(refused, Err(QuotaExceeded::Queued { queued: 10, max: 10 }));
+    }
+
+    /// A row with a status or options no code writes is an error naming the row, not a
+    /// FAILED export or default options (the API answers it with a 500: see `error`).
+    #[test]
+    fn a_corrupt_row_is_an_error_not_a_guess() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(&dir.path().join("c.db"), 2, std::time::Duration::from_secs(5)).unwrap();
+        let conn = pool.get().unwrap();
+        let team = crate::db::keys::create_team(&conn, "t").unwrap().id;
+        conn.execute(
+            "INSERT INTO schemas (id, team_id, name, definition, created_at, updated_at)
+             VALUES ('s', ?1, 's', '{\"fields\":[]}', 0, 0)",
+            [&team],
+        )
+        .unwrap();
+        let e = pending(&team, "s");
+        insert(&conn, &e).unwrap();
+        assert_eq!(get(&conn, &team, &e.id).unwrap().unwrap().status, ExportStatus::Pending);
+
+        conn.execute("UPDATE exports SET status = 'DONE-ISH' WHERE id = ?1", [&e.id]).unwrap();
+        match get(&conn, &team, &e.id) {
+            Err(DbError::Corrupt { table: "exports", id, what }) => {
+                assert_eq!(id, e.id);
+                assert!(what.contains("DONE-ISH"), "{what}");
+            }
+            other => panic!("a row with an unknown status read as {other:?}"),
+        }
+        let q = crate::domain::list::ListQuery {
+            page: 1,
+            limit: 20,
+            sort_column: "created_at",
+            descending: false,
+            search: None,
+            created_after: None,
+            created_before: None,
+        };
+        assert!(matches!(list(&conn, &team, &q, None), Err(DbError::Corrupt { .. })), "the list hid the row");
+
+        conn.execute("UPDATE exports SET status = 'PENDING', options = '{\"delimiter\": 7}' WHERE id = ?1", [&e.id])
+            .unwrap();
+        assert!(matches!(get(&conn, &team, &e.id), Err(DbError::Corrupt { what, .. }) if what.contains("options")));
+        // a worker does not run it with default options: the job fails with a message
+        assert!(claim_next(&conn, "run").unwrap().is_none());
+        let (status, error): (String, Option<String>) = conn
+            .query_row("SELECT status, error FROM exports WHERE id = ?1", [&e.id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!(status, "FAILED");
+        assert!(error.unwrap_or_default().contains("damaged"));
     }
 }

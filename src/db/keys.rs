@@ -56,11 +56,19 @@ pub fn find_team(conn: &Connection, id_or_name: &str) -> DbResult<Option<Team>> 
         .optional()?)
 }
 
+/// Every team, oldest first.
+pub fn list_teams(conn: &Connection) -> DbResult<Vec<Team>> {
+    let mut stmt = conn.prepare("SELECT id, name FROM teams ORDER BY created_at, id")?;
+    let teams = stmt.query_map([], |r| Ok(Team { id: r.get(0)?, name: r.get(1)? }))?.collect::<Result<_, _>>()?;
+    Ok(teams)
+}
+
 pub fn team_exists_by_name(conn: &Connection, name: &str) -> DbResult<bool> {
     Ok(find_team(conn, name)?.is_some_and(|t| t.name == name))
 }
 
-/// Stores a key (given or generated) for a team and returns `(key id, secret)`.
+/// Stores the key `secret` (only its SHA-256 and first 8 characters) for a team, and
+/// returns the new key's id.
 pub fn add_key(conn: &Connection, team_id: &str, name: Option<&str>, secret: &str) -> DbResult<String> {
     let id = uuid::Uuid::now_v7().to_string();
     let prefix: String = secret.chars().take(8).collect();

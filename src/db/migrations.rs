@@ -3,6 +3,8 @@
 
 use rusqlite::Connection;
 
+use super::{DbError, DbResult};
+
 const MIGRATIONS: &[&str] = &[
     // 1: the first schema
     "CREATE TABLE teams (
@@ -88,16 +90,12 @@ const MIGRATIONS: &[&str] = &[
         BEGIN UPDATE row_moves SET n = n + 1 WHERE tbl = 'exports'; END;",
 ];
 
-pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+/// Runs the migrations the database lacks. A database from a newer binary (more migrations
+/// than this one knows) is refused with `DbError::TooNew` and left untouched.
+pub fn migrate(conn: &mut Connection) -> DbResult<()> {
     let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     if current > MIGRATIONS.len() {
-        return Err(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(1),
-            Some(format!(
-            "the database is at schema version {current}, newer than this binary knows ({}); use a newer exports-api",
-            MIGRATIONS.len()
-            )),
-        ));
+        return Err(DbError::TooNew { found: current, known: MIGRATIONS.len() });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -125,7 +123,10 @@ mod tests {
     fn refuses_a_database_from_a_newer_binary() {
         let mut c = Connection::open_in_memory().unwrap();
         c.pragma_update(None, "user_version", 99).unwrap();
-        let err = migrate(&mut c).unwrap_err().to_string();
-        assert!(err.contains("newer than this binary"), "{err}");
+        let err = migrate(&mut c).unwrap_err();
+        assert!(matches!(err, DbError::TooNew { found: 99, known } if known == MIGRATIONS.len()), "{err:?}");
+        assert!(err.to_string().contains("newer than this binary"), "{err}");
+        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, 99, "a newer database is left as it is");
     }
 }

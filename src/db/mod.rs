@@ -25,38 +25,44 @@ pub(crate) use list::{list_page, ListSource};
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 pub type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
 
-/// A database error, sorted by what the caller can do about it.
-#[derive(Debug)]
+/// A database error, sorted by what the caller can do about it. `ApiError::from` maps each
+/// to its HTTP answer (503 for `Busy`, `Pool` and `Interrupted`, 507 for a full disk, 500
+/// for the rest, logged with their cause).
+#[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// Another connection (e.g. an `import` beside the server) held the write lock for
     /// longer than the busy timeout (SQLITE_BUSY / SQLITE_LOCKED). Nothing was changed;
     /// trying again later can succeed.
-    Busy(rusqlite::Error),
+    #[error("database busy: {0}")]
+    Busy(#[source] rusqlite::Error),
     /// The disk is full (SQLITE_FULL). The statement's transaction was rolled back.
-    Full(rusqlite::Error),
-    Sqlite(rusqlite::Error),
-    Pool(r2d2::Error),
+    #[error("disk full: {0}")]
+    Full(#[source] rusqlite::Error),
+    /// Any other SQLite failure.
+    #[error("database error: {0}")]
+    Sqlite(#[source] rusqlite::Error),
+    /// No pooled connection could be had in time.
+    #[error("database unavailable: {0}")]
+    Pool(#[from] r2d2::Error),
     /// The database file could not be created or made private.
-    Io(std::io::Error),
+    #[error("database file: {0}")]
+    Io(#[source] std::io::Error),
     /// The write did not happen (the writer stopped, or a write committed together with it
     /// failed); nothing was changed and trying again can succeed.
+    #[error("write interrupted: {0}")]
     Interrupted(&'static str),
+    /// The database was written by a newer exports-api: its schema version `found` is past
+    /// the `known` migrations of this binary, which must not touch it.
+    #[error(
+        "database error: the database is at schema version {found}, newer than this binary knows ({known}); \
+use a newer exports-api"
+    )]
+    TooNew { found: usize, known: usize },
+    /// A stored row holds a value no code writes (an unknown status, unreadable options): the
+    /// row is not guessed at but reported, with where it is and what is wrong.
+    #[error("corrupt row in {table} (id {id}): {what}")]
+    Corrupt { table: &'static str, id: String, what: String },
 }
-
-impl std::fmt::Display for DbError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DbError::Busy(e) => write!(f, "database busy: {e}"),
-            DbError::Full(e) => write!(f, "disk full: {e}"),
-            DbError::Sqlite(e) => write!(f, "database error: {e}"),
-            DbError::Pool(e) => write!(f, "database unavailable: {e}"),
-            DbError::Io(e) => write!(f, "database file: {e}"),
-            DbError::Interrupted(why) => write!(f, "write interrupted: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for DbError {}
 
 impl From<rusqlite::Error> for DbError {
     fn from(e: rusqlite::Error) -> Self {
@@ -66,12 +72,6 @@ impl From<rusqlite::Error> for DbError {
             Some(ErrorCode::DiskFull) => DbError::Full(e),
             _ => DbError::Sqlite(e),
         }
-    }
-}
-
-impl From<r2d2::Error> for DbError {
-    fn from(e: r2d2::Error) -> Self {
-        DbError::Pool(e)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{list_page, DbResult, ListSource};
+use super::{list_page, DbError, DbResult, ListSource};
 use crate::domain::list::ListQuery;
 use crate::domain::schema::SchemaDef;
 
@@ -19,19 +19,26 @@ pub struct SchemaRow {
 
 const COLUMNS: &str = "id, team_id, name, description, definition, created_at, updated_at";
 
-fn from_row(r: &Row) -> rusqlite::Result<SchemaRow> {
+/// Reads a row; the outer error is SQLite's, the inner one a definition that does not read
+/// back (`DbError::Corrupt`).
+fn from_row(r: &Row) -> rusqlite::Result<DbResult<SchemaRow>> {
+    let id: String = r.get(0)?;
     let def: String = r.get(4)?;
-    let definition = serde_json::from_str(&def)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e)))?;
-    Ok(SchemaRow {
-        id: r.get(0)?,
+    let definition = match serde_json::from_str(&def) {
+        Ok(d) => d,
+        Err(e) => {
+            return Ok(Err(DbError::Corrupt { table: "schemas", id, what: format!("unreadable definition: {e}") }))
+        }
+    };
+    Ok(Ok(SchemaRow {
+        id,
         team_id: r.get(1)?,
         name: r.get(2)?,
         description: r.get(3)?,
         definition,
         created_at: r.get(5)?,
         updated_at: r.get(6)?,
-    })
+    }))
 }
 
 /// Binds a row's seven columns, in table order, as `?1`…`?7` of `sql`.
@@ -53,14 +60,14 @@ pub fn insert(conn: &Connection, row: &SchemaRow) -> DbResult<()> {
 
 /// One schema of a team; another team's schema is `None`, as a missing one is.
 pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<SchemaRow>> {
-    Ok(conn
-        .query_row(&format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1 AND team_id = ?2"), [id, team_id], from_row)
-        .optional()?)
+    conn.query_row(&format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1 AND team_id = ?2"), [id, team_id], from_row)
+        .optional()?
+        .transpose()
 }
 
 /// A schema by id alone (command-line tools, which act for the operator).
 pub fn get_any(conn: &Connection, id: &str) -> DbResult<Option<SchemaRow>> {
-    Ok(conn.query_row(&format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1"), [id], from_row).optional()?)
+    conn.query_row(&format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1"), [id], from_row).optional()?.transpose()
 }
 
 pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<SchemaRow>, u64)> {
@@ -74,7 +81,8 @@ pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<Sc
         moving: &["updated_at"],
         indexed: &["created_at"],
     };
-    list_page(conn, &src, team_id, q, None, from_row)
+    let (rows, total) = list_page(conn, &src, team_id, q, None, from_row)?;
+    Ok((rows.into_iter().collect::<DbResult<_>>()?, total))
 }
 
 /// Names of schemas by id, for `include=schema`.
@@ -89,7 +97,8 @@ pub fn names(conn: &Connection, team_id: &str, ids: &[String]) -> DbResult<Vec<(
     Ok(out)
 }
 
-/// Replaces a schema's fields; `None` when it does not exist in this team.
+/// Replaces a schema's name, description and fields; false when it does not exist in this
+/// team.
 pub fn update(conn: &Connection, row: &SchemaRow) -> DbResult<bool> {
     // created_at (?6) is bound but never changes
     let n = execute_with_row(
@@ -101,6 +110,7 @@ pub fn update(conn: &Connection, row: &SchemaRow) -> DbResult<bool> {
     Ok(n > 0)
 }
 
+/// What `delete` did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum DeleteOutcome {
     Deleted,
@@ -109,7 +119,8 @@ pub enum DeleteOutcome {
     InUse(i64, i64),
 }
 
-/// Run it on the writer: the checks and the delete then share one transaction.
+/// Deletes a schema unless results or exports still refer to it. Run it on the writer: the
+/// checks and the delete then share one transaction.
 pub fn delete(conn: &Connection, team_id: &str, id: &str) -> DbResult<DeleteOutcome> {
     let tx = conn;
     let exists = tx
@@ -126,4 +137,32 @@ pub fn delete(conn: &Connection, team_id: &str, id: &str) -> DbResult<DeleteOutc
     }
     tx.execute("DELETE FROM schemas WHERE id = ?1", [id])?;
     Ok(DeleteOutcome::Deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A definition that does not read back is a corrupt row, named, not a SQLite error.
+    #[test]
+    fn an_unreadable_definition_is_a_corrupt_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(&dir.path().join("s.db"), 2, std::time::Duration::from_secs(5)).unwrap();
+        let conn = pool.get().unwrap();
+        let team = crate::db::keys::create_team(&conn, "t").unwrap().id;
+        conn.execute(
+            "INSERT INTO schemas (id, team_id, name, definition, created_at, updated_at)
+             VALUES ('s', ?1, 's', '{\"fields\": 3}', 0, 0)",
+            [&team],
+        )
+        .unwrap();
+        match get_any(&conn, "s") {
+            Err(DbError::Corrupt { table: "schemas", id, what }) => {
+                assert_eq!(id, "s");
+                assert!(what.contains("definition"), "{what}");
+            }
+            other => panic!("an unreadable definition read as {other:?}"),
+        }
+        assert!(matches!(get(&conn, &team, "s"), Err(DbError::Corrupt { .. })));
+    }
 }

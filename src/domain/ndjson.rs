@@ -9,16 +9,11 @@ use std::ops::Range;
 use super::result::parse_line;
 
 /// A line that is not a valid result, by its 1-based number in the whole body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
 pub struct LineError {
     pub line: usize,
     pub message: String,
-}
-
-impl std::fmt::Display for LineError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
-    }
 }
 
 /// One result of a [`Batch`], borrowing from it.

@@ -16,17 +16,9 @@ pub struct NestingScan {
 }
 
 /// The text nests objects/arrays more than [`MAX_NESTING`] levels deep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("objects and arrays are nested more than {MAX_NESTING} levels deep; at most {MAX_NESTING} are allowed")]
 pub struct TooDeep;
-
-impl std::fmt::Display for TooDeep {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "objects and arrays are nested more than {MAX_NESTING} levels deep; at most {MAX_NESTING} are allowed"
-        )
-    }
-}
 
 impl NestingScan {
     /// Scans the next piece of the document; `Err` as soon as the nesting passes the limit.

@@ -21,22 +21,18 @@ pub struct ExportSpec<'a> {
     pub options: &'a CsvOptions,
 }
 
-#[derive(Debug)]
+/// Why an export was not written.
+#[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The export cannot be made as asked; the message is for the user.
+    #[error("{0}")]
     Invalid(String),
-    Db(DbError),
-    Io(std::io::Error),
-}
-
-impl std::fmt::Display for EngineError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EngineError::Invalid(m) => f.write_str(m),
-            EngineError::Db(e) => write!(f, "{e}"),
-            EngineError::Io(e) => write!(f, "writing the file failed: {e}"),
-        }
-    }
+    /// Reading the results failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Writing the output failed.
+    #[error("writing the file failed: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl EngineError {
@@ -52,18 +48,6 @@ impl EngineError {
     /// Another process held a database lock for longer than the busy timeout.
     pub fn is_busy(&self) -> bool {
         matches!(self, EngineError::Db(DbError::Busy(_)))
-    }
-}
-
-impl From<DbError> for EngineError {
-    fn from(e: DbError) -> Self {
-        EngineError::Db(e)
-    }
-}
-
-impl From<std::io::Error> for EngineError {
-    fn from(e: std::io::Error) -> Self {
-        EngineError::Io(e)
     }
 }
 

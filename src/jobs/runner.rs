@@ -168,19 +168,32 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
     let record = |outcome: Record| record(s, &job.id, outcome);
     match outcome {
         Ok(Ok(Outcome::Done { rows, size })) => {
-            match record(Record::Complete { rows, size }) {
+            let complete = Record::Complete { rows, size, tmp: tmp.clone(), final_path: final_path.clone() };
+            match record(complete) {
                 Ok(true) => {
+                    sync_dir(&s.data_dir.exports());
                     tracing::info!(export = %job.id, rows, bytes = size, ms = started.elapsed().as_millis() as u64, "export completed");
                 }
-                // deleted while it ran
+                // deleted while it ran: its file never took its final name
                 Ok(false) => {
-                    let _ = std::fs::remove_file(&final_path);
+                    let _ = std::fs::remove_file(&tmp);
                 }
                 // the disk filled up before the outcome could be recorded: give the space back
                 Err(db::DbError::Full(_)) => {
+                    let _ = std::fs::remove_file(&tmp);
                     let _ = std::fs::remove_file(&final_path);
                     let _ = record(Record::Fail(DISK_FULL.into()));
                 }
+                // the file could not take its final name: nothing was recorded
+                Err(db::DbError::Io(e)) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    tracing::error!(export = %job.id, error = %e, "export failed: its file could not be renamed");
+                    let _ = record(Record::Fail(format!(
+                        "The export could not be written: {e}. Create it again; if it keeps failing, check the server's disk and log."
+                    )));
+                }
+                // the service is stopping (or the database failed): the job stays claimed and
+                // runs again; the next start removes the files it left
                 Err(_) => {}
             }
         }
@@ -224,9 +237,14 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
 /// What a worker records about a job it ran.
 #[derive(Clone)]
 enum Record {
+    /// The file is written under its temporary name; it takes its final name in the same
+    /// write that records COMPLETED, so a DELETE (another write) sees either no file and no
+    /// export, or both, and never a file appearing after the export is gone.
     Complete {
         rows: u64,
         size: u64,
+        tmp: std::path::PathBuf,
+        final_path: std::path::PathBuf,
     },
     Fail(String),
     /// Stopped by shutdown: stays claimed, taken up again at the next start.
@@ -241,7 +259,13 @@ fn record(s: &Shared, job_id: &str, outcome: Record) -> Result<bool, db::DbError
     loop {
         let (id, run_id, outcome) = (job_id.to_string(), s.run_id.clone(), outcome.clone());
         let result = s.writer.run(move |c| match outcome {
-            Record::Complete { rows, size } => db::exports::complete(c, &id, &run_id, rows as i64, size as i64),
+            Record::Complete { rows, size, tmp, final_path } => {
+                let updated = db::exports::complete(c, &id, &run_id, rows as i64, size as i64)?;
+                if updated {
+                    std::fs::rename(&tmp, &final_path).map_err(db::DbError::Io)?;
+                }
+                Ok(updated)
+            }
             Record::Fail(message) => db::exports::fail(c, &id, &run_id, &message),
             Record::Release => db::exports::release(c, &id, &run_id),
         });
@@ -294,9 +318,6 @@ fn produce_file(s: &Shared, job: &db::exports::ExportRow) -> Result<Outcome, Eng
     if s.cancelled.lock().expect("cancel lock").contains(&job.id) {
         return Ok(Outcome::Stopped);
     }
-    let final_path = s.data_dir.export_file(&job.id, job.options.gzip);
-    std::fs::rename(&tmp, &final_path)?;
-    sync_dir(&s.data_dir.exports());
     Ok(Outcome::Done { rows, size })
 }
 

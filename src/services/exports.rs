@@ -73,11 +73,19 @@ pub fn create(c: &Connection, team: String, new: NewExport, quotas: Quotas) -> R
     Ok(row)
 }
 
-/// Deletes export `id` of `team` on the write connection `c`: a PROCESSING job is told to
-/// stop (its worker removes its partial file) and a finished file is removed. A file that
-/// cannot be removed is logged, not an error: the export is gone either way.
-pub fn delete(c: &Connection, jobs: &Jobs, data_dir: &DataDir, team: &str, id: &str) -> Result<(), DeleteError> {
-    let row = crate::db::exports::delete(c, team, id)?.ok_or(DeleteError::NotFound)?;
+/// Deletes export `id` of `team` on the write connection `c` (in the caller's transaction)
+/// and returns its row; once that is committed, [`finish_delete`] stops its job and removes
+/// its file.
+pub fn delete(c: &Connection, team: &str, id: &str) -> Result<ExportRow, DeleteError> {
+    crate::db::exports::delete(c, team, id)?.ok_or(DeleteError::NotFound)
+}
+
+/// After a committed [`delete`]: a PROCESSING job is told to stop (its worker removes its
+/// partial file; a job that finishes first finds its row gone and never gives its file the
+/// final name) and a finished file is removed. Not on the writer thread: unlinking a large
+/// file can take a second on ext4, and every write would wait for it. A file that cannot be
+/// removed is logged, not an error: the export is gone either way.
+pub fn finish_delete(jobs: &Jobs, data_dir: &DataDir, row: &ExportRow) {
     if row.status == ExportStatus::Processing {
         jobs.cancel(&row.id);
     }
@@ -87,5 +95,4 @@ pub fn delete(c: &Connection, jobs: &Jobs, data_dir: &DataDir, team: &str, id: &
             tracing::warn!(file = %path.display(), error = %e, "could not remove an export file");
         }
     }
-    Ok(())
 }

@@ -12,7 +12,7 @@ async fn second_server_on_same_data_dir_is_refused() {
 
     let err = match App::build(Config::for_tests(dir.path().to_path_buf())).await {
         Ok(_) => panic!("a second server started on the same data folder"),
-        Err(e) => e,
+        Err(e) => format!("{e:#}"),
     };
     assert!(err.contains("another exports-api server"), "{err}");
 

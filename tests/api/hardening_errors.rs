@@ -139,12 +139,11 @@ async fn an_export_worker_waits_out_a_busy_database_instead_of_failing() {
             eprintln!("export {id} finished before the lock was taken; trying again");
             continue;
         }
-        // The file is renamed into place just before the worker records COMPLETED, which
+        // The file takes its final name in the same write that records COMPLETED, which
         // needs the lock we hold; the worker's write gives up at least once (and says so).
         let file = data.join("exports").join(format!("{id}.csv"));
-        poll_until(within(60), "the export file", || std::future::ready(file.exists().then_some(()))).await;
         let waiting = format!("export={id}");
-        poll_until(within(30), "the worker to find the database busy", || {
+        poll_until(within(90), "the worker to find the database busy", || {
             let log = server.stderr();
             std::future::ready(
                 log.lines()
@@ -153,6 +152,12 @@ async fn an_export_worker_waits_out_a_busy_database_instead_of_failing() {
             )
         })
         .await;
+        // written whole, but not under its final name while the export is not COMPLETED
+        assert!(
+            data.join("exports").join(format!(".{id}.tmp")).exists(),
+            "the written file is kept under its temporary name"
+        );
+        assert!(!file.exists(), "a file must not take its final name before its export is COMPLETED");
         assert_eq!(status_now(&lock), "PROCESSING", "a busy database must not fail the job");
         lock.execute_batch("ROLLBACK").unwrap();
         drop(lock);
@@ -163,6 +168,7 @@ async fn an_export_worker_waits_out_a_busy_database_instead_of_failing() {
         .await;
         assert_eq!(done["status"], "COMPLETED", "{done}");
         assert_eq!(done["row_count"], 60_000, "{done}");
+        assert!(file.exists(), "the COMPLETED export's file has its final name");
         server.stop().await;
         return;
     }

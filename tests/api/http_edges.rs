@@ -118,6 +118,17 @@ async fn bad_bodies_are_explained_by_member() {
             json!({"name": "", "schema": {"fields": [{"key": "a", "type": "string"}]}}),
             "name must be at least 1",
         ),
+        (
+            "/v1/exports",
+            json!({"schema_id": sid, "start_date": "2024-01-01", "end_date": "2024-01-02", "options": {"foo": 1}}),
+            "options: unknown member \"foo\"; allowed: delimiter, bom, header, formula_guard, gzip",
+        ),
+        (
+            // the top level takes unknown members; the options do not: the message names the right one
+            "/v1/exports",
+            json!({"schema_id": sid, "start_date": "2024-01-01", "end_date": "2024-01-02", "x": 1, "options": {"bar": 2}}),
+            "options: unknown member \"bar\"",
+        ),
         ("/v1/schemas", json!([1]), "the request body must be a JSON object"),
         ("/v1/results", json!({"schema_id": sid, "extraction": "text"}), "extraction must be a JSON object"),
     ];
@@ -130,6 +141,16 @@ async fn bad_bodies_are_explained_by_member() {
     let r = app.get("/v1/exports?limit=500").send().await.unwrap();
     let msg = helpers::assert_error(r, 400).await;
     assert!(msg.contains("limit") && msg.contains("100"), "{msg}");
+    for (query, want) in [
+        ("/v1/exports?limit=0", "query parameter `limit`: must be at least 1"),
+        ("/v1/schemas?limit=abc", "query parameter `limit`: not a whole number"),
+        ("/v1/results?page=4294967296", "query parameter `page`: must be at most 4294967295"),
+        ("/v1/exports?sort_by=nope", "query parameter `sort_by`: not one of the allowed values"),
+        ("/v1/results?include_extraction=maybe", "query parameter `include_extraction`: must be true or false"),
+    ] {
+        let msg = helpers::assert_error(app.get(query).send().await.unwrap(), 400).await;
+        assert_eq!(msg.trim_end_matches(" (see /docs)"), want, "{query}");
+    }
     let r = app.get("/v1/exports/not-a-uuid").send().await.unwrap();
     let msg = helpers::assert_error(r, 400).await;
     assert!(msg.contains("UUID"), "{msg}");

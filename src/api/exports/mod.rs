@@ -289,8 +289,11 @@ impl ExportsApi {
     ) -> Result<ExportDeleted, DeleteExportErrors> {
         let id = id.0.to_string();
         let team = auth.0.id;
+        let row = with_writer(&state, move |c| Ok(services::exports::delete(c, &team, &id)?)).await?;
         let (jobs, data_dir) = (state.jobs.clone(), state.data_dir.clone());
-        with_writer(&state, move |c| Ok(services::exports::delete(c, &jobs, &data_dir, &team, &id)?)).await?;
+        tokio::task::spawn_blocking(move || services::exports::finish_delete(&jobs, &data_dir, &row))
+            .await
+            .map_err(ApiError::internal)?;
         Ok(ExportDeleted::Ok(Json(Message::new("Export deleted successfully"))))
     }
 }
