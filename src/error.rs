@@ -387,6 +387,22 @@ fn fallback_message(status: StatusCode, text: String) -> String {
 /// 503 carry `Retry-After`; unlisted statuses become 500.
 #[macro_export]
 macro_rules! api_errors {
+    // `Name: json_body { … }`: an operation that takes a JSON body and writes: 413, 415 and 507
+    // added (end each entry with a comma)
+    ($(#[$meta:meta])* $name:ident: json_body { $($body:tt)* }) => {
+        $crate::api_errors!($(#[$meta])* $name: writes {
+            $($body)*
+            PayloadTooLarge = 413: "The JSON body is larger than the configured limit (`--max-json-body`, default 1 MB)",
+            UnsupportedMediaType = 415: "The body is not application/json",
+        });
+    };
+    // `Name: writes { … }`: an operation that writes: 507 added
+    ($(#[$meta:meta])* $name:ident: writes { $($body:tt)* }) => {
+        $crate::api_errors!($(#[$meta])* $name {
+            $($body)*
+            InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
+        });
+    };
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $status:tt : $desc:literal),* $(,)? }) => {
         $(#[$meta])*
         #[derive(poem_openapi::ApiResponse, Debug)]

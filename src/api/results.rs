@@ -134,19 +134,15 @@ api_ok!(ResultListOk::Ok = 200: ResultList, "A page of results.");
 
 api_ok!(ResultDeleted::Ok = 200: Message, "Result deleted.");
 
-api_errors!(CreateResultErrors {
+api_errors!(CreateResultErrors: json_body {
     BadRequest = 400: "Invalid request body: extraction not an object, bad createdAt, malformed schema_id, JSON nested more than 64 levels",
     NotFound = 404: "Schema not found",
-    PayloadTooLarge = 413: "The JSON body is larger than the configured limit (`--max-json-body`, default 1 MB)",
-    UnsupportedMediaType = 415: "The body is not application/json",
-    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
-api_errors!(BulkErrors {
+api_errors!(BulkErrors: writes {
     BadRequest = 400: "A line is invalid or nested more than 64 levels (the message names it); nothing was stored",
     NotFound = 404: "Schema not found",
     PayloadTooLarge = 413: "The body is larger than the configured limit (`--max-body`, default 256 MB)",
     UnsupportedMediaType = 415: "The body is not application/x-ndjson",
-    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 api_errors!(ListResultsErrors {
     BadRequest = 400: "Invalid query parameter",
@@ -155,10 +151,9 @@ api_errors!(GetResultErrors {
     BadRequest = 400: "Malformed result id",
     NotFound = 404: "Result not found",
 });
-api_errors!(DeleteResultErrors {
+api_errors!(DeleteResultErrors: writes {
     BadRequest = 400: "Malformed result id",
     NotFound = 404: "Result not found",
-    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 
 fn to_api(r: &ResultRecord, with_extraction: bool, schema: Option<SchemaRef>) -> ResultItem {

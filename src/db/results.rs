@@ -6,6 +6,7 @@ use super::{list_page, DbResult, ListSource};
 use crate::domain::list::ListQuery;
 pub use crate::domain::result::NewResult;
 
+/// A stored result, whole, as the results API answers it.
 #[derive(Debug, Clone)]
 pub struct ResultRecord {
     pub id: String,

@@ -9,7 +9,7 @@ use crate::db::{self, schemas::SchemaRow};
 use crate::domain::export::{CsvOptions, HeaderStyle, DELIMITERS};
 use crate::domain::result::{parse_ndjson_line, NewResult};
 use crate::domain::schema::SchemaDef;
-use crate::jobs::csv::{CsvPlan, ResultRow};
+use crate::jobs::csv::{CsvPlan, TestResult};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -94,7 +94,7 @@ fn reference_records<W: Write>(conn: &rusqlite::Connection, spec: &ExportSpec, s
     }
     plan.write_header(&mut csv);
     db::results::stream_for_export(conn, spec.schema_id, spec.start_ms, spec.end_ms, |r| {
-        let row = ResultRow {
+        let row = TestResult {
             id: r.id.to_string(),
             file_name: r.file_name.map(str::to_string),
             created_at_ms: r.created_at,

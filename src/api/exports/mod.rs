@@ -53,12 +53,9 @@ api_ok!(DownloadOk::Ok = 200: DownloadUrl, "Download URL returned.");
 
 api_ok!(ExportDeleted::Ok = 200: Message, "Export deleted.");
 
-api_errors!(CreateExportErrors {
+api_errors!(CreateExportErrors: json_body {
     BadRequest = 400: "Invalid request body: malformed JSON or id, unparsable dates, start_date after end_date, an expand_array that is not a top-level array field, a bad option, JSON nested more than 64 levels",
     NotFound = 404: "Schema not found",
-    PayloadTooLarge = 413: "The JSON body is larger than the configured limit (`--max-json-body`, default 1 MB)",
-    UnsupportedMediaType = 415: "The body is not application/json",
-    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 api_errors!(ListExportsErrors {
     BadRequest = 400: "Invalid query parameter (the message names it)",
@@ -67,10 +64,9 @@ api_errors!(GetExportErrors {
     BadRequest = 400: "Malformed export id",
     NotFound = 404: "Export not found",
 });
-api_errors!(DeleteExportErrors {
+api_errors!(DeleteExportErrors: writes {
     BadRequest = 400: "Malformed export id",
     NotFound = 404: "Export not found",
-    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 api_errors!(DownloadErrors {
     BadRequest = 400: "Malformed export id",

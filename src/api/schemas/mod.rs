@@ -45,18 +45,12 @@ api_ok!(SchemaListOk::Ok = 200: SchemaList, "A page of schemas.");
 
 api_ok!(SchemaDeleted::Ok = 200: Message, "Schema deleted.");
 
-api_errors!(CreateSchemaErrors {
+api_errors!(CreateSchemaErrors: json_body {
     BadRequest = 400: "Invalid request body or schema definition, or JSON nested more than 64 levels",
-    PayloadTooLarge = 413: "The JSON body is larger than the configured limit (`--max-json-body`, default 1 MB)",
-    UnsupportedMediaType = 415: "The body is not application/json",
-    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
-api_errors!(UpdateSchemaErrors {
+api_errors!(UpdateSchemaErrors: json_body {
     BadRequest = 400: "Malformed schema id, invalid request body or schema definition, or JSON nested more than 64 levels",
     NotFound = 404: "Schema not found",
-    PayloadTooLarge = 413: "The JSON body is larger than the configured limit (`--max-json-body`, default 1 MB)",
-    UnsupportedMediaType = 415: "The body is not application/json",
-    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 api_errors!(ListSchemasErrors {
     BadRequest = 400: "Invalid query parameter",
@@ -65,11 +59,10 @@ api_errors!(GetSchemaErrors {
     BadRequest = 400: "Malformed schema id",
     NotFound = 404: "Schema not found",
 });
-api_errors!(DeleteSchemaErrors {
+api_errors!(DeleteSchemaErrors: writes {
     BadRequest = 400: "Malformed schema id",
     NotFound = 404: "Schema not found",
     Conflict = 409: "Results or exports still refer to the schema",
-    InsufficientStorage = 507: "The server's disk is full: nothing was stored or changed. Retry once space is freed",
 });
 
 fn not_found() -> ApiError {

@@ -239,7 +239,7 @@ fn random_options(rng: &mut Rng) -> CsvOptions {
 }
 
 /// Asserts both formatters write the same bytes and counts for `rows`.
-fn assert_same(plan: &CsvPlan, rows: &[ResultRow], context: &str) {
+fn assert_same(plan: &CsvPlan, rows: &[TestResult], context: &str) {
     let mut scratch = plan.scratch();
     for row in rows {
         let mut new = Vec::new();
@@ -290,7 +290,7 @@ fn scan_agrees_with_the_tree_on_random_schemas_and_values() {
                 _ => Some(format!("f{i}.pdf")),
             };
             let created_at_ms = *rng.pick(&[0, 1_706_702_400_123, -1, 253_402_300_800_000, -62_135_596_800_001]);
-            rows.push(ResultRow { id: format!("r{i}"), file_name, created_at_ms, extraction: doc });
+            rows.push(TestResult { id: format!("r{i}"), file_name, created_at_ms, extraction: doc });
         }
         let options = random_options(&mut rng);
         let expand: Vec<Option<&str>> = std::iter::once(None).chain(arrays.iter().map(|k| Some(*k))).collect();
@@ -328,10 +328,10 @@ fn numbers_of_every_shape_agree() {
         }
         lits.push(s);
     }
-    let rows: Vec<ResultRow> = lits
+    let rows: Vec<TestResult> = lits
         .iter()
         .enumerate()
-        .map(|(i, n)| ResultRow {
+        .map(|(i, n)| TestResult {
             id: format!("{i}"),
             file_name: None,
             created_at_ms: 0,
@@ -391,10 +391,10 @@ fn repeated_keys_and_nesting_limits_agree() {
         "{\"a\": -Infinity, \"raw\": [-Infinity, NaN, 1e999]}".to_string(),
         "".to_string(),
     ];
-    let rows: Vec<ResultRow> = docs
+    let rows: Vec<TestResult> = docs
         .iter()
         .enumerate()
-        .map(|(i, d)| ResultRow { id: i.to_string(), file_name: None, created_at_ms: 0, extraction: d.clone() })
+        .map(|(i, d)| TestResult { id: i.to_string(), file_name: None, created_at_ms: 0, extraction: d.clone() })
         .collect();
     for expand in [None, Some("items")] {
         let plan = CsvPlan::new(&schema, expand, &CsvOptions::default()).unwrap();
@@ -451,7 +451,7 @@ fn compact_json_fields_agree_under_every_delimiter() {
     ];
     let mut rows = Vec::new();
     for (i, v) in values.iter().enumerate() {
-        rows.push(ResultRow {
+        rows.push(TestResult {
             id: format!("{i}"),
             file_name: None,
             created_at_ms: 0,

@@ -16,9 +16,11 @@ use crate::domain::export::{check_expand_array, CsvOptions, HeaderStyle, DELIMIT
 use crate::domain::schema::{FieldDef, FieldType, SchemaDef};
 use crate::domain::time::format_ms;
 
-/// One extraction result, as the export reads it.
+/// An owned extraction result for the formatter's tests and its reference oracle (the
+/// export itself streams borrowed `db::results::ExportSourceRow`s).
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResultRow {
+pub struct TestResult {
     pub id: String,
     pub file_name: Option<String>,
     pub created_at_ms: i64,
@@ -169,8 +171,9 @@ impl CsvPlan {
 
     /// Appends the record(s) of one result to `out` and returns how many records it wrote
     /// (always at least 1). An extraction that is not valid JSON, or not an object, is read
-    /// as an empty object: all schema columns empty.
-    pub fn write_result(&self, row: &ResultRow, out: &mut Vec<u8>) -> usize {
+    /// as an empty object: all schema columns empty. For tests; the export calls `write_row`.
+    #[cfg(test)]
+    pub fn write_result(&self, row: &TestResult, out: &mut Vec<u8>) -> usize {
         let mut scratch = self.scratch();
         self.write_row(&row.id, row.file_name.as_deref(), row.created_at_ms, &row.extraction, out, &mut scratch)
     }

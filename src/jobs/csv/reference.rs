@@ -2,12 +2,12 @@
 //! parsed into a `JsonValue`, then walked. Kept, for tests only, as the oracle the fast
 //! path must agree with byte for byte.
 
-use super::{push_n, CsvPlan, Expanded, Node, ResultRow};
+use super::{push_n, CsvPlan, Expanded, Node, TestResult};
 use crate::jobs::json::{object_get, write_float, JsonValue};
 
 impl CsvPlan {
     /// What [`CsvPlan::write_result`] wrote before the scan: same contract.
-    pub(crate) fn write_result_reference(&self, row: &ResultRow, out: &mut Vec<u8>) -> usize {
+    pub(crate) fn write_result_reference(&self, row: &TestResult, out: &mut Vec<u8>) -> usize {
         let parsed = JsonValue::parse(&row.extraction).ok();
         let root: &[(String, JsonValue)] = match &parsed {
             Some(JsonValue::Object(entries)) => entries,

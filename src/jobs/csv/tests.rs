@@ -9,8 +9,8 @@ fn opts() -> CsvOptions {
     CsvOptions::default()
 }
 
-fn row(id: &str, extraction: &str) -> ResultRow {
-    ResultRow {
+fn row(id: &str, extraction: &str) -> TestResult {
+    TestResult {
         id: id.into(),
         file_name: Some(format!("{id}.pdf")),
         created_at_ms: 1_706_702_400_123,
@@ -19,7 +19,7 @@ fn row(id: &str, extraction: &str) -> ResultRow {
 }
 
 /// Header and records as text, and the record count the plan reported.
-fn render(plan: &CsvPlan, rows: &[ResultRow]) -> (String, usize) {
+fn render(plan: &CsvPlan, rows: &[TestResult]) -> (String, usize) {
     let mut out = Vec::new();
     plan.write_header(&mut out);
     let mut n = 0;
@@ -30,7 +30,7 @@ fn render(plan: &CsvPlan, rows: &[ResultRow]) -> (String, usize) {
 }
 
 /// The data records only (without the header), as text.
-fn records(plan: &CsvPlan, r: &ResultRow) -> (String, usize) {
+fn records(plan: &CsvPlan, r: &TestResult) -> (String, usize) {
     let mut out = Vec::new();
     let n = plan.write_result(r, &mut out);
     (String::from_utf8(out).unwrap(), n)
@@ -433,10 +433,10 @@ fn generated_data_round_trips() {
     }
     let lines: Vec<Line> = ndjson.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 200);
-    let rows: Vec<ResultRow> = lines
+    let rows: Vec<TestResult> = lines
         .iter()
         .enumerate()
-        .map(|(i, l)| ResultRow {
+        .map(|(i, l)| TestResult {
             id: format!("res-{i:04}"),
             file_name: Some(l.file_name.clone()),
             created_at_ms: crate::domain::time::parse_instant(&l.created_at, crate::domain::time::DayEnd::Start)
