@@ -35,7 +35,13 @@ pub fn keys(data_dir: &Path, cmd: KeysCommand) -> anyhow::Result<()> {
     let pool = open_db(data_dir)?;
     let conn = connect(&pool)?;
     let find_team = |team: &str| -> anyhow::Result<keys::Team> {
-        keys::find_team(&conn, team).context("looking the team up failed")?.with_context(|| format!("no team '{team}'"))
+        keys::find_team(&conn, team).context("looking the team up failed")?.with_context(|| {
+            format!(
+                "no team '{team}' in the data folder {}; `exports-api teams list` shows the teams, \
+                 `exports-api teams create NAME` makes one",
+                data_dir.display()
+            )
+        })
     };
     match cmd {
         KeysCommand::Create { team, name } => {

@@ -18,7 +18,7 @@ pub fn import(data_dir: &Path, schema_id: &str, file: &str) -> anyhow::Result<()
     let conn = connect(&pool)?;
     let schema = db::schemas::get_any(&conn, schema_id)
         .context("looking the schema up failed")?
-        .with_context(|| format!("no schema with id '{schema_id}'"))?;
+        .with_context(|| format!("no schema with id '{schema_id}' in the data folder {}", data_dir.display()))?;
     let reader: Box<dyn Read + Send> = if file == "-" {
         Box::new(std::io::stdin())
     } else {
@@ -55,7 +55,7 @@ pub fn export(data_dir: &Path, a: ExportArgs) -> anyhow::Result<()> {
     let conn = connect(&pool)?;
     let schema = db::schemas::get_any(&conn, &a.schema)
         .context("looking the schema up failed")?
-        .with_context(|| format!("no schema with id '{}'", a.schema))?;
+        .with_context(|| format!("no schema with id '{}' in the data folder {}", a.schema, data_dir.display()))?;
     let start = parse_instant(&a.start, DayEnd::Start).map_err(|e| anyhow!("--start: {e}"))?;
     let end = parse_instant(&a.end, DayEnd::End).map_err(|e| anyhow!("--end: {e}"))?;
     if start > end {

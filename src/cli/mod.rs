@@ -234,9 +234,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// no client is waiting on a socket, and giving up makes the operator start again.
 pub(crate) const CLI_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Opens the database of an existing data folder. Only `serve` creates a data folder: a tool
+/// run from the wrong directory says so instead of starting an empty one.
 fn open_db(data_dir: &Path) -> anyhow::Result<Pool> {
     let data = DataDir::new(data_dir);
-    data.create().with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
+    if !data.database().is_file() {
+        anyhow::bail!(
+            "{} is not an exports-api data folder (there is no {}); `exports-api serve` creates one. \
+             Point --data-dir (or EXPORTS_DATA_DIR) at the folder your server uses",
+            data_dir.display(),
+            data.database().display()
+        );
+    }
     db::open(&data.database(), 2, CLI_BUSY_TIMEOUT)
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))
 }

@@ -28,10 +28,47 @@ async fn results_total(app: &helpers::TestApp, schema_id: &str) -> u64 {
 
 // ---------------------------------------------------------------------------------------------
 
+/// The operator's tools never make a data folder (only `serve` does): run from the wrong
+/// directory they say where they looked, and leave nothing behind.
+#[test]
+fn tools_refuse_a_folder_that_is_not_a_data_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("data");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let nd = tmp.path().join("r.ndjson");
+    std::fs::write(&nd, "{\"extraction\": {}}\n").unwrap();
+    let sid = "019760a0-0001-7000-8000-000000000001";
+    let commands: [&[&str]; 6] = [
+        &["teams", "list"],
+        &["teams", "create", "acme"],
+        &["keys", "list"],
+        &["keys", "create", "--team", "acme"],
+        &["import", "--schema", sid, nd.to_str().unwrap()],
+        &["export", "--schema", sid, "--start", "2024-01-01", "--end", "2024-01-31"],
+    ];
+    for dir in [&missing, &empty] {
+        for args in commands {
+            let out = run(dir, args);
+            assert!(!out.status.success(), "{args:?} in {} succeeded", dir.display());
+            let msg = text(&out.stderr);
+            assert!(
+                msg.contains("is not an exports-api data folder") && msg.contains(&dir.display().to_string()),
+                "{args:?}: {msg}"
+            );
+            assert!(msg.contains("exports-api serve") && msg.contains("--data-dir"), "{args:?}: {msg}");
+        }
+    }
+    assert!(!missing.exists(), "a tool created the data folder");
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0, "a tool wrote into a folder that is not a data folder");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn teams_and_keys_create_list_revoke() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    // only `serve` makes a data folder
+    helpers::spawn_app_with(dir.to_path_buf(), |_| {}).await.stop().await;
 
     let out = run(dir, &["teams", "create", "acme"]);
     assert!(out.status.success(), "teams create: {}", text(&out.stderr));
@@ -57,6 +94,8 @@ async fn teams_and_keys_create_list_revoke() {
 
     let no_team = run(dir, &["keys", "create", "--team", "nope"]);
     assert!(!no_team.status.success(), "keys create for a missing team succeeded");
+    let msg = text(&no_team.stderr);
+    assert!(msg.contains("'nope'") && msg.contains(&dir.display().to_string()) && msg.contains("teams list"), "{msg}");
 
     let list = run(dir, &["keys", "list"]);
     assert!(list.status.success(), "keys list: {}", text(&list.stderr));
