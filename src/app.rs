@@ -67,17 +67,22 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the data folder, bootstraps keys (and demo data), starts the export workers and
-    /// binds the listen address (port 0 picks a free one).
+    /// Binds the listen address (port 0 picks a free one), then opens the data folder,
+    /// bootstraps keys (and demo data) and starts the export workers: a start that cannot
+    /// listen creates nothing and prints no key.
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
+            format!(
+                "cannot listen on {} (is another server using it?); choose another address with --listen \
+                 (or EXPORTS_LISTEN), e.g. --listen 127.0.0.1:8081",
+                config.listen
+            )
+        })?;
         let cfg = config.clone();
         let data_dir = DataDir::new(&config.data_dir);
         let dir = data_dir.clone();
         let (pool, writer, signer, lock) =
             tokio::task::spawn_blocking(move || prepare(&cfg, &dir)).await.context("start-up failed")??;
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr().context("the listener has no address")?;
         // 0.0.0.0 / [::] cannot be dialled: local links then name the loopback address
         let mut reachable = addr;

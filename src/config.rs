@@ -118,9 +118,17 @@ impl Config {
     }
 }
 
-/// An address to listen on, like `127.0.0.1:8080`.
+/// An address to listen on, like `127.0.0.1:8080`, `[::]:8080` or `localhost:8080` (a host
+/// name is resolved once, at start, to its first address).
 pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    s.parse().map_err(|_| format!("'{s}' is not an address like 127.0.0.1:8080"))
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let not_an_address = || format!("'{s}' is not an address like 127.0.0.1:8080 or localhost:8080");
+    if !s.contains(':') {
+        return Err(not_an_address());
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(s).ok().and_then(|mut a| a.next()).ok_or_else(not_an_address)
 }
 
 /// A duration of more than 0 seconds (a timeout).
@@ -244,5 +252,8 @@ mod tests {
         assert_eq!(parse_storage_limit("256MB").unwrap(), 256 << 20);
         assert!(parse_storage_limit("lots").is_err());
         assert!(parse_listen("nonsense").is_err());
+        assert!(parse_listen("localhost").is_err(), "a port is needed");
+        assert!(parse_listen("localhost:8081").unwrap().ip().is_loopback());
+        assert_eq!(parse_listen("127.0.0.1:8081").unwrap().port(), 8081);
     }
 }

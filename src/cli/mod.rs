@@ -67,7 +67,7 @@ pub struct ServeArgs {
     /// Load a demo team, schema and results into an empty database, and print the demo key.
     #[arg(long)]
     pub demo: bool,
-    /// Address to listen on.
+    /// Address to listen on: IP:PORT or HOST:PORT (e.g. localhost:8081).
     #[arg(long, env = "EXPORTS_LISTEN", default_value = "127.0.0.1:8080", value_parser = Checked(config::parse_listen))]
     pub listen: SocketAddr,
     /// Base of download URLs (default: http:// + the listen address).

@@ -461,3 +461,27 @@ async fn first_start_prints_a_default_key_once_and_healthcheck_works() {
     let keys_after = helpers::cli(&dir, &["keys", "list"]);
     assert_eq!(keys_after.lines().count(), keys.lines().count(), "a second start created a key:\n{keys_after}");
 }
+
+/// `serve` binds first: an address in use stops it before it creates the data folder or
+/// prints a key, and the message says how to pick another address. A host name resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_listens_before_it_creates_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let data = tmp.path().join("data");
+    let exited = ServeCmd::new(&data).listen(&addr).spawn().wait_exit(Duration::from_secs(20)).await;
+    let exited = exited.expect("serve on an address in use should stop at once");
+    assert!(!exited.status.success());
+    assert!(exited.stderr.contains(&format!("cannot listen on {addr}")), "{}", exited.stderr);
+    assert!(exited.stderr.contains("--listen"), "the message names the flag: {}", exited.stderr);
+    assert!(!exited.stdout.contains("exp_") && !exited.stderr.contains("exp_"), "a key was printed");
+    assert!(!data.exists(), "a start that cannot listen created the data folder");
+    drop(taken);
+
+    // a host name is an address too (`localhost:0`: a free port on the loopback)
+    let served = ServeCmd::new(&data).listen("localhost:0").start().await;
+    let r = reqwest::get(served.url("/healthz")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    served.stop().await;
+}
