@@ -1,5 +1,6 @@
 //! Byte searches eight bytes at a time (SWAR), for the hot loops of the scan and the CSV
-//! writer.
+//! writer. Hand-written because it earns its place: `memchr` finds one to three given bytes,
+//! these stops are "a quote, a backslash or any control byte", checked per 8 or 16 bytes.
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;

@@ -1,4 +1,6 @@
-//! Numbers as Python prints them, and JSON string escapes.
+//! Numbers as Python prints them, and JSON string escapes. Hand-written because it earns its
+//! place: the CSV must match Python's `repr(float)` byte for byte (csv.md), which neither
+//! `ryu` nor std's formatting does (exponent thresholds, ties, `-0.0`).
 
 use std::fmt::Write as _;
 
