@@ -34,23 +34,30 @@ impl WriteBehind {
     }
 
     fn start_writeback(&mut self) {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            let len = self.written - self.flushed;
-            // SAFETY: a valid open descriptor and a range within the file. A failure only means
-            // the final fsync does all the work, as without this.
-            unsafe {
-                libc::sync_file_range(
-                    self.file.as_raw_fd(),
-                    self.flushed as libc::off64_t,
-                    len as libc::off64_t,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                );
-            }
-        }
+        start_writeback(&self.file, self.flushed, self.written - self.flushed);
         self.flushed = self.written;
     }
+}
+
+/// Asks the kernel to start writing out `len` bytes of `file` from `offset` (0: to the end)
+/// without waiting. A failure, or another system than Linux, only leaves the work to the
+/// final fsync, as without this.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open descriptor; the kernel checks the range.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                offset as libc::off64_t,
+                len as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
 }
 
 impl Write for WriteBehind {
@@ -71,9 +78,9 @@ impl Write for WriteBehind {
 /// Asks the kernel, every `WAL_EVERY` until dropped, to start writing out whatever is dirty
 /// in the file at `path` (a SQLite WAL that a long transaction is filling), so that the
 /// commit's fsync finds little left: for an import of 100,000 results (115 MB of WAL) that
-/// fsync alone waited ~0.5 s with the disk idle until then. The file is only opened to ask
-/// (SQLite locks the database and `-shm` files, never the WAL, so this descriptor takes no
-/// lock away). Hand-written for the same reason as [`WriteBehind`].
+/// fsync alone waited ~0.5 s with the disk idle until then. The file is opened once it exists
+/// and only to ask (SQLite locks the database and `-shm` files, never the WAL, so this
+/// descriptor takes no lock away). Hand-written for the same reason as [`WriteBehind`].
 pub struct WalWriteBehind {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -87,18 +94,15 @@ impl WalWriteBehind {
         let thread = std::thread::Builder::new()
             .name("wal-write-behind".into())
             .spawn(move || {
+                let mut wal: Option<File> = None;
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(WAL_EVERY) {
                     // the WAL appears at the first write
-                    let Ok(file) = File::open(&path) else { continue };
-                    #[cfg(target_os = "linux")]
-                    {
-                        use std::os::fd::AsRawFd;
-                        // SAFETY: a valid open descriptor; length 0 means to the end of the
-                        // file. A failure only leaves the work to the commit's fsync.
-                        unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+                    if wal.is_none() {
+                        wal = File::open(&path).ok();
                     }
-                    #[cfg(not(target_os = "linux"))]
-                    drop(file);
+                    if let Some(file) = &wal {
+                        start_writeback(file, 0, 0);
+                    }
                 }
             })
             .ok();
