@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use poem::http::{header, Method, StatusCode};
-use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Route};
+use poem::http::{header, StatusCode};
+use poem::{Endpoint, EndpointExt, IntoEndpoint, Request, Route};
 use poem_openapi::OpenApiService;
 
 use crate::api::exports::ExportsApi;
@@ -17,6 +17,7 @@ use crate::api::rate_limit::{RateLimit, RateLimits};
 use crate::api::request_log::RequestLog;
 use crate::api::results::ResultsApi;
 use crate::api::schemas::SchemasApi;
+use crate::api::team::TeamApi;
 use crate::config::Config;
 use crate::data_dir::DataDir;
 use crate::db::{self, Pool};
@@ -25,7 +26,7 @@ use crate::jobs::runner::Jobs;
 use crate::signing::Signer;
 use crate::state::AppState;
 
-type Apis = (ExportsApi, SchemasApi, ResultsApi, FilesApi, HealthApi);
+type Apis = (ExportsApi, SchemasApi, ResultsApi, TeamApi, FilesApi, HealthApi);
 
 const DESCRIPTION: &str = "The Exports API generates downloadable CSV files from your extraction results. \
 Export jobs are asynchronous — when you create an export, the API queues the generation and returns \
@@ -42,7 +43,7 @@ Over a limit the answer is 429 with a `Retry-After` header in seconds. `/healthz
 /// The OpenAPI service: the document `/openapi.json` serves and `exports-api openapi` prints.
 pub fn openapi_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (ExportsApi, SchemasApi, ResultsApi, FilesApi, HealthApi),
+        (ExportsApi, SchemasApi, ResultsApi, TeamApi, FilesApi, HealthApi),
         "Exports API",
         env!("CARGO_PKG_VERSION"),
     )
@@ -182,9 +183,6 @@ fn prepare(cfg: &Config, data: &DataDir) -> anyhow::Result<(Pool, db::Writer, Si
     Ok((pool, writer, signer, lock))
 }
 
-/// The landing page: where the docs are.
-const INDEX_HTML: &str = include_str!("../static/index.html");
-
 /// Every route, with the JSON error shape on every error.
 pub fn routes(state: Arc<AppState>, rate_limits: Option<Arc<RateLimits>>) -> impl Endpoint {
     let api = openapi_service();
@@ -201,8 +199,8 @@ pub fn routes(state: Arc<AppState>, rate_limits: Option<Arc<RateLimits>>) -> imp
         .around(move |ep, mut req: Request| {
             let allowed = allowed.clone();
             async move {
-                if req.uri().path() == "/" && matches!(*req.method(), Method::GET | Method::HEAD) {
-                    return Ok(poem::web::Html(INDEX_HTML).into_response());
+                if let Some(resp) = crate::api::console::serve(&req) {
+                    return Ok(resp);
                 }
                 // early, from Content-Length; a chunked body is stopped by its reader
                 let (limit, too_large): (usize, fn(usize) -> ApiError) =

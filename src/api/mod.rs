@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod exports;
 pub mod files;
 pub mod health;
@@ -12,6 +13,7 @@ pub mod rate_limit;
 pub mod request_log;
 pub mod results;
 pub mod schemas;
+pub mod team;
 pub mod types;
 
 use std::sync::Arc;
@@ -33,6 +35,8 @@ pub enum ApiTags {
     Results,
     /// The signed download links.
     Files,
+    /// Your team: which team an API key belongs to.
+    Team,
     /// Service health.
     Health,
 }

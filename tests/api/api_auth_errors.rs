@@ -62,6 +62,7 @@ fn routes(f: &Fixture) -> Vec<(Method, String, Option<Value>, bool)> {
     let (s, r, e) = (&f.schema, &f.result, &f.export);
     let export_body = json!({"schema_id": s, "start_date": "2024-01-01", "end_date": "2024-01-31"});
     vec![
+        (Method::GET, "/v1/team".into(), None, false),
         (Method::GET, "/v1/exports".into(), None, false),
         (Method::POST, "/v1/exports".into(), Some(export_body), false),
         (Method::GET, format!("/v1/exports/{e}"), None, false),
