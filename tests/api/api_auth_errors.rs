@@ -116,7 +116,7 @@ async fn every_v1_route_needs_a_valid_key() {
     let f = fixture().await;
     let app = &f.app;
     let all = routes(&f);
-    assert_eq!(all.len(), 15);
+    assert_eq!(all.len(), 16);
     for (method, path, body, nd) in &all {
         let what = format!("{method} {path}");
         let r = request(app, method, path, body, *nd).send().await.unwrap();
