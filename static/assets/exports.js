@@ -19,7 +19,15 @@ export function render(root) {
   const status = h('p', { class: 'error form-error', role: 'alert' });
   const search = h('input', { type: 'search', id: 'export-search', placeholder: 'id, status, schema name…', maxlength: 200 });
   const limit = h('select', { id: 'export-limit' }, [10, 20, 50, 100].map((n) => h('option', { value: n, selected: n === 20 }, n)));
-  const polling = h('span', { class: 'muted', 'aria-live': 'polite' });
+  const SORTS = [['createdAt:desc', 'Newest first'], ['createdAt:asc', 'Oldest first'], ['updatedAt:desc', 'Last changed'],
+    ['status:asc', 'Status'], ['start_date:asc', 'Start date'], ['end_date:desc', 'End date, latest first']];
+  const sort = h('select', { id: 'export-sort' }, SORTS.map(([v, l]) => h('option', { value: v }, l)));
+  sort.addEventListener('change', () => {
+    [state.sort_by, state.sort_order] = sort.value.split(':');
+    state.page = 1;
+    load(true);
+  });
+  const polling = h('span', { class: 'muted', id: 'export-polling', 'aria-live': 'polite' });
   const tableWrap = h('div', { class: 'table-wrap' });
   const pager = h('div', { class: 'pager' });
 
@@ -39,6 +47,7 @@ export function render(root) {
         h('a', { class: 'button', href: '#/new' }, 'New export'))),
     h('div', { class: 'toolbar' },
       h('div', { class: 'field' }, h('label', { for: 'export-search' }, 'Search'), search),
+      h('div', { class: 'field small' }, h('label', { for: 'export-sort' }, 'Sort'), sort),
       h('div', { class: 'field small' }, h('label', { for: 'export-limit' }, 'Per page'), limit)),
     status, tableWrap, pager);
 
@@ -57,6 +66,9 @@ export function render(root) {
       }, label + arrow));
   }
 
+  /** A cell; `label` names it on narrow screens, where rows become cards. */
+  const cell = (label, cls, ...children) => h('td', { class: cls, 'data-label': label }, h('div', { class: 'cell' }, ...children));
+
   function row(e) {
     const progress = e.progress && typeof e.progress.percent === 'number'
       ? h('progress', { max: 100, value: e.progress.percent, 'aria-label': `${e.progress.percent}% done` })
@@ -68,28 +80,33 @@ export function render(root) {
     actions.append(h('button', { type: 'button', class: 'small secondary', onclick: () => remove(e) }, 'Delete'));
     const schemaName = e.schema ? e.schema.name : e.schema_id;
     return h('tr', { dataset: { exportId: e.id, status: e.status } },
-      h('td', {},
+      cell('Status', '',
         h('span', { class: `badge ${e.status}` }, e.status),
         progress,
         e.status === 'FAILED' && e.error ? h('div', { class: 'failure' }, e.error) : null),
-      h('td', {},
+      cell('Schema', '',
         h('div', {}, schemaName),
         e.expand_array ? h('div', { class: 'muted' }, `rows per ${e.expand_array}`) : null,
-        h('div', { class: 'muted mono', title: 'Export id' }, e.id.slice(0, 8) + '…')),
-      h('td', { class: 'nowrap' }, `${fmtDate(e.start_date)} → ${fmtDate(e.end_date)}`),
-      h('td', { class: 'num' }, fmtNum(e.row_count)),
-      h('td', { class: 'num' }, fmtBytes(e.file_size)),
-      h('td', { class: 'nowrap' }, fmtTime(e.createdAt)),
-      h('td', { class: 'nowrap' }, fmtTime(e.completedAt)),
-      h('td', {}, actions));
+        h('div', { class: 'muted mono', title: e.id }, e.id.slice(0, 8) + '…')),
+      cell('Dates', 'nowrap', `${fmtDate(e.start_date)} → ${fmtDate(e.end_date)}`),
+      cell('Rows', 'num', fmtNum(e.row_count)),
+      cell('Size', 'num', fmtBytes(e.file_size)),
+      cell('Created', 'nowrap', fmtTime(e.createdAt)),
+      cell('Completed', 'nowrap', fmtTime(e.completedAt)),
+      cell('', '', actions));
   }
 
   function draw(list) {
     const { data, meta } = list;
+    const current = `${state.sort_by}:${state.sort_order}`;
+    if (!SORTS.some(([v]) => v === current)) {
+      sort.append(h('option', { value: current }, `${state.sort_by} ${state.sort_order === 'asc' ? 'ascending' : 'descending'}`));
+    }
+    sort.value = current;
     if (!data.length) {
       fill(tableWrap, h('p', { class: 'empty' }, state.search ? 'No export matches the search.' : 'No exports yet. Create one with “New export”.'));
     } else {
-      fill(tableWrap, h('table', {},
+      fill(tableWrap, h('table', { class: 'cards' },
         h('caption', { class: 'sr-only' }, 'Exports'),
         h('thead', {}, h('tr', {},
           sortButton('Status', 'status'),
