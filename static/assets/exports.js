@@ -70,7 +70,7 @@ export function render(root) {
   const cell = (label, cls, ...children) => h('td', { class: cls, 'data-label': label }, h('div', { class: 'cell' }, ...children));
 
   function row(e) {
-    const progress = e.progress && typeof e.progress.percent === 'number'
+    const progress = RUNNING.has(e.status) && e.progress && typeof e.progress.percent === 'number'
       ? h('progress', { max: 100, value: e.progress.percent, 'aria-label': `${e.progress.percent}% done` })
       : null;
     const actions = h('div', { class: 'actions' });

@@ -102,12 +102,13 @@ function showSchema(detail, s, isAlive) {
       const { data, meta } = await api('GET', '/v1/results', { query: { schema_id: s.id, page, limit: 20, include_extraction: true } });
       if (!isAlive()) return;
       resultsError.textContent = '';
-      fill(resultsWrap, data.length ? h('table', { id: 'results-table' },
+      fill(resultsWrap, data.length ? h('table', { id: 'results-table', class: 'cards' },
         h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'File'), h('th', { scope: 'col' }, 'Created (UTC)'), h('th', { scope: 'col' }, 'Extraction'))),
         h('tbody', {}, data.map((r) => h('tr', {},
-          h('td', {}, r.file_name ?? '—'),
-          h('td', { class: 'nowrap' }, fmtTime(r.createdAt)),
-          h('td', {}, h('code', { class: 'extraction', title: JSON.stringify(r.extraction) }, JSON.stringify(r.extraction)))))))
+          h('td', { 'data-label': 'File' }, h('div', { class: 'cell' }, r.file_name ?? '—')),
+          h('td', { class: 'nowrap', 'data-label': 'Created' }, h('div', { class: 'cell' }, fmtTime(r.createdAt))),
+          h('td', { 'data-label': 'Extraction' }, h('div', { class: 'cell' },
+            h('code', { class: 'extraction', title: JSON.stringify(r.extraction) }, JSON.stringify(r.extraction))))))))
         : h('p', { class: 'empty' }, 'No results yet: upload an NDJSON file above.'));
       const last = Math.max(meta.totalPages, 1);
       fill(pager, h('span', { class: 'muted', id: 'results-count' }, `${fmtNum(meta.total)} result${meta.total === 1 ? '' : 's'} · page ${meta.page} of ${last}`),
