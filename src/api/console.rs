@@ -47,12 +47,11 @@ pub fn serve(req: &Request) -> Option<Response> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     let mime = file.metadata.mimetype();
-    let content_type =
-        if mime.starts_with("text/") || mime.ends_with("javascript") || mime.ends_with("+xml") {
-            format!("{mime}; charset=utf-8")
-        } else {
-            mime.to_string()
-        };
+    let content_type = if mime.starts_with("text/") || mime.ends_with("javascript") || mime.ends_with("+xml") {
+        format!("{mime}; charset=utf-8")
+    } else {
+        mime.to_string()
+    };
     let mut resp = Response::builder()
         .header(header::ETAG, etag)
         .header(header::CACHE_CONTROL, "no-cache")

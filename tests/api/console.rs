@@ -58,7 +58,10 @@ async fn the_console_and_its_modules_are_served_with_policy_and_validators() {
         let etag = header(&r, "etag");
         assert!(etag.starts_with('"') && etag.len() > 10, "{path}: etag {etag}");
         let text = r.text().await.unwrap();
-        assert!(!text.contains("http://") && !text.contains("https://") || path.ends_with(".svg"), "{path} names an outside URL");
+        assert!(
+            !text.contains("http://") && !text.contains("https://") || path.ends_with(".svg"),
+            "{path} names an outside URL"
+        );
         // a browser revalidating gets 304 with no body
         let r = app.client.get(app.url(&path)).header("if-none-match", &etag).send().await.unwrap();
         assert_eq!(r.status(), 304, "{path}");
