@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod content_type;
 pub mod exports;
 pub mod files;
 pub mod health;

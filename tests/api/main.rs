@@ -10,6 +10,7 @@ mod cli;
 mod csv_export;
 mod data_dir_lock;
 mod downloads;
+mod first_hour_api;
 mod hardening_bodies;
 mod hardening_connections;
 mod hardening_errors;
