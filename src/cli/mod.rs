@@ -148,35 +148,53 @@ pub enum KeysCommand {
     Revoke { key_id: String },
 }
 
+/// `export`: the options of `POST /v1/exports`, checked with the same rules and messages.
 #[derive(Args)]
 pub struct ExportArgs {
-    /// Schema UUID.
-    #[arg(long)]
+    /// Schema UUID (`schema_id` in the API).
+    #[arg(long, visible_alias = "schema-id", value_name = "UUID")]
     pub schema: String,
-    /// ISO 8601 start (a bare date: its start).
-    #[arg(long)]
+    /// Include results created on or after this ISO 8601 date-time; a bare date (2024-01-01)
+    /// means the start of that day (UTC).
+    #[arg(long, visible_alias = "start-date", value_name = "DATE")]
     pub start: String,
-    /// ISO 8601 end (a bare date: the whole day).
-    #[arg(long)]
+    /// Include results created on or before this ISO 8601 date-time; a bare date (2024-01-31)
+    /// means that whole day, up to 23:59:59.999Z.
+    #[arg(long, visible_alias = "end-date", value_name = "DATE")]
     pub end: String,
-    /// Top-level array field to expand into one row per item.
-    #[arg(long)]
+    /// Key of a top-level array field to expand into one row per item.
+    #[arg(long, value_name = "KEY")]
     pub expand_array: Option<String>,
-    /// Output file (default: stdout).
-    #[arg(long)]
+    /// Output file (default: stdout). Its folder must exist; nothing is written when the
+    /// export fails.
+    #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Field delimiter: , ; | or \t.
-    #[arg(long, default_value = ",")]
+    /// Field delimiter: , ; | or a tab (written \t or tab).
+    #[arg(long, default_value = ",", value_name = "CHAR")]
     pub delimiter: String,
-    /// Write a UTF-8 byte-order mark.
-    #[arg(long)]
-    pub bom: bool,
-    /// Gzip-compress the output.
-    #[arg(long)]
-    pub gzip: bool,
-    /// Turn the spreadsheet formula guard off.
-    #[arg(long)]
+    /// Write a UTF-8 byte-order mark first (Excel on Windows needs it): --bom or --bom=true|false.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub bom: Option<bool>,
+    /// Header cells: key (dot paths, billing_address.city) or label (Billing address / City).
+    #[arg(long, value_enum, default_value = "key")]
+    pub header: HeaderArg,
+    /// Prefix ' to text starting with =, +, -, @, tab or CR (spreadsheet formula guard;
+    /// default true): --formula-guard=false turns it off.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub formula_guard: Option<bool>,
+    /// The same as --formula-guard=false.
+    #[arg(long, conflicts_with = "formula_guard")]
     pub no_formula_guard: bool,
+    /// Gzip-compress the output: --gzip or --gzip=true|false.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub gzip: Option<bool>,
+}
+
+/// `export --header`: how header cells are named (`options.header` in the API).
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum HeaderArg {
+    Key,
+    Label,
 }
 
 /// Parses the command line and runs it.

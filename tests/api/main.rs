@@ -7,6 +7,7 @@ mod api_auth_errors;
 mod api_exports;
 mod api_schemas_results;
 mod cli;
+mod cli_export;
 mod csv_export;
 mod data_dir_lock;
 mod downloads;
