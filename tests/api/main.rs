@@ -8,6 +8,7 @@ mod api_exports;
 mod api_schemas_results;
 mod cli;
 mod cli_export;
+mod cli_help;
 mod csv_export;
 mod data_dir_lock;
 mod downloads;
