@@ -9,6 +9,7 @@ mod api_schemas_results;
 mod cli;
 mod cli_export;
 mod cli_help;
+mod container;
 mod csv_export;
 mod data_dir_lock;
 mod downloads;
