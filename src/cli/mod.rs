@@ -132,7 +132,7 @@ pub struct ServeArgs {
     /// a random key kept in DATA/signing.key, so URLs survive restarts. Prefer the environment
     /// variable: a flag shows in `ps`.
     #[arg(long, env = "EXPORTS_SIGNING_KEY", hide_env_values = true, value_name = "KEY", value_parser = Checked(config::parse_signing_key))]
-    pub signing_key: Option<Vec<u8>>,
+    pub signing_key: Option<String>,
     /// An API key (at least 16 characters) that team `default` has after start. Prefer the
     /// environment variable: a flag shows in `ps`.
     #[arg(long, env = "EXPORTS_API_KEY", hide_env_values = true, value_name = "KEY", value_parser = Checked(config::parse_api_key))]

@@ -30,7 +30,7 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> anyhow::Result<()> {
         // 0 keeps exports
         retention: (!a.retention.is_zero()).then_some(a.retention),
         // an empty variable (`EXPORTS_API_KEY=`) is unset
-        signing_key: a.signing_key.filter(|k| !k.is_empty()),
+        signing_key: a.signing_key.filter(|k| !k.is_empty()).map(String::into_bytes),
         api_key: a.api_key.filter(|k| !k.is_empty()),
         limits: config::Limits {
             max_body: a.max_body,

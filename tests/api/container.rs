@@ -90,6 +90,7 @@ fn owners(dir: &Path) -> Vec<(PathBuf, u32, u32)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_runs_as_the_image_runs_it() {
     let root = is_root();
+    eprintln!("container test: {}", binary().display());
     if !root {
         eprintln!(
             "container test: not root, so the server runs as this user on a folder it owns; \
