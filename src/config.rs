@@ -213,12 +213,24 @@ pub fn parse_public_url(s: &str) -> Result<String, String> {
 }
 
 /// A signing key from `EXPORTS_SIGNING_KEY`: at least 32 bytes of text (or 64 hex digits).
-pub fn parse_signing_key(s: &str) -> Result<Vec<u8>, String> {
-    let b = s.trim().as_bytes().to_vec();
-    if b.len() < 32 {
-        return Err("EXPORTS_SIGNING_KEY must be at least 32 characters long (e.g. `openssl rand -hex 32`)".into());
+/// Empty (`EXPORTS_SIGNING_KEY=`) is no key: the caller treats it as unset. Text, so that
+/// clap takes it as one value (its bytes are the key).
+pub fn parse_signing_key(s: &str) -> Result<String, String> {
+    let b = s.trim().to_string();
+    if !b.is_empty() && b.len() < 32 {
+        return Err("must be at least 32 characters long (e.g. `openssl rand -hex 32`)".into());
     }
     Ok(b)
+}
+
+/// An API key from `EXPORTS_API_KEY`: at least 16 characters, surrounding spaces dropped.
+/// Empty is no key: the caller treats it as unset.
+pub fn parse_api_key(s: &str) -> Result<String, String> {
+    let k = s.trim();
+    if !k.is_empty() && k.len() < 16 {
+        return Err("must be at least 16 characters long".into());
+    }
+    Ok(k.to_string())
 }
 
 #[cfg(test)]

@@ -92,6 +92,19 @@ impl ApiError {
     pub fn forbidden(m: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, m)
     }
+    /// 415: the body came with another `Content-Type` than the route reads, or none; the
+    /// message says what to send (`what` describes the body: `the request body is JSON`).
+    pub fn unsupported_media_type(what: &str, expected: &str, sent: Option<&str>) -> ApiError {
+        let had = match sent {
+            // the client's own text, cut short: enough to recognise it
+            Some(ct) => format!("this request had `Content-Type: {}`", ct.chars().take(100).collect::<String>()),
+            None => "this request had no Content-Type header".to_string(),
+        };
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("{what}: send it with `Content-Type: {expected}` ({had})"),
+        )
+    }
     /// A failure that is not the caller's fault: logged with its cause, shown without it.
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
         tracing::error!(%cause, "internal error");
@@ -235,8 +248,8 @@ struct ParamRule {
     /// JSON Schema type: `integer`, `boolean`, `string`, ...
     ty: &'static str,
     format: Option<&'static str>,
-    /// One of a fixed set of values (an enum).
-    enumerated: bool,
+    /// The values of an enum, as the client writes them; empty for other types.
+    allowed: Vec<String>,
     minimum: Option<f64>,
     maximum: Option<f64>,
     max_length: Option<usize>,
@@ -251,7 +264,7 @@ impl ParamRule {
         Some(ParamRule {
             ty: s.ty,
             format: s.format,
-            enumerated: !s.enum_items.is_empty(),
+            allowed: s.enum_items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect(),
             minimum: s.minimum,
             maximum: s.maximum,
             max_length: s.max_length,
@@ -261,8 +274,10 @@ impl ParamRule {
     /// What is wrong with `value`, in words (`must be at most 100`).
     fn explain(&self, value: Option<&str>) -> String {
         let value = value.unwrap_or_default();
-        if self.enumerated {
-            return "not one of the allowed values (see /docs)".into();
+        if !self.allowed.is_empty() {
+            // the client's own text, cut short: enough to recognise it
+            let shown: String = value.chars().take(50).collect();
+            return format!("'{shown}' is not one of the allowed values: {}", self.allowed.join(", "));
         }
         match self.ty {
             "integer" => {
@@ -307,31 +322,56 @@ impl ParamRule {
 /// the sent value broke (`query parameter `limit`: must be at most 100`), from the API's typed
 /// metadata and the request's query, instead of poem's wording.
 ///
-/// On every request: it keeps a copy of the URI (reference-counted, no allocation) so that
-/// the query can be read if the endpoint fails; nothing else happens unless it fails that way.
+/// On every request: it keeps a copy of the method and URI (reference-counted, no allocation)
+/// so that the query can be read if the endpoint fails; nothing else happens unless it fails
+/// that way.
 #[derive(Clone)]
-pub struct QueryErrors(Arc<HashMap<String, ParamRule>>);
+pub struct QueryErrors(Arc<Vec<OperationParams>>);
+
+/// The query parameters of one operation: its method, its path template's segments (`{id}`
+/// matches any segment) and each parameter's rule by name. A name may mean different things
+/// on different operations (`sort_by` of exports and of schemas).
+struct OperationParams {
+    method: String,
+    template: Vec<String>,
+    rules: HashMap<String, ParamRule>,
+}
+
+impl OperationParams {
+    fn matches(&self, method: &str, segments: &[&str]) -> bool {
+        self.method.eq_ignore_ascii_case(method)
+            && self.template.len() == segments.len()
+            && self.template.iter().zip(segments).all(|(t, s)| t.starts_with('{') || t == s)
+    }
+}
 
 impl QueryErrors {
-    /// The rules of every query parameter of `A`'s operations, by name (a name means the
-    /// same thing wherever it is used).
+    /// The rules of every query parameter of `A`'s operations.
     pub fn for_api<A: OpenApi>() -> QueryErrors {
         let mut registry = Registry::new();
         A::register(&mut registry);
-        let mut rules = HashMap::new();
+        let mut operations = Vec::new();
         for api in A::meta() {
-            for op in api.paths.iter().flat_map(|p| &p.operations) {
-                for param in op.params.iter().filter(|p| matches!(p.in_type, MetaParamIn::Query)) {
-                    if let Some(rule) = ParamRule::from_schema(&registry, &param.schema) {
-                        rules.entry(param.name.clone()).or_insert(rule);
-                    }
+            for path in &api.paths {
+                for op in &path.operations {
+                    let rules = op
+                        .params
+                        .iter()
+                        .filter(|p| matches!(p.in_type, MetaParamIn::Query))
+                        .filter_map(|p| Some((p.name.clone(), ParamRule::from_schema(&registry, &p.schema)?)))
+                        .collect();
+                    operations.push(OperationParams {
+                        method: op.method.to_string(),
+                        template: path.path.split('/').map(str::to_string).collect(),
+                        rules,
+                    });
                 }
             }
         }
-        QueryErrors(Arc::new(rules))
+        QueryErrors(Arc::new(operations))
     }
 
-    fn explain(&self, name: &str, uri: &poem::http::Uri) -> String {
+    fn explain(&self, name: &str, method: &poem::http::Method, uri: &poem::http::Uri) -> String {
         // the first value, as poem-openapi reads it
         let value = uri.query().and_then(|q| {
             serde_urlencoded::from_str::<Vec<(String, String)>>(q)
@@ -339,7 +379,9 @@ impl QueryErrors {
                 .into_iter()
                 .find_map(|(k, v)| (k == name).then_some(v))
         });
-        let why = match self.0.get(name) {
+        let segments: Vec<&str> = uri.path().split('/').collect();
+        let rule = self.0.iter().find(|op| op.matches(method.as_str(), &segments)).and_then(|op| op.rules.get(name));
+        let why = match rule {
             Some(rule) => rule.explain(value.as_deref()),
             None => "not a valid value (see /docs)".into(),
         };
@@ -364,9 +406,9 @@ impl<E: Endpoint> Endpoint for QueryErrorsEndpoint<E> {
     type Output = E::Output;
 
     async fn call(&self, req: poem::Request) -> poem::Result<Self::Output> {
-        let uri = req.uri().clone();
+        let (method, uri) = (req.method().clone(), req.uri().clone());
         self.inner.call(req).await.map_err(|e| match e.downcast_ref::<ParseParamError>() {
-            Some(p) => ApiError::bad_request(self.rules.explain(p.name, &uri)).into(),
+            Some(p) => ApiError::bad_request(self.rules.explain(p.name, &method, &uri)).into(),
             None => e,
         })
     }
@@ -393,7 +435,7 @@ macro_rules! api_errors {
         $crate::api_errors!($(#[$meta])* $name: writes {
             $($body)*
             PayloadTooLarge = 413: "The JSON body is larger than the configured limit (`--max-json-body`, default 1 MB)",
-            UnsupportedMediaType = 415: "The body is not application/json",
+            UnsupportedMediaType = 415: "The body was not sent with `Content-Type: application/json`",
         });
     };
     // `Name: writes { … }`: an operation that writes: 507 added
@@ -505,10 +547,8 @@ mod tests {
         assert_eq!(limit.explain(Some("99999999999999999999999999999999999999999")), "must be at most 100");
         let signed = ParamRule { format: Some("int32"), ..rule("integer") };
         assert_eq!(signed.explain(Some("-2147483649")), "must be at least -2147483648");
-        assert_eq!(
-            ParamRule { enumerated: true, ..rule("string") }.explain(Some("nope")),
-            "not one of the allowed values (see /docs)"
-        );
+        let sort_by = ParamRule { allowed: vec!["createdAt".into(), "name".into()], ..rule("string") };
+        assert_eq!(sort_by.explain(Some("nope")), "'nope' is not one of the allowed values: createdAt, name");
         let search = ParamRule { max_length: Some(200), ..rule("string") };
         assert_eq!(search.explain(Some(&"x".repeat(201))), "must be at most 200 characters long");
         assert_eq!(rule("boolean").explain(Some("maybe")), "must be true or false");

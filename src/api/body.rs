@@ -8,7 +8,6 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use poem::http::StatusCode;
 use poem::{Request, RequestBody};
-use poem_openapi::impl_apirequest_for_payload;
 use poem_openapi::payload::{Json, ParsePayload, Payload};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::{ParseFromJSON, Type};
@@ -69,7 +68,7 @@ impl<T: ParseFromJSON> ParsePayload for JsonBody<T> {
     }
 }
 
-impl_apirequest_for_payload!(JsonBody<T>, T: ParseFromJSON);
+super::content_type::body_extractor!(JsonBody<T>, "the request body is JSON", T: ParseFromJSON);
 
 /// Reads the body as it arrives, whatever its framing (`Content-Length` or chunked): 413 as
 /// soon as it passes `limit` bytes, 400 as soon as it nests too deeply, without waiting for

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod body;
 pub mod console;
+pub mod content_type;
 pub mod exports;
 pub mod files;
 pub mod health;

@@ -139,5 +139,4 @@ pub fn is_upload(method: &poem::http::Method, path: &str) -> bool {
         )
 }
 
-use poem_openapi::impl_apirequest_for_payload;
-impl_apirequest_for_payload!(Ndjson);
+super::content_type::body_extractor!(Ndjson, "the upload is NDJSON, one JSON object per line");

@@ -142,7 +142,7 @@ api_errors!(BulkErrors: writes {
     BadRequest = 400: "A line is invalid or nested more than 64 levels (the message names it); nothing was stored",
     NotFound = 404: "Schema not found",
     PayloadTooLarge = 413: "The body is larger than the configured limit (`--max-body`, default 256 MB)",
-    UnsupportedMediaType = 415: "The body is not application/x-ndjson",
+    UnsupportedMediaType = 415: "The body was not sent with `Content-Type: application/x-ndjson` (`application/ndjson` and `application/jsonl` are accepted too)",
 });
 api_errors!(ListResultsErrors {
     BadRequest = 400: "Invalid query parameter",

@@ -6,10 +6,11 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context};
 
-use super::{connect, open_db, ExportArgs};
+use super::{connect, open_db, ExportArgs, HeaderArg};
 use crate::db;
-use crate::domain::export::{CsvOptions, Delimiter};
-use crate::domain::time::{now_ms, parse_instant, DayEnd};
+use crate::domain::export::HeaderStyle;
+use crate::domain::export_input::{ExportField, ExportInput};
+use crate::domain::time::now_ms;
 use crate::import::ImportError;
 use crate::jobs::engine::{write_export, ExportSpec};
 
@@ -50,34 +51,86 @@ pub fn import(data_dir: &Path, schema_id: &str, file: &str) -> anyhow::Result<()
     Ok(())
 }
 
-pub fn export(data_dir: &Path, a: ExportArgs) -> anyhow::Result<()> {
-    let pool = open_db(data_dir)?;
-    let conn = connect(&pool)?;
-    let schema = db::schemas::get_any(&conn, &a.schema)
-        .context("looking the schema up failed")?
-        .with_context(|| format!("no schema with id '{}' in the data folder {}", a.schema, data_dir.display()))?;
-    let start = parse_instant(&a.start, DayEnd::Start).map_err(|e| anyhow!("--start: {e}"))?;
-    let end = parse_instant(&a.end, DayEnd::End).map_err(|e| anyhow!("--end: {e}"))?;
-    if start > end {
-        bail!("--start is after --end");
+/// The command line's names for the fields of a new export.
+fn flag(field: ExportField) -> &'static str {
+    match field {
+        ExportField::StartDate => "--start",
+        ExportField::EndDate => "--end",
+        ExportField::Delimiter => "--delimiter",
     }
+}
+
+/// Checks that `--out` can be written before anything is done: its folder exists and it is
+/// not a folder itself.
+fn check_out(path: &Path) -> anyhow::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if path.is_dir() {
+        bail!(
+            "--out {}: that is a folder; give a file name, e.g. {}",
+            path.display(),
+            path.join("export.csv").display()
+        );
+    }
+    match std::fs::metadata(parent) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => bail!("--out {}: {} is not a folder; nothing was written", path.display(), parent.display()),
+        Err(e) => Err(anyhow!(
+            "--out {}: the folder {} {}; create it first, or write elsewhere. Nothing was written",
+            path.display(),
+            parent.display(),
+            if e.kind() == std::io::ErrorKind::NotFound {
+                "does not exist".to_string()
+            } else {
+                format!("cannot be read ({e})")
+            }
+        )),
+    }
+}
+
+pub fn export(data_dir: &Path, a: ExportArgs) -> anyhow::Result<()> {
+    // the same checks, in the same order and with the same words, as POST /v1/exports
     let delimiter = match a.delimiter.as_str() {
         // how a tab is easiest to write in a shell
-        "\\t" | "tab" => '\t',
-        d => d.parse::<Delimiter>().map_err(|_| anyhow!("--delimiter '{d}': use , ; | or \\t"))?.as_char(),
+        "\\t" | "tab" => "\t",
+        d => d,
     };
-    let options =
-        CsvOptions { delimiter, bom: a.bom, gzip: a.gzip, formula_guard: !a.no_formula_guard, ..CsvOptions::default() };
-    if let Some(k) = &a.expand_array {
+    let new = ExportInput {
+        schema_id: a.schema.clone(),
+        start_date: &a.start,
+        end_date: &a.end,
+        expand_array: a.expand_array.clone(),
+        delimiter: Some(delimiter),
+        bom: a.bom,
+        header: Some(match a.header {
+            HeaderArg::Key => HeaderStyle::Key,
+            HeaderArg::Label => HeaderStyle::Label,
+        }),
+        formula_guard: if a.no_formula_guard { Some(false) } else { a.formula_guard },
+        gzip: a.gzip,
+    }
+    .check()
+    .map_err(|e| anyhow!(e.message(flag)))?;
+    if let Some(path) = &a.out {
+        check_out(path)?;
+    }
+    let pool = open_db(data_dir)?;
+    let conn = connect(&pool)?;
+    let schema = db::schemas::get_any(&conn, &new.schema_id)
+        .context("looking the schema up failed")?
+        .with_context(|| format!("no schema with id '{}' in the data folder {}", new.schema_id, data_dir.display()))?;
+    if let Some(k) = &new.expand_array {
         crate::domain::export::check_expand_array(&schema.definition, k).map_err(|e| anyhow!(e))?;
     }
     let spec = ExportSpec {
         schema_id: &schema.id,
         schema: &schema.definition,
-        start_ms: start,
-        end_ms: end,
-        expand_array: a.expand_array.as_deref(),
-        options: &options,
+        start_ms: new.start_ms,
+        end_ms: new.end_ms,
+        expand_array: new.expand_array.as_deref(),
+        options: &new.options,
     };
     let started = std::time::Instant::now();
     let rows = match &a.out {
@@ -86,7 +139,8 @@ pub fn export(data_dir: &Path, a: ExportArgs) -> anyhow::Result<()> {
             crate::jobs::runner::write_file_atomically(path, |w| {
                 rows = write_export(&conn, &spec, w, || false)?.unwrap_or(0);
                 Ok(())
-            })?;
+            })
+            .with_context(|| format!("--out {}: the export was not written", path.display()))?;
             rows
         }
         None => {

@@ -23,7 +23,10 @@ use crate::db::{self, Pool};
 #[command(
     name = "exports-api",
     version,
-    about = "Self-hosted Exports API: extraction results in, signed CSV downloads out"
+    about = "Self-hosted Exports API: extraction results in, signed CSV downloads out",
+    after_help = "--data-dir and the server's flags have environment variable twins (EXPORTS_DATA_DIR, \
+EXPORTS_LISTEN, ...), shown with each flag: `exports-api serve --help` lists them all, with the forms \
+durations and sizes take. `serve` runs in the foreground until Ctrl-C or SIGTERM."
 )]
 pub struct Cli {
     /// The data folder: database, signing key, export files.
@@ -35,7 +38,7 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run the HTTP server and the export workers.
+    /// Run the HTTP server and the export workers, in the foreground (Ctrl-C or SIGTERM stops it).
     Serve(ServeArgs),
     /// Manage teams.
     #[command(subcommand)]
@@ -57,12 +60,17 @@ pub enum Command {
     Openapi,
     /// Exit 0 when the server at --listen answers /healthz with 200 (for container health checks).
     Healthcheck {
+        /// The server's address, as given to `serve`: IP:PORT or HOST:PORT (0.0.0.0 is probed
+        /// on 127.0.0.1).
         #[arg(long, env = "EXPORTS_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
     },
 }
 
 #[derive(Args)]
+#[command(after_help = "DURATION: 3600 (seconds), 90s, 30m, 12h or 7d. SIZE: 1048576 (bytes), 512KB, 64MB or 1GB.\n\
+Every flag can be set by its environment variable instead (shown with each flag); \
+RUST_LOG sets the log level (e.g. RUST_LOG=debug).")]
 pub struct ServeArgs {
     /// Load a demo team, schema and results into an empty database, and print the demo key.
     #[arg(long)]
@@ -76,17 +84,17 @@ pub struct ServeArgs {
     /// Export jobs that run at once (default: the number of CPUs).
     #[arg(long, env = "EXPORTS_WORKERS")]
     pub workers: Option<usize>,
-    /// Seconds a download URL stays valid (at most 604800, 7 days).
-    #[arg(long, env = "EXPORTS_URL_TTL", default_value = "3600", value_parser = Checked(config::parse_url_ttl))]
+    /// How long a download URL stays valid, 1s to 7d (see DURATION below).
+    #[arg(long, env = "EXPORTS_URL_TTL", default_value = "3600", value_name = "DURATION", value_parser = Checked(config::parse_url_ttl))]
     pub url_ttl: Duration,
     /// COMPLETED/FAILED exports older than this are deleted with their file; 0 keeps them.
-    #[arg(long, env = "EXPORTS_RETENTION", default_value = "7d", value_parser = Checked(config::parse_duration))]
+    #[arg(long, env = "EXPORTS_RETENTION", default_value = "7d", value_name = "DURATION", value_parser = Checked(config::parse_duration))]
     pub retention: Duration,
     /// Largest NDJSON upload body (POST /v1/schemas/{id}/results), e.g. 256MB.
-    #[arg(long, env = "EXPORTS_MAX_BODY", default_value = "256MB", value_parser = Checked(config::parse_size))]
+    #[arg(long, env = "EXPORTS_MAX_BODY", default_value = "256MB", value_name = "SIZE", value_parser = Checked(config::parse_size))]
     pub max_body: usize,
     /// Largest JSON request body (every other route that takes a body), e.g. 1MB.
-    #[arg(long, env = "EXPORTS_MAX_JSON_BODY", default_value = "1MB", value_parser = Checked(config::parse_size))]
+    #[arg(long, env = "EXPORTS_MAX_JSON_BODY", default_value = "1MB", value_name = "SIZE", value_parser = Checked(config::parse_size))]
     pub max_json_body: usize,
     /// Exports a team may have PENDING or PROCESSING at once; 0: no limit.
     #[arg(long, env = "EXPORTS_MAX_QUEUED_EXPORTS", default_value_t = 100)]
@@ -96,6 +104,7 @@ pub struct ServeArgs {
         long,
         env = "EXPORTS_MAX_EXPORT_STORAGE",
         default_value = "0",
+        value_name = "SIZE",
         value_parser = Checked(config::parse_storage_limit)
     )]
     pub max_export_storage: u64,
@@ -104,21 +113,30 @@ pub struct ServeArgs {
     #[arg(long, env = "EXPORTS_RATE_LIMIT", default_value_t = 100)]
     pub rate_limit: u32,
     /// A request's header must arrive whole within this time, e.g. 30s.
-    #[arg(long, env = "EXPORTS_HEADER_TIMEOUT", default_value = "30s", value_parser = Checked(config::parse_positive_duration))]
+    #[arg(long, env = "EXPORTS_HEADER_TIMEOUT", default_value = "30s", value_name = "DURATION", value_parser = Checked(config::parse_positive_duration))]
     pub header_timeout: Duration,
     /// A connection with no request in flight and no traffic for this long is closed, e.g. 60s.
-    #[arg(long, env = "EXPORTS_IDLE_TIMEOUT", default_value = "60s", value_parser = Checked(config::parse_positive_duration))]
+    #[arg(long, env = "EXPORTS_IDLE_TIMEOUT", default_value = "60s", value_name = "DURATION", value_parser = Checked(config::parse_positive_duration))]
     pub idle_timeout: Duration,
     /// Open connections at most; a connection past the cap gets 503 and is closed.
     #[arg(long, env = "EXPORTS_MAX_CONNECTIONS", default_value_t = 1000)]
     pub max_connections: usize,
     /// On SIGTERM/SIGINT, how long open requests may take to finish before the server exits.
-    #[arg(long, env = "EXPORTS_SHUTDOWN_GRACE", default_value = "5s", value_parser = Checked(config::parse_duration))]
+    #[arg(long, env = "EXPORTS_SHUTDOWN_GRACE", default_value = "5s", value_name = "DURATION", value_parser = Checked(config::parse_duration))]
     pub shutdown_grace: Duration,
     /// How long a database write waits while another process (e.g. `import`) holds the lock;
     /// past it the request gets 503 with Retry-After.
-    #[arg(long, env = "EXPORTS_BUSY_TIMEOUT", default_value = "5s", value_parser = Checked(config::parse_positive_duration))]
+    #[arg(long, env = "EXPORTS_BUSY_TIMEOUT", default_value = "5s", value_name = "DURATION", value_parser = Checked(config::parse_positive_duration))]
     pub busy_timeout: Duration,
+    /// HMAC key of download URLs, at least 32 characters (e.g. `openssl rand -hex 32`); unset:
+    /// a random key kept in DATA/signing.key, so URLs survive restarts. Prefer the environment
+    /// variable: a flag shows in `ps`.
+    #[arg(long, env = "EXPORTS_SIGNING_KEY", hide_env_values = true, value_name = "KEY", value_parser = Checked(config::parse_signing_key))]
+    pub signing_key: Option<String>,
+    /// An API key (at least 16 characters) that team `default` has after start. Prefer the
+    /// environment variable: a flag shows in `ps`.
+    #[arg(long, env = "EXPORTS_API_KEY", hide_env_values = true, value_name = "KEY", value_parser = Checked(config::parse_api_key))]
+    pub api_key: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -148,35 +166,53 @@ pub enum KeysCommand {
     Revoke { key_id: String },
 }
 
+/// `export`: the options of `POST /v1/exports`, checked with the same rules and messages.
 #[derive(Args)]
 pub struct ExportArgs {
-    /// Schema UUID.
-    #[arg(long)]
+    /// Schema UUID (`schema_id` in the API).
+    #[arg(long, visible_alias = "schema-id", value_name = "UUID")]
     pub schema: String,
-    /// ISO 8601 start (a bare date: its start).
-    #[arg(long)]
+    /// Include results created on or after this ISO 8601 date-time; a bare date (2024-01-01)
+    /// means the start of that day (UTC).
+    #[arg(long, visible_alias = "start-date", value_name = "DATE")]
     pub start: String,
-    /// ISO 8601 end (a bare date: the whole day).
-    #[arg(long)]
+    /// Include results created on or before this ISO 8601 date-time; a bare date (2024-01-31)
+    /// means that whole day, up to 23:59:59.999Z.
+    #[arg(long, visible_alias = "end-date", value_name = "DATE")]
     pub end: String,
-    /// Top-level array field to expand into one row per item.
-    #[arg(long)]
+    /// Key of a top-level array field to expand into one row per item.
+    #[arg(long, value_name = "KEY")]
     pub expand_array: Option<String>,
-    /// Output file (default: stdout).
-    #[arg(long)]
+    /// Output file (default: stdout). Its folder must exist; nothing is written when the
+    /// export fails.
+    #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Field delimiter: , ; | or \t.
-    #[arg(long, default_value = ",")]
+    /// Field delimiter: , ; | or a tab (written \t or tab).
+    #[arg(long, default_value = ",", value_name = "CHAR")]
     pub delimiter: String,
-    /// Write a UTF-8 byte-order mark.
-    #[arg(long)]
-    pub bom: bool,
-    /// Gzip-compress the output.
-    #[arg(long)]
-    pub gzip: bool,
-    /// Turn the spreadsheet formula guard off.
-    #[arg(long)]
+    /// Write a UTF-8 byte-order mark first (Excel on Windows needs it): --bom or --bom=true|false.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub bom: Option<bool>,
+    /// Header cells: key (dot paths, billing_address.city) or label (Billing address / City).
+    #[arg(long, value_enum, default_value = "key")]
+    pub header: HeaderArg,
+    /// Prefix ' to text starting with =, +, -, @, tab or CR (spreadsheet formula guard;
+    /// default true): --formula-guard=false turns it off.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub formula_guard: Option<bool>,
+    /// The same as --formula-guard=false.
+    #[arg(long, conflicts_with = "formula_guard")]
     pub no_formula_guard: bool,
+    /// Gzip-compress the output: --gzip or --gzip=true|false.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub gzip: Option<bool>,
+}
+
+/// `export --header`: how header cells are named (`options.header` in the API).
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum HeaderArg {
+    Key,
+    Label,
 }
 
 /// Parses the command line and runs it.

@@ -21,15 +21,6 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> anyhow::Result<()> {
         Some(n) => n,
         None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
     };
-    let signing_key = match std::env::var("EXPORTS_SIGNING_KEY") {
-        Ok(s) if !s.is_empty() => Some(config::parse_signing_key(&s).map_err(|e| anyhow!(e))?),
-        _ => None,
-    };
-    let api_key = match std::env::var("EXPORTS_API_KEY") {
-        Ok(s) if s.trim().len() >= 16 => Some(s.trim().to_string()),
-        Ok(s) if !s.is_empty() => bail!("EXPORTS_API_KEY must be at least 16 characters long"),
-        _ => None,
-    };
     let cfg = Config {
         data_dir: data_dir.to_path_buf(),
         listen: a.listen,
@@ -38,8 +29,9 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> anyhow::Result<()> {
         url_ttl: a.url_ttl,
         // 0 keeps exports
         retention: (!a.retention.is_zero()).then_some(a.retention),
-        signing_key,
-        api_key,
+        // an empty variable (`EXPORTS_API_KEY=`) is unset
+        signing_key: a.signing_key.filter(|k| !k.is_empty()).map(String::into_bytes),
+        api_key: a.api_key.filter(|k| !k.is_empty()),
         limits: config::Limits {
             max_body: a.max_body,
             max_json_body: a.max_json_body,
@@ -96,7 +88,8 @@ async fn shutdown_signal() {
 }
 
 pub fn healthcheck(listen: &str) -> anyhow::Result<()> {
-    let mut addr: SocketAddr = listen.parse().map_err(|_| anyhow!("'{listen}' is not an address"))?;
+    // the address as `serve` takes it: IP:PORT or HOST:PORT
+    let mut addr: SocketAddr = config::parse_listen(listen).map_err(|e| anyhow!("--listen / EXPORTS_LISTEN: {e}"))?;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }

@@ -7,7 +7,6 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::schema::{FieldType, SchemaDef};
-use super::time::format_ms;
 
 /// Where an export job is. Moves only PENDING → PROCESSING → COMPLETED or FAILED.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,9 +114,10 @@ impl FromStr for Delimiter {
     }
 }
 
-/// A new export job as asked for, checked as far as it can be without the database: the
-/// schema id, the inclusive time range in ms (start not after end), the array field to
-/// expand (checked against the schema when it is looked up) and the CSV options.
+/// A new export job as asked for, checked as far as it can be without the database (see
+/// [`ExportInput::check`](super::export_input::ExportInput::check)): the schema id, the
+/// inclusive time range in ms (start not after end), the array field to expand (checked
+/// against the schema when it is looked up) and the CSV options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewExport {
     pub schema_id: String,
@@ -125,22 +125,6 @@ pub struct NewExport {
     pub end_ms: i64,
     pub expand_array: Option<String>,
     pub options: CsvOptions,
-}
-
-impl NewExport {
-    /// Checks that the range is not reversed; the message shows both ends.
-    pub fn new(
-        schema_id: String,
-        start_ms: i64,
-        end_ms: i64,
-        expand_array: Option<String>,
-        options: CsvOptions,
-    ) -> Result<NewExport, String> {
-        if start_ms > end_ms {
-            return Err(format!("start_date ({}) is after end_date ({})", format_ms(start_ms), format_ms(end_ms)));
-        }
-        Ok(NewExport { schema_id, start_ms, end_ms, expand_array, options })
-    }
 }
 
 /// Checks that `expand_array` names a top-level `array` field of the schema.
@@ -179,15 +163,5 @@ mod tests {
             assert_eq!(bad.parse::<Delimiter>(), Err(BadDelimiter(bad.to_string())), "{bad:?}");
         }
         assert_eq!(BadDelimiter("x".into()).to_string(), r#""x" is not allowed; use one of ",", ";", "\t", "|""#);
-    }
-
-    #[test]
-    fn a_new_export_may_not_end_before_it_starts() {
-        let new = |s, e| NewExport::new("id".into(), s, e, None, CsvOptions::default());
-        assert!(new(5, 5).is_ok());
-        assert_eq!(
-            new(1, 0).unwrap_err(),
-            "start_date (1970-01-01T00:00:00.001Z) is after end_date (1970-01-01T00:00:00.000Z)"
-        );
     }
 }

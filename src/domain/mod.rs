@@ -2,6 +2,7 @@
 //! or the file system.
 
 pub mod export;
+pub mod export_input;
 pub mod list;
 pub mod naming;
 pub mod ndjson;

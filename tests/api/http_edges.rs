@@ -145,7 +145,7 @@ async fn bad_bodies_are_explained_by_member() {
         ("/v1/exports?limit=0", "query parameter `limit`: must be at least 1"),
         ("/v1/schemas?limit=abc", "query parameter `limit`: not a whole number"),
         ("/v1/results?page=4294967296", "query parameter `page`: must be at most 4294967295"),
-        ("/v1/exports?sort_by=nope", "query parameter `sort_by`: not one of the allowed values"),
+        ("/v1/exports?sort_by=nope", "query parameter `sort_by`: 'nope' is not one of the allowed values: createdAt, updatedAt, status, start_date, end_date"),
         ("/v1/results?include_extraction=maybe", "query parameter `include_extraction`: must be true or false"),
     ] {
         let msg = helpers::assert_error(app.get(query).send().await.unwrap(), 400).await;

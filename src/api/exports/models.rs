@@ -6,8 +6,9 @@ use poem_openapi::{Enum, Object};
 use crate::api::list::{Meta, SchemaRef, Sparse};
 use crate::api::types::Text;
 use crate::db::exports::ExportRow;
-use crate::domain::export::{CsvOptions, Delimiter, ExportStatus, HeaderStyle, NewExport};
-use crate::domain::time::{format_ms, parse_instant, DayEnd};
+use crate::domain::export::{CsvOptions, ExportStatus, HeaderStyle, NewExport};
+use crate::domain::export_input::ExportInput;
+use crate::domain::time::format_ms;
 use crate::error::ApiError;
 
 /// Where an export job is: PENDING (queued, waiting to start), PROCESSING (generation in
@@ -252,39 +253,25 @@ pub(super) fn options_out(o: &CsvOptions) -> ExportOptions {
     }
 }
 
-pub(super) fn options_in(o: Option<ExportOptionsInput>) -> Result<CsvOptions, ApiError> {
-    let o = o.unwrap_or_default();
-    let d = CsvOptions::default();
-    let delimiter = match o.delimiter.as_deref() {
-        None => d.delimiter,
-        Some(s) => {
-            s.parse::<Delimiter>().map_err(|e| ApiError::bad_request(format!("options.delimiter {e}")))?.as_char()
-        }
-    };
-    Ok(CsvOptions {
-        delimiter,
-        bom: o.bom.unwrap_or(d.bom),
-        header: o.header.map_or(d.header, HeaderStyle::from),
-        formula_guard: o.formula_guard.unwrap_or(d.formula_guard),
-        gzip: o.gzip.unwrap_or(d.gzip),
-    })
-}
-
 /// Everything about a new export that needs no database: dates, their order, options.
 impl TryFrom<CreateExport> for NewExport {
     type Error = ApiError;
 
     fn try_from(body: CreateExport) -> Result<NewExport, ApiError> {
-        let start = parse_instant(&body.start_date, DayEnd::Start)
-            .map_err(|m| ApiError::bad_request(format!("start_date: {m}")))?;
-        let end =
-            parse_instant(&body.end_date, DayEnd::End).map_err(|m| ApiError::bad_request(format!("end_date: {m}")))?;
-        let schema_id = body.schema_id.to_string();
-        let expand_array = body.expand_array.map(|t| t.0);
-        // the range first, then the options, so that the first fault in the body is the one named
-        let new = NewExport::new(schema_id, start, end, expand_array, CsvOptions::default())
-            .map_err(ApiError::bad_request)?;
-        Ok(NewExport { options: options_in(body.options)?, ..new })
+        let o = body.options.unwrap_or_default();
+        ExportInput {
+            schema_id: body.schema_id.to_string(),
+            start_date: &body.start_date,
+            end_date: &body.end_date,
+            expand_array: body.expand_array.map(|t| t.0),
+            delimiter: o.delimiter.as_ref().map(|d| d.0.as_str()),
+            bom: o.bom,
+            header: o.header.map(HeaderStyle::from),
+            formula_guard: o.formula_guard,
+            gzip: o.gzip,
+        }
+        .check()
+        .map_err(|e| ApiError::bad_request(e.to_string()))
     }
 }
 
