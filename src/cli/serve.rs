@@ -57,20 +57,81 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> anyhow::Result<()> {
             shutdown_grace: a.shutdown_grace,
         },
         demo: a.demo,
+        metrics: a.metrics,
     };
     let rt =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let app = App::build(cfg).await?;
-        tracing::info!(
-            "exports-api {} listening on {} (docs: {}/docs, data: {})",
-            env!("CARGO_PKG_VERSION"),
-            app.local_addr(),
-            app.base_url(),
-            data_dir.display()
-        );
+        let app = App::build(cfg.clone()).await?;
+        tracing::info!("{}", startup_block(&cfg, &app));
         app.run_until_stopped(shutdown_signal()).await.context("server error")
     })
+}
+
+/// What the operator needs to know once the server listens, in one log line of several
+/// lines: where it is, where its data is, and every limit in force.
+fn startup_block(cfg: &Config, app: &App) -> String {
+    let l = &cfg.limits;
+    let srv = &cfg.server;
+    let base = app.base_url();
+    let metrics = if cfg.metrics { format!("{base}/metrics") } else { "off (--metrics false)".into() };
+    let retention = cfg.retention.map_or("off, exports are kept".into(), duration);
+    let rate = match l.rate_limit {
+        0 => "off".to_string(),
+        n => format!("{n} requests/s per API key and per client address without one (burst {})", 2 * n),
+    };
+    let queued = match l.max_queued_exports {
+        0 => "no limit".to_string(),
+        n => n.to_string(),
+    };
+    let storage = l.max_export_storage.map_or("no limit".into(), |n| size(n as usize));
+    [
+        format!(
+            "exports-api {} listening on {} (runs in the foreground; Ctrl-C stops it)",
+            env!("CARGO_PKG_VERSION"),
+            app.local_addr()
+        ),
+        format!("  public URL   {} (the base of download links)", app.public_url()),
+        format!("  docs         {base}/docs"),
+        format!("  metrics      {metrics}"),
+        format!("  data folder  {}", cfg.data_dir.display()),
+        format!("  workers      {} export jobs at once; retention {retention}", cfg.workers),
+        format!("  downloads    links valid {}", duration(cfg.url_ttl)),
+        format!("  bodies       JSON up to {}, NDJSON upload up to {}", size(l.max_json_body), size(l.max_body)),
+        format!("  rate limit   {rate}"),
+        format!("  per team     queued exports {queued}; export storage {storage}"),
+        format!(
+            "  connections  at most {}; header timeout {}, idle timeout {}, shutdown grace {}",
+            srv.max_connections,
+            duration(srv.header_timeout),
+            duration(srv.idle_timeout),
+            duration(srv.shutdown_grace)
+        ),
+        format!("  database     busy timeout {}", duration(l.busy_timeout)),
+    ]
+    .join("\n")
+}
+
+/// `7d`, `12h`, `30m`, `45s`: the largest unit that divides it, as the flags take it.
+fn duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".into(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// `256MB`, `1MB`, `512KB`, `1000B`: the largest binary unit that divides it, as the flags take it.
+fn size(n: usize) -> String {
+    for (unit, bytes) in [("GB", 1usize << 30), ("MB", 1 << 20), ("KB", 1 << 10)] {
+        if n >= bytes && n % bytes == 0 {
+            return format!("{}{unit}", n / bytes);
+        }
+    }
+    format!("{n}B")
 }
 
 async fn shutdown_signal() {
