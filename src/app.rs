@@ -21,7 +21,7 @@ use crate::api::schemas::SchemasApi;
 use crate::config::Config;
 use crate::data_dir::DataDir;
 use crate::db::{self, Pool};
-use crate::error::{to_json_error, ApiError, ErrorBody};
+use crate::error::{to_json_error, ApiError};
 use crate::jobs::runner::Jobs;
 use crate::metrics::Metrics;
 use crate::signing::Signer;
@@ -265,10 +265,7 @@ pub fn routes(state: Arc<AppState>, rate_limits: Option<Arc<RateLimits>>, metric
         .with(crate::error::QueryErrors::for_api::<Apis>())
         .catch_all_error(to_json_error)
         // a panic in a handler is a 500 in the JSON shape (its request id added outside)
-        .with(poem::middleware::CatchPanic::new().with_handler(|_| {
-            ErrorBody::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error; the cause is in the server log")
-                .into_response()
-        }))
+        .with(poem::middleware::CatchPanic::new().with_handler(crate::error::panic_response))
         // outermost: it sees every answer, its final status included
         .with(RequestLog::new(state_metrics, templates))
 }

@@ -229,6 +229,13 @@ pub async fn to_json_error(err: poem::Error) -> Response {
     ErrorBody::new(status, message).into_response()
 }
 
+/// The answer to a handler that panicked (poem's `CatchPanic`): a 500 in the JSON shape. The
+/// panic itself is logged by the panic hook, with the request's id.
+pub fn panic_response(_panic: Box<dyn std::any::Any + Send>) -> Response {
+    ErrorBody::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error; the cause is in the server log")
+        .into_response()
+}
+
 /// Largest 5xx body read to add the request id to; ours are a few hundred bytes.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 

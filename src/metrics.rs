@@ -5,7 +5,7 @@
 //! Built on the `prometheus` crate with a `Registry` owned by the running app (no global
 //! registry): `App` creates one `Metrics`, puts it in `AppState` and hands it to the workers.
 //! Labels never carry a team, an export id or a raw path: `route` is the route template
-//! (`/v1/exports/{id}`), `status` an HTTP status or a job outcome.
+//! (`/v1/exports/:id`), `status` an HTTP status or a job outcome.
 //!
 //! | metric | type | labels | what |
 //! | --- | --- | --- | --- |
@@ -184,7 +184,7 @@ mod tests {
         let m = Metrics::new();
         m.job_finished(JOB_COMPLETED, 0.3);
         m.rows_written.inc_by(10);
-        m.http_request("GET", "/v1/exports/{id}", 200, 0.002);
+        m.http_request("GET", "/v1/exports/:id", 200, 0.002);
         m.http_request("BREW", "unmatched", 405, 0.001);
         m.storage_changed(100);
         m.storage_changed(-40);
@@ -198,7 +198,7 @@ mod tests {
             "exports_storage_bytes 60",
             "exports_rows_written_total 10",
             "exports_job_duration_seconds_count{status=\"COMPLETED\"} 1",
-            "http_requests_total{method=\"GET\",route=\"/v1/exports/{id}\",status=\"200\"} 1",
+            "http_requests_total{method=\"GET\",route=\"/v1/exports/:id\",status=\"200\"} 1",
             "http_requests_total{method=\"OTHER\",route=\"unmatched\",status=\"405\"} 1",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");

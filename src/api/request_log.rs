@@ -155,6 +155,25 @@ fn loggable_path(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use poem::EndpointExt;
+
+    /// A handler that panics answers a JSON 500 whose message and header carry the request id.
+    #[tokio::test]
+    async fn a_panic_is_a_500_that_names_the_request_id() {
+        let metrics = Arc::new(Metrics::new());
+        let ep = poem::endpoint::make(|_| async { panic!("boom") as Response })
+            .with(poem::middleware::CatchPanic::new().with_handler(crate::error::panic_response))
+            .with(RequestLog::new(metrics.clone(), Arc::new(RouteTemplates::from_spec("{}"))));
+        let req = Request::builder().uri_str("/anything").header(REQUEST_ID_HEADER, "panic-1").finish();
+        let resp = ep.call(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(resp.headers()[REQUEST_ID_HEADER], "panic-1");
+        let body: serde_json::Value = serde_json::from_slice(&resp.into_body().into_vec().await.unwrap()).unwrap();
+        assert_eq!(body["statusCode"], 500);
+        assert!(body["message"].as_str().unwrap().ends_with("(request id panic-1)"), "{body}");
+        let text = metrics.render(0, 0);
+        assert!(text.lines().any(|l| l.starts_with("http_requests_total{") && l.ends_with(r#"status="500"} 1"#)), "{text}");
+    }
 
     #[test]
     fn long_paths_are_cut() {

@@ -1,9 +1,13 @@
-//! The route template of a request (`/v1/exports/{id}`): the `route` of its log line and of
+//! The route template of a request (`/v1/exports/:id`): the `route` of its log line and of
 //! the HTTP metrics, never the raw path (which holds ids and grows without bound).
 //!
+//! Parameters are written `:name`, as poem routes are, with the OpenAPI document's names.
+//! (The document writes `{id}`; braces are legal in a Prometheus label value, but simple
+//! text-format parsers, `prometheus-parse` among them, drop such lines.)
+//!
 //! The router says which pattern it matched (poem's `PathPattern`, on the answer): the
-//! innermost middleware [`record`] keeps it for the request, and it is written as the OpenAPI
-//! document writes it (poem-openapi names its parameters `:param0`; the document `{id}`).
+//! innermost middleware [`record`] keeps it for the request, and its parameters get the
+//! OpenAPI document's names (poem-openapi's router names them `:param0`, `:param1`).
 //! Requests answered before routing (429 from the rate limit, 413 from `Content-Length`, the
 //! landing page) get the documented path their path has the shape of ([`RouteTemplates`],
 //! from the OpenAPI document); anything else is [`UNMATCHED`].
@@ -49,7 +53,7 @@ pub async fn record<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Respo
     result
 }
 
-/// `/v1/exports/:id` → `/v1/exports/{id}`; `/docs/` → `/docs`.
+/// `/v1/exports/{id}` → `/v1/exports/:id`; `/docs/` → `/docs`.
 fn template(pattern: &str) -> String {
     let pattern = match pattern.strip_suffix('/') {
         Some(p) if !p.is_empty() => p,
@@ -57,12 +61,16 @@ fn template(pattern: &str) -> String {
     };
     pattern
         .split('/')
-        .map(|s| match s.strip_prefix(':') {
-            Some(name) => format!("{{{name}}}"),
+        .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(name) => format!(":{name}"),
             None => s.to_string(),
         })
         .collect::<Vec<_>>()
         .join("/")
+}
+
+fn is_param(segment: &str) -> bool {
+    segment.starts_with(':')
 }
 
 /// The routes of the service and the methods each answers.
@@ -91,8 +99,8 @@ impl RouteTemplates {
             }
         }
         routes.extend(UNDOCUMENTED.iter().map(|p| Template::new(p, "GET, HEAD".into())));
-        // literal segments before parameters: `/v1/a/b` wins over `/v1/a/{x}`
-        routes.sort_by_key(|t| std::cmp::Reverse(t.segments.iter().filter(|s| !s.starts_with('{')).count()));
+        // literal segments before parameters: `/v1/a/b` wins over `/v1/a/:x`
+        routes.sort_by_key(|t| std::cmp::Reverse(t.segments.iter().filter(|s| !is_param(s)).count()));
         RouteTemplates(routes)
     }
 
@@ -103,7 +111,7 @@ impl RouteTemplates {
         let segments: Vec<&str> = path.split('/').collect();
         self.0.iter().find(|t| {
             t.segments.len() == segments.len()
-                && t.segments.iter().zip(&segments).all(|(t, s)| (t.starts_with('{') && !s.is_empty()) || t == s)
+                && t.segments.iter().zip(&segments).all(|(t, s)| (is_param(t) && !s.is_empty()) || t == s)
         })
     }
 
@@ -112,15 +120,15 @@ impl RouteTemplates {
         self.find(path).map(|t| t.text.as_str())
     }
 
-    /// The route of a pattern the router matched, as the OpenAPI document writes it
-    /// (`/v1/exports/:param0` → `/v1/exports/{id}`); a route outside the document keeps its
-    /// own names (`/assets/:file` → `/assets/{file}`).
+    /// The route of a pattern the router matched, with the OpenAPI document's names
+    /// (`/v1/exports/:param0` → `/v1/exports/:id`); a route outside the document keeps its
+    /// own (`/assets/:file`).
     pub fn route_of(&self, pattern: &str) -> String {
         let pattern = template(pattern);
         let segments: Vec<&str> = pattern.split('/').collect();
         let documented = self.0.iter().find(|t| {
             t.segments.len() == segments.len()
-                && t.segments.iter().zip(&segments).all(|(t, s)| t == s || (t.starts_with('{') && s.starts_with('{')))
+                && t.segments.iter().zip(&segments).all(|(t, s)| t == s || (is_param(t) && is_param(s)))
         });
         documented.map_or(pattern.clone(), |t| t.text.clone())
     }
@@ -132,8 +140,9 @@ impl RouteTemplates {
 }
 
 impl Template {
-    fn new(text: &str, allow: String) -> Template {
-        Template { text: text.to_string(), segments: text.split('/').map(str::to_string).collect(), allow }
+    fn new(path: &str, allow: String) -> Template {
+        let text = template(path);
+        Template { segments: text.split('/').map(str::to_string).collect(), text, allow }
     }
 }
 
@@ -147,16 +156,16 @@ mod tests {
             r#"{"paths": {"/v1/exports": {"get": {}, "post": {}}, "/v1/exports/{id}": {"get": {}, "delete": {}},
                 "/v1/exports/{id}/download": {"get": {}}}}"#,
         );
-        assert_eq!(t.template_for("/v1/exports/0197-x"), Some("/v1/exports/{id}"));
-        assert_eq!(t.template_for("/v1/exports/0197-x/download"), Some("/v1/exports/{id}/download"));
+        assert_eq!(t.template_for("/v1/exports/0197-x"), Some("/v1/exports/:id"));
+        assert_eq!(t.template_for("/v1/exports/0197-x/download"), Some("/v1/exports/:id/download"));
         assert_eq!(t.template_for("/v1/exports/"), None, "an empty segment is no id");
         assert_eq!(t.template_for("/docs/swagger-ui.css"), Some("/docs"));
         assert_eq!(t.template_for("/metrics"), Some("/metrics"));
         assert_eq!(t.template_for("/wp-admin"), None);
         assert_eq!(t.allow_for("/v1/exports/1"), Some("GET, DELETE, HEAD"));
-        assert_eq!(t.route_of("/v1/exports/:param0/download"), "/v1/exports/{id}/download");
+        assert_eq!(t.route_of("/v1/exports/:param0/download"), "/v1/exports/:id/download");
         assert_eq!(t.route_of("/docs/"), "/docs");
         assert_eq!(t.route_of("/"), "/");
-        assert_eq!(t.route_of("/assets/:file"), "/assets/{file}");
+        assert_eq!(t.route_of("/assets/:file"), "/assets/:file");
     }
 }
