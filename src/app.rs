@@ -15,8 +15,8 @@ use crate::api::files::FilesApi;
 use crate::api::health::HealthApi;
 use crate::api::rate_limit::{RateLimit, RateLimits};
 use crate::api::request_log::RequestLog;
-use crate::api::route_template::{self, RouteTemplates};
 use crate::api::results::ResultsApi;
+use crate::api::route_template::{self, RouteTemplates};
 use crate::api::schemas::SchemasApi;
 use crate::config::Config;
 use crate::data_dir::DataDir;
@@ -110,9 +110,15 @@ impl App {
             }
         };
         let metrics = Arc::new(Metrics::new());
-        let jobs =
-            Jobs::start(pool.clone(), writer.clone(), data_dir.clone(), config.workers, config.retention, metrics.clone())
-                .context("cannot start the export workers")?;
+        let jobs = Jobs::start(
+            pool.clone(),
+            writer.clone(),
+            data_dir.clone(),
+            config.workers,
+            config.retention,
+            metrics.clone(),
+        )
+        .context("cannot start the export workers")?;
         let state = Arc::new(AppState {
             pool,
             writer,

@@ -123,7 +123,9 @@ async fn refuse(mut stream: TcpStream, cap: usize) {
     tracing::debug!(request_id = %id, "connection refused: --max-connections reached");
     let body = ErrorBody::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        format!("The server has {cap} open connections, its limit (--max-connections); try again shortly (request id {id})"),
+        format!(
+            "The server has {cap} open connections, its limit (--max-connections); try again shortly (request id {id})"
+        ),
     );
     let json = serde_json::to_vec(&body).unwrap_or_default();
     let head = format!(

@@ -172,7 +172,10 @@ mod tests {
         assert_eq!(body["statusCode"], 500);
         assert!(body["message"].as_str().unwrap().ends_with("(request id panic-1)"), "{body}");
         let text = metrics.render(0, 0);
-        assert!(text.lines().any(|l| l.starts_with("http_requests_total{") && l.ends_with(r#"status="500"} 1"#)), "{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with("http_requests_total{") && l.ends_with(r#"status="500"} 1"#)),
+            "{text}"
+        );
     }
 
     #[test]

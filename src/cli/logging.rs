@@ -20,7 +20,11 @@ pub fn init(format: LogFormat, default_level: &str) {
     match format {
         LogFormat::Text => {
             let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .try_init();
         }
         LogFormat::Json => {
             let mut json = json_subscriber::JsonLayer::stderr();

@@ -117,9 +117,9 @@ fn duration(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0 => "0s".into(),
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
+        s if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        s if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        s if s.is_multiple_of(60) => format!("{}m", s / 60),
         s => format!("{s}s"),
     }
 }
@@ -127,7 +127,7 @@ fn duration(d: Duration) -> String {
 /// `256MB`, `1MB`, `512KB`, `1000B`: the largest binary unit that divides it, as the flags take it.
 fn size(n: usize) -> String {
     for (unit, bytes) in [("GB", 1usize << 30), ("MB", 1 << 20), ("KB", 1 << 10)] {
-        if n >= bytes && n % bytes == 0 {
+        if n >= bytes && n.is_multiple_of(bytes) {
             return format!("{}{unit}", n / bytes);
         }
     }
@@ -173,5 +173,23 @@ pub fn healthcheck(listen: &str) -> anyhow::Result<()> {
         Ok(())
     } else {
         bail!("unhealthy: {}", line.trim())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{duration, size};
+    use std::time::Duration;
+
+    #[test]
+    fn limits_are_written_as_the_flags_take_them() {
+        assert_eq!(duration(Duration::from_secs(604_800)), "7d");
+        assert_eq!(duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(duration(Duration::from_secs(90)), "90s");
+        assert_eq!(duration(Duration::from_secs(60)), "1m");
+        assert_eq!(size(256 << 20), "256MB");
+        assert_eq!(size(1 << 30), "1GB");
+        assert_eq!(size(1000), "1000B");
+        assert_eq!(size(1536), "1536B", "1.5 KiB has no whole unit");
     }
 }

@@ -249,7 +249,7 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
                     DISK_FULL.to_string()
                 }
                 other => {
-                    tracing::error!(export_id = %job.id, error = %other, "export failed");
+                    tracing::error!(export_id = %job.id, error = %other, "export could not be written");
                     format!("The export could not be written: {other}. Create it again; if it keeps failing, check the server's disk and log.")
                 }
             };

@@ -142,7 +142,7 @@ async fn an_export_worker_waits_out_a_busy_database_instead_of_failing() {
         // The file takes its final name in the same write that records COMPLETED, which
         // needs the lock we hold; the worker's write gives up at least once (and says so).
         let file = data.join("exports").join(format!("{id}.csv"));
-        let waiting = format!("export={id}");
+        let waiting = format!("export_id={id}");
         poll_until(within(90), "the worker to find the database busy", || {
             let log = server.stderr();
             std::future::ready(
@@ -456,7 +456,11 @@ async fn the_log_has_one_line_per_request_no_token_no_key_and_sums_up_401s() {
         assert!(l.contains("request_id=") && l.contains(" method=") && l.contains(" route="), "{l}");
         assert!(l.contains(" status=") && l.contains(" duration_ms="), "{l}");
         let authenticated = path.starts_with("/v1/") && !l.contains("status=401");
-        assert_eq!(l.contains(&format!("team_id={team_id}")), authenticated, "team id on authenticated lines only: {l}");
+        assert_eq!(
+            l.contains(&format!("team_id={team_id}")),
+            authenticated,
+            "team id on authenticated lines only: {l}"
+        );
     }
     assert_eq!(requests.iter().filter(|l| l.contains("status=401")).count(), 1, "{log}");
     assert!(requests.iter().any(|l| l.contains("path=/files/teams/") && l.contains("status=200")), "{log}");
@@ -469,9 +473,16 @@ async fn the_log_has_one_line_per_request_no_token_no_key_and_sums_up_401s() {
         .lines()
         .filter(|l| l.contains(" INFO ") && !l.contains(" request "))
         .filter(|l| {
-            !["export created", "export started", "export completed", "listening on", "shutting down", "EXPORTS_API_KEY"]
-                .iter()
-                .any(|k| l.contains(k))
+            ![
+                "export created",
+                "export started",
+                "export completed",
+                "listening on",
+                "shutting down",
+                "EXPORTS_API_KEY",
+            ]
+            .iter()
+            .any(|k| l.contains(k))
         })
         .collect();
     assert!(other_info.is_empty(), "unexpected INFO lines:\n{}", other_info.join("\n"));

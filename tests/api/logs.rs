@@ -147,12 +147,32 @@ async fn a_500_has_its_request_id_on_the_error_line_and_a_failed_export_its_erro
     db.execute("UPDATE exports SET options = 'not json' WHERE id = ?1", [id]).unwrap();
     let r = c.get(&format!("/v1/exports/{id}")).header("x-request-id", "trace-500").send().await.unwrap();
     assert_eq!(r.status(), 500);
+
+    // the exports folder replaced by a file: the next export cannot be written and FAILS
+    std::fs::remove_dir_all(data.join("exports")).unwrap();
+    std::fs::write(data.join("exports"), b"not a folder").unwrap();
+    let schema_id = done["schema_id"].as_str().unwrap();
+    let body = json!({"schema_id": schema_id, "start_date": "2024-01-01", "end_date": "2024-03-31"});
+    let r = c.post("/v1/exports").json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let failed_id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let failed_id = &failed_id;
+    let c = &c;
+    let failed = poll_until(within(60), "the export to fail", || async move {
+        let v: Value = c.get(&format!("/v1/exports/{failed_id}")).send().await.unwrap().json().await.unwrap();
+        (v["status"] == "FAILED").then_some(v)
+    })
+    .await;
     let log = s.stop().await.stderr;
     let lines = json_lines(&log);
     let error = find(&lines, "ERROR", |l| l["level"] == "ERROR" && l["request_id"] == "trace-500");
     assert!(error["cause"].as_str().is_some_and(|c| c.contains("not json")), "the cause is logged: {error}");
     let request = find(&lines, "request", |l| l["message"] == "request" && l["request_id"] == "trace-500");
     assert_eq!(request["status"], 500);
+    let line = find(&lines, "FAILED", |l| l["export_id"] == failed_id.as_str() && l["export_status"] == "FAILED");
+    assert_eq!(line["error"], failed["error"], "the error the API shows: {line}");
+    assert_eq!(line["attempts"], 1);
+    assert!(line["duration_ms"].is_u64(), "{line}");
 }
 
 #[tokio::test]
@@ -164,8 +184,10 @@ async fn text_logs_have_no_colours_when_piped_and_quiet_routes_are_debug() {
     assert_eq!(r.status(), 200);
     let log = s.stop().await.stderr;
     assert!(!log.contains('\u{1b}'), "an escape code in a piped log:\n{log}");
-    let line = log.lines().find(|l| l.contains("request_id=scrape-1") && l.contains(" request ")).expect("the scrape's line");
+    let line =
+        log.lines().find(|l| l.contains("request_id=scrape-1") && l.contains(" request ")).expect("the scrape's line");
     assert!(line.contains(" DEBUG ") && line.contains("route=\"/metrics\"") && line.contains("status=200"), "{line}");
-    let healthz = log.lines().find(|l| l.contains("route=\"/healthz\"") && l.contains(" request ")).expect("healthz line");
+    let healthz =
+        log.lines().find(|l| l.contains("route=\"/healthz\"") && l.contains(" request ")).expect("healthz line");
     assert!(healthz.contains(" DEBUG "), "{healthz}");
 }

@@ -43,7 +43,13 @@ impl Metrics {
     }
 
     fn labels_of(&self, name: &str, label: &str) -> Vec<String> {
-        self.0.samples.iter().filter(|s| s.metric == name).filter_map(|s| s.labels.get(label)).map(String::from).collect()
+        self.0
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter_map(|s| s.labels.get(label))
+            .map(String::from)
+            .collect()
     }
 }
 
@@ -69,7 +75,8 @@ async fn an_export_its_download_and_its_deletion_move_the_counters() {
         .export_and_wait(&json!({"schema_id": schema_id, "start_date": "2024-01-01", "end_date": "2024-03-31"}))
         .await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
-    let (id, rows, size) = (done["id"].as_str().unwrap(), done["row_count"].as_f64().unwrap(), done["file_size"].as_f64().unwrap());
+    let (id, rows, size) =
+        (done["id"].as_str().unwrap(), done["row_count"].as_f64().unwrap(), done["file_size"].as_f64().unwrap());
     assert!(rows > 0.0 && size > 0.0, "{done}");
     let after = Metrics::scrape(&app.base_url).await;
     assert_eq!(after.get("exports_jobs_total", &[("status", "COMPLETED")]), 1.0);
@@ -81,10 +88,16 @@ async fn an_export_its_download_and_its_deletion_move_the_counters() {
     assert_eq!(after.get("exports_jobs_running", &[]), 0.0);
     assert_eq!(after.get("exports_jobs_queued", &[]), 0.0);
     // the polls of the export were counted under their template, never their id
-    let polled = after.get("http_requests_total", &[("method", "GET"), ("route", "/v1/exports/:id"), ("status", "200")]);
+    let polled =
+        after.get("http_requests_total", &[("method", "GET"), ("route", "/v1/exports/:id"), ("status", "200")]);
     assert!(polled >= 1.0, "GET /v1/exports/:id counted");
-    assert!(after.get("http_request_duration_seconds_count", &[("method", "GET"), ("route", "/v1/exports/:id")]) >= polled);
-    assert_eq!(after.get("http_requests_total", &[("method", "POST"), ("route", "/v1/exports"), ("status", "201")]), 1.0);
+    assert!(
+        after.get("http_request_duration_seconds_count", &[("method", "GET"), ("route", "/v1/exports/:id")]) >= polled
+    );
+    assert_eq!(
+        after.get("http_requests_total", &[("method", "POST"), ("route", "/v1/exports"), ("status", "201")]),
+        1.0
+    );
 
     // a range, then the whole file: the bytes sent, each time
     let url = app.download_url(id).await;
@@ -107,7 +120,10 @@ async fn an_export_its_download_and_its_deletion_move_the_counters() {
     let deleted = Metrics::scrape(&app.base_url).await;
     assert_eq!(deleted.get("exports_jobs_total", &[("status", "deleted")]), 1.0);
     assert_eq!(deleted.get("exports_storage_bytes", &[]), 0.0, "the file is gone");
-    assert_eq!(deleted.get("http_requests_total", &[("method", "GET"), ("route", "unmatched"), ("status", "404")]), 1.0);
+    assert_eq!(
+        deleted.get("http_requests_total", &[("method", "GET"), ("route", "unmatched"), ("status", "404")]),
+        1.0
+    );
 
     // no label names a team, an export or a raw path
     for route in deleted.labels_of("http_requests_total", "route") {

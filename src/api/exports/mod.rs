@@ -291,8 +291,8 @@ impl ExportsApi {
         tokio::task::spawn_blocking(move || {
             span.in_scope(|| services::exports::finish_delete(&state.jobs, &state.data_dir, &state.metrics, &row))
         })
-            .await
-            .map_err(ApiError::internal)?;
+        .await
+        .map_err(ApiError::internal)?;
         Ok(ExportDeleted::Ok(Json(Message::new("Export deleted successfully"))))
     }
 }
