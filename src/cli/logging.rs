@@ -7,6 +7,11 @@
 //! `timestamp`, `level`, `target`, `message`, the event's fields and the fields of the spans
 //! it is in — so a request's lines all carry `request_id`, `method` and `route` at the top
 //! level, and its request line also `status`, `duration_ms`, `path` and `team_id`.
+//!
+//! json-subscriber writes span and event fields side by side without merging them, so an
+//! event inside a request must not reuse the span's field names (`request_id`, `method`,
+//! `route`, and `name`, the span's name, which the crate adds), nor `timestamp`, `level`,
+//! `target`: the line would carry the key twice.
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;

@@ -202,11 +202,17 @@ pub struct ExportArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve(_));
+    let json_log = cli.log_format == LogFormat::Json;
     logging::init(cli.log_format, if serving { "info" } else { "warn" });
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            if json_log {
+                // a JSON log stays JSON to its last line
+                tracing::error!("error: {}", one_line(&e));
+            } else {
+                eprintln!("error: {}", one_line(&e));
+            }
             ExitCode::from(2)
         }
     }
