@@ -16,6 +16,7 @@ use crate::api::health::HealthApi;
 use crate::api::rate_limit::{RateLimit, RateLimits};
 use crate::api::request_log::RequestLog;
 use crate::api::results::ResultsApi;
+use crate::api::route_template::{self, RouteTemplates};
 use crate::api::schemas::SchemasApi;
 use crate::api::team::TeamApi;
 use crate::config::Config;
@@ -23,6 +24,7 @@ use crate::data_dir::DataDir;
 use crate::db::{self, Pool};
 use crate::error::{to_json_error, ApiError};
 use crate::jobs::runner::Jobs;
+use crate::metrics::Metrics;
 use crate::signing::Signer;
 use crate::state::AppState;
 
@@ -63,6 +65,8 @@ pub struct App {
     base_url: String,
     state: Arc<AppState>,
     rate_limits: Option<Arc<RateLimits>>,
+    /// Whether `GET /metrics` is served.
+    metrics_route: bool,
     /// Held while the app lives: see `DataDir::lock`.
     lock: std::fs::File,
 }
@@ -106,8 +110,16 @@ impl App {
                 base_url.clone()
             }
         };
-        let jobs = Jobs::start(pool.clone(), writer.clone(), data_dir.clone(), config.workers, config.retention)
-            .context("cannot start the export workers")?;
+        let metrics = Arc::new(Metrics::new());
+        let jobs = Jobs::start(
+            pool.clone(),
+            writer.clone(),
+            data_dir.clone(),
+            config.workers,
+            config.retention,
+            metrics.clone(),
+        )
+        .context("cannot start the export workers")?;
         let state = Arc::new(AppState {
             pool,
             writer,
@@ -119,12 +131,22 @@ impl App {
             limits: config.limits.clone(),
             list_counts: Arc::new(crate::db::counts::ListCounts::new(config.limits.list_bookmark_every)),
             key_cache: Default::default(),
+            metrics,
         });
         let rate_limits = RateLimits::new(config.limits.rate_limit);
         if let Some(r) = &rate_limits {
             r.spawn_pruner();
         }
-        Ok(App { listener, server: config.server.clone(), addr, base_url, state, rate_limits, lock })
+        Ok(App {
+            listener,
+            server: config.server.clone(),
+            addr,
+            base_url,
+            state,
+            rate_limits,
+            metrics_route: config.metrics,
+            lock,
+        })
     }
 
     /// `http://` + the bound address.
@@ -140,6 +162,11 @@ impl App {
         &self.state
     }
 
+    /// The base of download URLs (`--public-url`, or `http://` + the bound address).
+    pub fn public_url(&self) -> &str {
+        &self.state.public_url
+    }
+
     /// Serves until `stop` resolves; then tells the export workers to stop at once (a job in
     /// progress is taken up again at the next start), lets open requests finish for at most
     /// the shutdown grace, and waits for the workers.
@@ -148,7 +175,7 @@ impl App {
         let jobs = state.jobs.clone();
         let result = crate::server::serve(
             self.listener,
-            routes(state.clone(), self.rate_limits),
+            routes(state.clone(), self.rate_limits, self.metrics_route),
             self.server,
             stop,
             move || jobs.stop_soon(),
@@ -183,18 +210,23 @@ fn prepare(cfg: &Config, data: &DataDir) -> anyhow::Result<(Pool, db::Writer, Si
     Ok((pool, writer, signer, lock))
 }
 
-/// Every route, with the JSON error shape on every error.
-pub fn routes(state: Arc<AppState>, rate_limits: Option<Arc<RateLimits>>) -> impl Endpoint {
+/// Every route, with the JSON error shape on every error; `/metrics` when `metrics_route`.
+pub fn routes(state: Arc<AppState>, rate_limits: Option<Arc<RateLimits>>, metrics_route: bool) -> impl Endpoint {
     let api = openapi_service();
-    let allowed = Arc::new(AllowedMethods::from_spec(&api.spec()));
+    let templates = Arc::new(RouteTemplates::from_spec(&api.spec()));
+    let allowed = templates.clone();
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let (max_body, max_json_body) = (state.limits.max_body, state.limits.max_json_body);
     let rate_limit = RateLimit(rate_limits);
-    Route::new()
-        .at("/openapi.json", spec)
-        .nest("/docs", docs)
+    let state_metrics = state.metrics.clone();
+    let mut route = Route::new().at("/openapi.json", spec).nest("/docs", docs);
+    if metrics_route {
+        route = route.at("/metrics", poem::get(crate::api::metrics::metrics));
+    }
+    route
         .nest("/", api)
+        .around(route_template::record)
         .into_endpoint()
         .around(move |ep, mut req: Request| {
             let allowed = allowed.clone();
@@ -223,7 +255,7 @@ pub fn routes(state: Arc<AppState>, rate_limits: Option<Arc<RateLimits>>) -> imp
                     // RFC 9110: a 405 says which methods the resource has
                     Err(e) if e.status() == StatusCode::METHOD_NOT_ALLOWED => {
                         let mut resp = to_json_error(e).await;
-                        if let Some(allow) = allowed.for_path(&path).and_then(|a| a.parse().ok()) {
+                        if let Some(allow) = allowed.allow_for(&path).and_then(|a| a.parse().ok()) {
                             resp.headers_mut().insert(header::ALLOW, allow);
                         }
                         Ok(resp)
@@ -236,38 +268,8 @@ pub fn routes(state: Arc<AppState>, rate_limits: Option<Arc<RateLimits>>) -> imp
         .data(state)
         .with(crate::error::QueryErrors::for_api::<Apis>())
         .catch_all_error(to_json_error)
+        // a panic in a handler is a 500 in the JSON shape (its request id added outside)
+        .with(poem::middleware::CatchPanic::new().with_handler(crate::error::panic_response))
         // outermost: it sees every answer, its final status included
-        .with(RequestLog)
-}
-
-/// The methods each documented path answers, for the `Allow` header of a 405.
-struct AllowedMethods(Vec<(Vec<String>, String)>);
-
-impl AllowedMethods {
-    fn from_spec(spec: &str) -> AllowedMethods {
-        let doc: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
-        let mut routes = Vec::new();
-        if let Some(paths) = doc["paths"].as_object() {
-            for (path, item) in paths {
-                let mut methods: Vec<String> =
-                    item.as_object().map(|m| m.keys().map(|k| k.to_ascii_uppercase()).collect()).unwrap_or_default();
-                if methods.iter().any(|m| m == "GET") {
-                    methods.push("HEAD".into());
-                }
-                routes.push((path.split('/').map(str::to_string).collect(), methods.join(", ")));
-            }
-        }
-        AllowedMethods(routes)
-    }
-
-    fn for_path(&self, path: &str) -> Option<&str> {
-        let segments: Vec<&str> = path.split('/').collect();
-        self.0
-            .iter()
-            .find(|(template, _)| {
-                template.len() == segments.len()
-                    && template.iter().zip(&segments).all(|(t, s)| t.starts_with('{') || t == s)
-            })
-            .map(|(_, allow)| allow.as_str())
-    }
+        .with(RequestLog::new(state_metrics, templates))
 }

@@ -30,6 +30,8 @@ pub struct Config {
     pub server: ServerLimits,
     /// Load demo data into an empty database.
     pub demo: bool,
+    /// Serve `GET /metrics` (Prometheus text format); off, it is a 404.
+    pub metrics: bool,
 }
 
 /// Limits on what one request or one team may do. Every limit is a setting; see the README's
@@ -114,6 +116,7 @@ impl Config {
             limits: Limits::default(),
             server: ServerLimits::default(),
             demo: false,
+            metrics: true,
         }
     }
 }

@@ -14,6 +14,7 @@ use poem_openapi::types::Example;
 use poem_openapi::{Object, OpenApi};
 
 use crate::db::DbError;
+use crate::domain::request_id::RequestId;
 use crate::import::ImportError;
 
 /// The body of every error response.
@@ -239,6 +240,44 @@ pub async fn to_json_error(err: poem::Error) -> Response {
         }
     };
     ErrorBody::new(status, message).into_response()
+}
+
+/// The answer to a handler that panicked (poem's `CatchPanic`): a 500 in the JSON shape. The
+/// panic itself is logged by the panic hook, with the request's id.
+pub fn panic_response(_panic: Box<dyn std::any::Any + Send>) -> Response {
+    ErrorBody::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error; the cause is in the server log")
+        .into_response()
+}
+
+/// Largest 5xx body read to add the request id to; ours are a few hundred bytes.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// A 5xx answer's message ends with `(request id X)`, so a user can quote it and an operator
+/// find the request's log lines. Whatever raised it (a handler, a panic, the database), the
+/// body is the JSON error shape; other answers pass through untouched.
+pub async fn quote_request_id(resp: Response, id: &RequestId) -> Response {
+    let status = resp.status();
+    if !status.is_server_error() {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let is_json = parts
+        .headers
+        .get(poem::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let sent = if is_json { body.into_bytes_limit(MAX_ERROR_BODY).await.ok() } else { None };
+    let mut error = sent
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| Some(ErrorBody::new(status, v.get("message")?.as_str()?)))
+        .unwrap_or_else(|| ErrorBody::new(status, "Internal server error; the cause is in the server log"));
+    error.message = format!("{} (request id {id})", error.message.trim_end());
+    parts.headers.remove(poem::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        poem::http::header::CONTENT_TYPE,
+        poem::http::HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    Response::from_parts(parts, serde_json::to_vec(&error).expect("error body serializes").into())
 }
 
 /// What a query parameter accepts, from the API's typed metadata (the same rules the OpenAPI

@@ -3,7 +3,7 @@
 //!
 //! Dependencies point one way, down the layers (`layers_tests.rs` holds the table and
 //! checks it): `cli` → `app` (wiring) → `api`, `server` → `error` → `state`, `services` → `jobs`,
-//! `import`, `config` → `db`, `signing` → `data_dir` → `private` → `domain`.
+//! `import`, `config` → `db`, `signing`, `metrics` → `data_dir` → `private` → `domain`.
 
 pub mod api;
 pub mod app;
@@ -17,6 +17,7 @@ pub mod domain;
 pub mod error;
 pub mod import;
 pub mod jobs;
+pub mod metrics;
 pub mod private;
 pub mod server;
 pub mod services;

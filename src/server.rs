@@ -14,7 +14,7 @@
 //!   whatever is still open after `shutdown_grace` is dropped;
 //! - the answers hyper writes by itself for malformed requests (400; 414 for a URI over 64 KiB;
 //!   431 for a header over `MAX_HEADERS` fields or `MAX_HEAD_BYTES`) come without a body: they
-//!   are rewritten into the JSON error shape.
+//!   are rewritten into the JSON error shape (with an `x-request-id`, like every answer).
 //!
 //! HTTP/2 is not served in cleartext (no browser uses h2c); put a TLS proxy in front for it.
 
@@ -39,6 +39,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::config::ServerLimits;
+use crate::domain::request_id::RequestId;
 use crate::error::ErrorBody;
 
 /// Longest request target (path and query) hyper accepts; longer is a 414.
@@ -114,15 +115,21 @@ where
     Ok(())
 }
 
-/// Answers a connection past the cap with a JSON 503 and closes it.
+/// Answers a connection past the cap with a JSON 503 and closes it. Its request was never
+/// read: it gets a new request id (header and message), logged at DEBUG only, since a flood
+/// of connections must not flood the log.
 async fn refuse(mut stream: TcpStream, cap: usize) {
+    let id = RequestId::generate();
+    tracing::debug!(request_id = %id, "connection refused: --max-connections reached");
     let body = ErrorBody::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        format!("The server has {cap} open connections, its limit (--max-connections); try again shortly"),
+        format!(
+            "The server has {cap} open connections, its limit (--max-connections); try again shortly (request id {id})"
+        ),
     );
     let json = serde_json::to_vec(&body).unwrap_or_default();
     let head = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\nretry-after: 1\r\nx-request-id: {id}\r\nconnection: close\r\n\r\n",
         json.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -385,11 +392,13 @@ fn rewrite_bare_error(buf: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let json = serde_json::to_vec(&ErrorBody::new(status, message)).ok()?;
+    // no handler saw the request, so it has no id yet: every answer carries one
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\nx-request-id: {}\r\nconnection: close\r\n\r\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or("Error"),
-        json.len()
+        json.len(),
+        RequestId::generate()
     )
     .into_bytes();
     out.extend_from_slice(&json);

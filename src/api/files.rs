@@ -168,7 +168,7 @@ async fn serve(
     if req.method() == poem::http::Method::HEAD || len == 0 {
         return Ok(b.body(Body::empty()));
     }
-    Ok(b.body(stream_file(file, start, len)))
+    Ok(b.body(counted(stream_file(file, start, len), state.metrics.download_bytes.clone())))
 }
 
 /// Bytes read from the file per chunk.
@@ -210,6 +210,17 @@ fn stream_file(mut file: std::fs::File, start: u64, len: u64) -> Body {
     });
     Body::from_bytes_stream(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (chunk, rx))
+    }))
+}
+
+/// `body`, adding each piece's size to `exports_download_bytes_total` as it is handed to the
+/// connection: a download cut short counts what was sent, a range only its bytes.
+fn counted(body: Body, sent: prometheus::IntCounter) -> Body {
+    use futures_util::StreamExt;
+    Body::from_bytes_stream(body.into_bytes_stream().inspect(move |piece| {
+        if let Ok(bytes) = piece {
+            sent.inc_by(bytes.len() as u64);
+        }
     }))
 }
 

@@ -9,10 +9,13 @@ pub mod files;
 pub mod health;
 pub mod linger;
 pub mod list;
+pub mod metrics;
 pub mod ndjson;
 pub mod rate_limit;
+mod refusals;
 pub mod request_log;
 pub mod results;
+pub mod route_template;
 pub mod schemas;
 pub mod team;
 pub mod types;
@@ -60,7 +63,10 @@ pub async fn with_db<T: Send + 'static>(
     f: impl FnOnce(&mut Conn) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let pool = state.pool.clone();
+    // the request's span (its request id) on the lines logged meanwhile
+    let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
         let mut conn = pool.get().map_err(crate::db::DbError::from)?;
         f(&mut conn)
     })

@@ -77,7 +77,9 @@ impl Ndjson {
             + 'static,
     {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Piece>(CHUNKS_AHEAD);
+        let span = tracing::Span::current();
         let task = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let mut input = std::iter::from_fn(move || match rx.blocking_recv() {
                 Some(Piece::Bytes(b)) => Some(Ok(b)),
                 Some(Piece::End) => None,

@@ -12,8 +12,8 @@
 //!   accepted since the server started get 429 without being looked up: a stream of fresh
 //!   random keys is slowed like any other, and cannot be used to guess a key quickly.
 //! - `/files/...` signed downloads (no key): against the client address.
-//! - Nothing else: `/healthz` (an orchestrator's probe must never get 429), `/docs`,
-//!   `/openapi.json` and `/` are not limited.
+//! - Nothing else: `/healthz` (an orchestrator's probe must never get 429), `/metrics` (a
+//!   scraper's neither), `/docs`, `/openapi.json` and `/` are not limited.
 //!
 //! The client address is the TCP peer. Behind a reverse proxy every client has the proxy's
 //! address and shares one address limit; keys are still limited one by one. IPv6 clients are

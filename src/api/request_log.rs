@@ -1,17 +1,33 @@
-//! The request log: one INFO line per request with its method, path (never the query string:
-//! a download link's token is in it), status, duration in milliseconds and, once the API key
-//! was checked, the team id (never the key). Refused requests (401 and 429) are summarised
-//! per client address: the first one is logged, the rest of that minute become one WARN line
-//! saying how many more there were, so a client trying keys cannot flood the log.
+//! The outermost middleware: it sees every request and its final answer. For each one it
+//! - takes the request id (the client's sane `x-request-id`, else a new UUIDv7) and sends it
+//!   back in `x-request-id`, on every answer;
+//! - runs the request in a `request` span with `request_id`, `method` and `route`, so every
+//!   log line of the request names them;
+//! - quotes the id in the message of a 5xx (`… (request id X)`), whatever raised it;
+//! - logs one line: `status`, `duration_ms`, the `path` (never the query string: a download
+//!   link's token is in it) and, once the API key was checked, `team_id` (never the key).
+//!   INFO, except `/healthz` and `/metrics` (DEBUG: probes and scrapes would drown the rest);
+//!   refused requests (401 and 429) are summarised per client address (`refusals`);
+//! - counts it in `http_requests_total` and `http_request_duration_seconds`, by route
+//!   template.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
-use poem::http::StatusCode;
+use poem::http::{HeaderValue, StatusCode};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+use tracing::Instrument;
+
+use super::refusals::Refusals;
+use super::route_template::{RequestRoute, RouteTemplates, UNMATCHED};
+use crate::domain::request_id::RequestId;
+use crate::metrics::Metrics;
+
+/// The header that carries the request id, both ways.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Routes whose request lines are DEBUG.
+const QUIET_ROUTES: &[&str] = &["/healthz", "/metrics"];
 
 /// The team a request was authenticated as, filled in by the key check (`auth::check_key`)
 /// and read by the request log. One per request, in the request's extensions.
@@ -28,29 +44,39 @@ impl RequestTeam {
     }
 }
 
-/// How long refusals from one address are counted before the count is logged.
-const WINDOW: Duration = Duration::from_secs(60);
-/// Addresses whose refusals are counted one by one; beyond it they are counted together, so
-/// memory stays bounded whatever the number of addresses.
-const MAX_ADDRESSES: usize = 4096;
 /// Longest path logged; longer ones are cut (an attacker chooses the path).
 const MAX_PATH: usize = 256;
 
-/// The middleware: `.with(RequestLog::default())`.
-#[derive(Default)]
-pub struct RequestLog;
+/// The middleware: `.with(RequestLog::new(metrics, templates))`.
+pub struct RequestLog {
+    metrics: Arc<Metrics>,
+    templates: Arc<RouteTemplates>,
+}
+
+impl RequestLog {
+    pub fn new(metrics: Arc<Metrics>, templates: Arc<RouteTemplates>) -> RequestLog {
+        RequestLog { metrics, templates }
+    }
+}
 
 impl<E: Endpoint> Middleware<E> for RequestLog {
     type Output = RequestLogEndpoint<E>;
 
     fn transform(&self, ep: E) -> Self::Output {
-        RequestLogEndpoint { inner: ep, refusals: Refusals::default() }
+        RequestLogEndpoint {
+            inner: ep,
+            refusals: Refusals::default(),
+            metrics: self.metrics.clone(),
+            templates: self.templates.clone(),
+        }
     }
 }
 
 pub struct RequestLogEndpoint<E> {
     inner: E,
     refusals: Refusals,
+    metrics: Arc<Metrics>,
+    templates: Arc<RouteTemplates>,
 }
 
 impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
@@ -58,18 +84,38 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
 
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
         let started = Instant::now();
+        let id = RequestId::from_client(req.headers().get(REQUEST_ID_HEADER).map(HeaderValue::as_bytes));
         let method = req.method().clone();
-        let path = loggable_path(req.original_uri().path());
+        let raw_path = req.original_uri().path().to_string();
         let client = req.remote_addr().as_socket_addr().map(|a| a.ip());
-        let team = RequestTeam::default();
+        let (team, route) = (RequestTeam::default(), RequestRoute::default());
         req.extensions_mut().insert(team.clone());
-        let result = self.inner.call(req).await.map(IntoResponse::into_response);
-        let status = match &result {
-            Ok(resp) => resp.status(),
-            Err(e) => e.status(),
+        req.extensions_mut().insert(route.clone());
+        // ERROR level: the span (and so the id) is there whenever any line of the request is
+        let span = tracing::error_span!(
+            "request",
+            request_id = %id,
+            method = %method,
+            route = tracing::field::Empty,
+        );
+        let resp = match self.inner.call(req).instrument(span.clone()).await {
+            Ok(resp) => resp.into_response(),
+            Err(e) => e.into_response(),
         };
+        let status = resp.status();
+        let mut resp = crate::error::quote_request_id(resp, &id).await;
+        if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+            resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        let route = match route.get() {
+            Some(pattern) => self.templates.route_of(pattern),
+            None => self.templates.template_for(&raw_path).unwrap_or(UNMATCHED).to_string(),
+        };
+        span.record("route", route.as_str());
         let now = Instant::now();
-        let ms = now.duration_since(started).as_millis() as u64;
+        let elapsed = now.duration_since(started);
+        self.metrics.http_request(method.as_str(), &route, status.as_u16(), elapsed.as_secs_f64());
+
         let refused = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS);
         let log_it = match client {
             Some(ip) if refused => self.refusals.refused(ip, now),
@@ -79,10 +125,18 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
             }
         };
         if log_it {
-            let team = team.get().map(tracing::field::display);
-            tracing::info!(method = %method, path = %path, status = status.as_u16(), ms, team, "request");
+            let path = loggable_path(&raw_path);
+            let (status, duration_ms) = (status.as_u16(), elapsed.as_millis() as u64);
+            let team_id = team.get().map(tracing::field::display);
+            span.in_scope(|| {
+                if QUIET_ROUTES.contains(&route.as_str()) {
+                    tracing::debug!(status, duration_ms, path = %path, team_id, "request");
+                } else {
+                    tracing::info!(status, duration_ms, path = %path, team_id, "request");
+                }
+            });
         }
-        result
+        Ok(resp)
     }
 }
 
@@ -98,189 +152,30 @@ fn loggable_path(path: &str) -> String {
     format!("{}…", &path[..end])
 }
 
-/// Counts refusals per client address; logs the counts.
-#[derive(Default)]
-struct Refusals {
-    /// Whether any address is being counted (skips the lock on ordinary requests).
-    counting: AtomicBool,
-    state: Mutex<RefusalState>,
-}
-
-impl Refusals {
-    /// A refusal from `ip`: true when it is the first of its window and gets its own line.
-    fn refused(&self, ip: IpAddr, now: Instant) -> bool {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let first = st.refused(ip, now);
-        log_summaries(st.sweep(now, false));
-        self.counting.store(st.is_counting(), Ordering::Relaxed);
-        first
-    }
-
-    /// Any other request: logs the counts of windows that have ended.
-    fn tick(&self, now: Instant) {
-        if !self.counting.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        log_summaries(st.sweep(now, false));
-        self.counting.store(st.is_counting(), Ordering::Relaxed);
-    }
-}
-
-impl Drop for Refusals {
-    /// The server stops: counts not yet logged are logged now.
-    fn drop(&mut self) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        log_summaries(st.sweep(Instant::now(), true));
-    }
-}
-
-fn log_summaries(summaries: Vec<Summary>) {
-    for s in summaries {
-        let client = s.client.map(|ip| ip.to_string()).unwrap_or_else(|| "other addresses".into());
-        tracing::warn!(
-            "{} more refused requests (401/429) from {client} within {} s, not logged one by one",
-            s.unlogged,
-            s.seconds
-        );
-    }
-}
-
-#[derive(Default)]
-struct RefusalState {
-    windows: HashMap<IpAddr, Window>,
-    /// Refusals from addresses past `MAX_ADDRESSES`.
-    overflow: Option<Window>,
-    next_sweep: Option<Instant>,
-}
-
-struct Window {
-    since: Instant,
-    /// Refusals after the logged one.
-    unlogged: u64,
-}
-
-#[derive(Debug, PartialEq)]
-struct Summary {
-    /// `None`: the addresses past `MAX_ADDRESSES`, together.
-    client: Option<IpAddr>,
-    unlogged: u64,
-    seconds: u64,
-}
-
-impl RefusalState {
-    fn refused(&mut self, ip: IpAddr, now: Instant) -> bool {
-        if let Some(w) = self.windows.get_mut(&ip) {
-            w.unlogged += 1;
-            return false;
-        }
-        if self.windows.len() >= MAX_ADDRESSES {
-            self.sweep_windows(now, false, &mut Vec::new());
-        }
-        if self.windows.len() >= MAX_ADDRESSES {
-            match &mut self.overflow {
-                Some(w) => {
-                    w.unlogged += 1;
-                    return false;
-                }
-                None => {
-                    self.overflow = Some(Window { since: now, unlogged: 0 });
-                    return true;
-                }
-            }
-        }
-        self.windows.insert(ip, Window { since: now, unlogged: 0 });
-        true
-    }
-
-    fn is_counting(&self) -> bool {
-        !self.windows.is_empty() || self.overflow.is_some()
-    }
-
-    /// Ends the windows older than `WINDOW` (every window with `all`), at most once a second
-    /// unless `all`; returns the counts to log.
-    fn sweep(&mut self, now: Instant, all: bool) -> Vec<Summary> {
-        let mut out = Vec::new();
-        if !all && self.next_sweep.is_some_and(|t| now < t) {
-            return out;
-        }
-        self.next_sweep = Some(now + Duration::from_secs(1));
-        self.sweep_windows(now, all, &mut out);
-        let overflow_ended = self.overflow.as_ref().is_some_and(|w| all || now.duration_since(w.since) >= WINDOW);
-        if overflow_ended {
-            if let Some(w) = self.overflow.take().filter(|w| w.unlogged > 0) {
-                out.push(Summary { client: None, unlogged: w.unlogged, seconds: secs(now, w.since) });
-            }
-        }
-        out
-    }
-
-    fn sweep_windows(&mut self, now: Instant, all: bool, out: &mut Vec<Summary>) {
-        self.windows.retain(|ip, w| {
-            let ended = all || now.duration_since(w.since) >= WINDOW;
-            if ended && w.unlogged > 0 {
-                out.push(Summary { client: Some(*ip), unlogged: w.unlogged, seconds: secs(now, w.since) });
-            }
-            !ended
-        });
-    }
-}
-
-fn secs(now: Instant, since: Instant) -> u64 {
-    now.duration_since(since).as_secs().max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use poem::EndpointExt;
 
-    fn ip(n: u32) -> IpAddr {
-        IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + n))
-    }
-
-    #[test]
-    fn first_refusal_logged_then_one_count_per_minute() {
-        let t0 = Instant::now();
-        let mut st = RefusalState::default();
-        assert!(st.refused(ip(1), t0));
-        for i in 1..=10 {
-            assert!(!st.refused(ip(1), t0 + Duration::from_secs(i)));
-        }
-        assert!(st.refused(ip(2), t0 + Duration::from_secs(2)), "another address has its own window");
-        assert!(st.sweep(t0 + Duration::from_secs(30), false).is_empty());
-        let s = st.sweep(t0 + Duration::from_secs(61), false);
-        assert_eq!(s, vec![Summary { client: Some(ip(1)), unlogged: 10, seconds: 61 }]);
-        // a new window opens with the next refusal
-        assert!(st.refused(ip(1), t0 + Duration::from_secs(62)));
-        // ip(2) had no more refusals: nothing to say about it
-        assert!(st.sweep(t0 + Duration::from_secs(63), false).is_empty());
-        assert!(!st.windows.contains_key(&ip(2)));
-    }
-
-    #[test]
-    fn stopping_logs_every_open_count() {
-        let t0 = Instant::now();
-        let mut st = RefusalState::default();
-        st.refused(ip(1), t0);
-        st.refused(ip(1), t0);
-        st.refused(ip(1), t0);
-        assert_eq!(st.sweep(t0, true), vec![Summary { client: Some(ip(1)), unlogged: 2, seconds: 1 }]);
-        assert!(!st.is_counting());
-    }
-
-    #[test]
-    fn memory_is_bounded() {
-        let t0 = Instant::now();
-        let mut st = RefusalState::default();
-        let mut logged = 0;
-        for n in 0..(MAX_ADDRESSES as u32 + 1000) {
-            logged += st.refused(ip(n), t0) as u32;
-        }
-        assert_eq!(st.windows.len(), MAX_ADDRESSES);
-        assert_eq!(logged, MAX_ADDRESSES as u32 + 1, "past the cap, one line for all the others");
-        let s = st.sweep(t0 + WINDOW, false);
-        assert_eq!(s, vec![Summary { client: None, unlogged: 999, seconds: 60 }]);
-        assert!(!st.is_counting());
+    /// A handler that panics answers a JSON 500 whose message and header carry the request id.
+    #[tokio::test]
+    async fn a_panic_is_a_500_that_names_the_request_id() {
+        let metrics = Arc::new(Metrics::new());
+        let ep = poem::endpoint::make(|_| async { panic!("boom") as Response })
+            .with(poem::middleware::CatchPanic::new().with_handler(crate::error::panic_response))
+            .with(RequestLog::new(metrics.clone(), Arc::new(RouteTemplates::from_spec("{}"))));
+        let req = Request::builder().uri_str("/anything").header(REQUEST_ID_HEADER, "panic-1").finish();
+        let resp = ep.call(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(resp.headers()[REQUEST_ID_HEADER], "panic-1");
+        let body: serde_json::Value = serde_json::from_slice(&resp.into_body().into_vec().await.unwrap()).unwrap();
+        assert_eq!(body["statusCode"], 500);
+        assert!(body["message"].as_str().unwrap().ends_with("(request id panic-1)"), "{body}");
+        let text = metrics.render(0, 0);
+        assert!(
+            text.lines().any(|l| l.starts_with("http_requests_total{") && l.ends_with(r#"status="500"} 1"#)),
+            "{text}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod admin;
 mod data;
+mod logging;
 mod serve;
 mod typed;
 
@@ -32,6 +33,11 @@ pub struct Cli {
     /// The data folder: database, signing key, export files.
     #[arg(long, env = "EXPORTS_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
+    /// Log lines on stderr as `text` (for a person; colours only on a terminal) or `json` (one
+    /// JSON object per line: timestamp, level, message and the fields, e.g. request_id).
+    /// RUST_LOG sets the level (default info for serve, warn for the tools).
+    #[arg(long, env = "EXPORTS_LOG_FORMAT", default_value = "text", global = true, value_enum)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -137,6 +143,19 @@ pub struct ServeArgs {
     /// environment variable: a flag shows in `ps`.
     #[arg(long, env = "EXPORTS_API_KEY", hide_env_values = true, value_name = "KEY", value_parser = Checked(config::parse_api_key))]
     pub api_key: Option<String>,
+    /// Serve GET /metrics (Prometheus text format; no API key, not rate limited: keep it off
+    /// the public side of your proxy). false makes it a 404.
+    #[arg(long, env = "EXPORTS_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics: bool,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines; colours only when stderr is a terminal.
+    Text,
+    /// One JSON object per line, fields at the top level.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -219,15 +238,17 @@ pub enum HeaderArg {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve(_));
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if serving { "info" } else { "warn" }));
-    // colours only for a person at a terminal: a container's log file gets plain text
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
+    let json_log = cli.log_format == LogFormat::Json;
+    logging::init(cli.log_format, if serving { "info" } else { "warn" });
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            if json_log {
+                // a JSON log stays JSON to its last line
+                tracing::error!("error: {}", one_line(&e));
+            } else {
+                eprintln!("error: {}", one_line(&e));
+            }
             ExitCode::from(2)
         }
     }

@@ -49,42 +49,105 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> anyhow::Result<()> {
             shutdown_grace: a.shutdown_grace,
         },
         demo: a.demo,
+        metrics: a.metrics,
     };
     let rt =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let app = App::build(cfg).await?;
-        tracing::info!(
-            "exports-api {} listening on {} (docs: {}/docs, data: {})",
-            env!("CARGO_PKG_VERSION"),
-            app.local_addr(),
-            app.base_url(),
-            data_dir.display()
-        );
-        app.run_until_stopped(shutdown_signal()).await.context("server error")
+        let stop = shutdown_signal()?;
+        let app = App::build(cfg.clone()).await?;
+        tracing::info!("{}", startup_block(&cfg, &app));
+        app.run_until_stopped(stop).await.context("server error")
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+/// What the operator needs to know once the server listens, in one log line of several
+/// lines: where it is, where its data is, and every limit in force.
+fn startup_block(cfg: &Config, app: &App) -> String {
+    let l = &cfg.limits;
+    let srv = &cfg.server;
+    let base = app.base_url();
+    let metrics = if cfg.metrics { format!("{base}/metrics") } else { "off (--metrics false)".into() };
+    let retention = cfg.retention.map_or("off, exports are kept".into(), duration);
+    let rate = match l.rate_limit {
+        0 => "off".to_string(),
+        n => format!("{n} requests/s per API key and per client address without one (burst {})", 2 * n),
     };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let queued = match l.max_queued_exports {
+        0 => "no limit".to_string(),
+        n => n.to_string(),
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    let storage = l.max_export_storage.map_or("no limit".into(), |n| size(n as usize));
+    [
+        format!(
+            "exports-api {} listening on {} (runs in the foreground; Ctrl-C stops it)",
+            env!("CARGO_PKG_VERSION"),
+            app.local_addr()
+        ),
+        format!("  public URL   {} (the base of download links)", app.public_url()),
+        format!("  docs         {base}/docs"),
+        format!("  metrics      {metrics}"),
+        format!("  data folder  {}", cfg.data_dir.display()),
+        format!("  workers      {} export jobs at once; retention {retention}", cfg.workers),
+        format!("  downloads    links valid {}", duration(cfg.url_ttl)),
+        format!("  bodies       JSON up to {}, NDJSON upload up to {}", size(l.max_json_body), size(l.max_body)),
+        format!("  rate limit   {rate}"),
+        format!("  per team     queued exports {queued}; export storage {storage}"),
+        format!(
+            "  connections  at most {}; header timeout {}, idle timeout {}, shutdown grace {}",
+            srv.max_connections,
+            duration(srv.header_timeout),
+            duration(srv.idle_timeout),
+            duration(srv.shutdown_grace)
+        ),
+        format!("  database     busy timeout {}", duration(l.busy_timeout)),
+    ]
+    .join("\n")
+}
+
+/// `7d`, `12h`, `30m`, `45s`: the largest unit that divides it, as the flags take it.
+fn duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".into(),
+        s if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        s if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        s if s.is_multiple_of(60) => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
-    tracing::info!("shutting down");
+}
+
+/// `256MB`, `1MB`, `512KB`, `1000B`: the largest binary unit that divides it, as the flags take it.
+fn size(n: usize) -> String {
+    for (unit, bytes) in [("GB", 1usize << 30), ("MB", 1 << 20), ("KB", 1 << 10)] {
+        if n >= bytes && n.is_multiple_of(bytes) {
+            return format!("{}{unit}", n / bytes);
+        }
+    }
+    format!("{n}B")
+}
+
+/// Resolves at Ctrl-C or SIGTERM. The handlers are installed when this is called (before the
+/// app is built), so a signal that arrives while the server starts stops it cleanly instead of
+/// killing the process with the signal's default action.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        (term, int)
+    };
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
 }
 
 pub fn healthcheck(listen: &str) -> anyhow::Result<()> {
@@ -105,5 +168,23 @@ pub fn healthcheck(listen: &str) -> anyhow::Result<()> {
         Ok(())
     } else {
         bail!("unhealthy: {}", line.trim())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{duration, size};
+    use std::time::Duration;
+
+    #[test]
+    fn limits_are_written_as_the_flags_take_them() {
+        assert_eq!(duration(Duration::from_secs(604_800)), "7d");
+        assert_eq!(duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(duration(Duration::from_secs(90)), "90s");
+        assert_eq!(duration(Duration::from_secs(60)), "1m");
+        assert_eq!(size(256 << 20), "256MB");
+        assert_eq!(size(1 << 30), "1GB");
+        assert_eq!(size(1000), "1000B");
+        assert_eq!(size(1536), "1536B", "1.5 KiB has no whole unit");
     }
 }

@@ -289,6 +289,13 @@ pub fn delete_finished(conn: &Connection, ids: &[String], cutoff: i64) -> DbResu
     Ok(deleted)
 }
 
+/// Jobs waiting for a worker (PENDING), for the `exports_jobs_queued` gauge: counted from
+/// the `exports_queue` index, so the cost follows the queue, not the history.
+pub fn count_pending(conn: &Connection) -> DbResult<u64> {
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM exports WHERE status = 'PENDING'", [], |r| r.get(0))?;
+    Ok(n.max(0) as u64)
+}
+
 /// Ids of every job, for removing files that no job owns any more.
 pub fn all_ids(conn: &Connection) -> DbResult<std::collections::HashSet<String>> {
     let mut stmt = conn.prepare("SELECT id FROM exports")?;

@@ -99,6 +99,9 @@ impl Writer {
         E: From<DbError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        // the caller's span (a request's, with its request id) on the writer thread's lines
+        let span = tracing::Span::current();
+        let f = move |c: &Connection| span.in_scope(|| f(c));
         self.jobs
             .send(Box::new(Queued { f, reply }))
             .map_err(|_| E::from(DbError::Interrupted("the database writer has stopped")))?;

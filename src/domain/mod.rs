@@ -7,6 +7,7 @@ pub mod list;
 pub mod naming;
 pub mod ndjson;
 pub mod nesting;
+pub mod request_id;
 pub mod result;
 pub mod rng;
 pub mod schema;

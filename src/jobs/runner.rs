@@ -14,6 +14,7 @@ use super::write_behind::WriteBehind;
 use crate::data_dir::DataDir;
 use crate::db::{self, Pool};
 use crate::domain::time::now_ms;
+use crate::metrics::{self, Metrics};
 
 /// Handle on the running workers; cheap to clone.
 #[derive(Clone)]
@@ -34,17 +35,20 @@ struct Shared {
     stopping: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     retention: Option<Duration>,
+    metrics: Arc<Metrics>,
 }
 
 impl Jobs {
     /// Prepares the exports folder (removing half-written files and files no job owns) and
-    /// starts `workers` export threads plus the retention sweeper.
+    /// starts `workers` export threads plus the retention sweeper. Their work is counted in
+    /// `metrics`, and each job's state changes are logged at INFO with their figures.
     pub fn start(
         pool: Pool,
         writer: db::Writer,
         data_dir: DataDir,
         workers: usize,
         retention: Option<Duration>,
+        metrics: Arc<Metrics>,
     ) -> std::io::Result<Jobs> {
         crate::private::create_dir(&data_dir.exports())?;
         let shared = Arc::new(Shared {
@@ -58,6 +62,7 @@ impl Jobs {
             stopping: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             retention,
+            metrics,
         });
         if let Err(e) = clean_exports_dir(&shared) {
             tracing::warn!(error = %e, "could not tidy the exports folder");
@@ -149,7 +154,14 @@ kept. Free space on the server (or delete old exports) and create the export aga
 
 fn run_job(s: &Shared, job: db::exports::ExportRow) {
     let started = Instant::now();
-    tracing::info!(export = %job.id, attempt = job.attempts, "export started");
+    let _running = Running::new(&s.metrics);
+    tracing::info!(
+        export_id = %job.id,
+        team_id = %job.team_id,
+        export_status = "PROCESSING",
+        attempt = job.attempts,
+        "export started"
+    );
     let tmp = s.data_dir.export_temp(&job.id);
     let final_path = s.data_dir.export_file(&job.id, job.options.gzip);
     let cancelled = || s.cancelled.lock().expect("cancel lock").contains(&job.id);
@@ -159,7 +171,7 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
             // a read that found the database busy: not the job's fault, try again
             Ok(Err(e)) if e.is_busy() && !s.stopping.load(Ordering::SeqCst) && !cancelled() => {
                 let _ = std::fs::remove_file(&tmp);
-                tracing::debug!(export = %job.id, "the database is busy; the export starts over shortly");
+                tracing::debug!(export_id = %job.id, "the database is busy; the export starts over shortly");
                 pause(s, Duration::from_secs(1));
             }
             other => break other,
@@ -172,7 +184,21 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
             match record(complete) {
                 Ok(true) => {
                     sync_dir(&s.data_dir.exports());
-                    tracing::info!(export = %job.id, rows, bytes = size, ms = started.elapsed().as_millis() as u64, "export completed");
+                    let m = &s.metrics;
+                    m.job_finished(metrics::JOB_COMPLETED, started.elapsed().as_secs_f64());
+                    m.rows_written.inc_by(rows);
+                    m.bytes_written.inc_by(size);
+                    m.storage_changed(size as i64);
+                    tracing::info!(
+                        export_id = %job.id,
+                        team_id = %job.team_id,
+                        export_status = "COMPLETED",
+                        rows,
+                        bytes = size,
+                        duration_ms = started.elapsed().as_millis() as u64,
+                        attempts = job.attempts,
+                        "export completed"
+                    );
                 }
                 // deleted while it ran: its file never took its final name
                 Ok(false) => {
@@ -182,15 +208,16 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
                 Err(db::DbError::Full(_)) => {
                     let _ = std::fs::remove_file(&tmp);
                     let _ = std::fs::remove_file(&final_path);
-                    let _ = record(Record::Fail(DISK_FULL.into()));
+                    failed(s, &job, started, DISK_FULL.into());
                 }
                 // the file could not take its final name: nothing was recorded
                 Err(db::DbError::Io(e)) => {
                     let _ = std::fs::remove_file(&tmp);
-                    tracing::error!(export = %job.id, error = %e, "export failed: its file could not be renamed");
-                    let _ = record(Record::Fail(format!(
+                    tracing::error!(export_id = %job.id, error = %e, "export failed: its file could not be renamed");
+                    let message = format!(
                         "The export could not be written: {e}. Create it again; if it keeps failing, check the server's disk and log."
-                    )));
+                    );
+                    failed(s, &job, started, message);
                 }
                 // the service is stopping (or the database failed): the job stays claimed and
                 // runs again; the next start removes the files it left
@@ -202,9 +229,14 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
             if s.stopping.load(Ordering::SeqCst) {
                 // the service is stopping: leave it claimed; the next start takes it up again
                 let _ = record(Record::Release);
-                tracing::info!(export = %job.id, "export interrupted by shutdown; it resumes at the next start");
+                tracing::info!(
+                    export_id = %job.id,
+                    team_id = %job.team_id,
+                    export_status = "PROCESSING",
+                    "export interrupted by shutdown; it resumes at the next start"
+                );
             } else {
-                tracing::info!(export = %job.id, "export cancelled");
+                tracing::info!(export_id = %job.id, team_id = %job.team_id, "export cancelled: it was deleted");
             }
         }
         Ok(Err(e)) => {
@@ -213,25 +245,57 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
             let message = match &e {
                 EngineError::Invalid(m) => m.clone(),
                 e if e.is_disk_full() => {
-                    tracing::error!(export = %job.id, error = %e, "export failed: disk full");
+                    tracing::error!(export_id = %job.id, error = %e, "export failed: disk full");
                     DISK_FULL.to_string()
                 }
                 other => {
-                    tracing::error!(export = %job.id, error = %other, "export failed");
+                    tracing::error!(export_id = %job.id, error = %other, "export could not be written");
                     format!("The export could not be written: {other}. Create it again; if it keeps failing, check the server's disk and log.")
                 }
             };
-            let _ = record(Record::Fail(message));
+            failed(s, &job, started, message);
         }
         Err(_) => {
             let _ = std::fs::remove_file(&tmp);
-            tracing::error!(export = %job.id, "export panicked");
-            let _ = record(Record::Fail(
-                "An internal error stopped this export; it is in the server log. Create it again.".into(),
-            ));
+            tracing::error!(export_id = %job.id, "export panicked");
+            let message = "An internal error stopped this export; it is in the server log. Create it again.";
+            failed(s, &job, started, message.into());
         }
     }
     s.cancelled.lock().expect("cancel lock").remove(&job.id);
+}
+
+/// Counts a job as running while it lives.
+struct Running<'a>(&'a Metrics);
+
+impl<'a> Running<'a> {
+    fn new(metrics: &'a Metrics) -> Running<'a> {
+        metrics.jobs_running.inc();
+        Running(metrics)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.jobs_running.dec();
+    }
+}
+
+/// Records FAILED with `message`; once recorded, counts and logs it.
+fn failed(s: &Shared, job: &db::exports::ExportRow, started: Instant, message: String) {
+    let error = message.clone();
+    if let Ok(true) = record(s, &job.id, Record::Fail(message)) {
+        s.metrics.job_finished(metrics::JOB_FAILED, started.elapsed().as_secs_f64());
+        tracing::info!(
+            export_id = %job.id,
+            team_id = %job.team_id,
+            export_status = "FAILED",
+            error,
+            duration_ms = started.elapsed().as_millis() as u64,
+            attempts = job.attempts,
+            "export failed"
+        );
+    }
 }
 
 /// What a worker records about a job it ran.
@@ -271,11 +335,11 @@ fn record(s: &Shared, job_id: &str, outcome: Record) -> Result<bool, db::DbError
         });
         match result {
             Err(db::DbError::Busy(_)) if !s.stopping.load(Ordering::SeqCst) => {
-                tracing::debug!(export = %job_id, "the database is busy; waiting to record the export's outcome");
+                tracing::debug!(export_id = %job_id, "the database is busy; waiting to record the export's outcome");
                 pause(s, Duration::from_millis(500));
             }
             Err(e) => {
-                tracing::error!(export = %job_id, error = %e, "could not record the outcome of an export");
+                tracing::error!(export_id = %job_id, error = %e, "could not record the outcome of an export");
                 return Err(e);
             }
             Ok(updated) => return Ok(updated),
@@ -327,10 +391,13 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// Removes temporary files (a run that died mid-write) and files whose job is gone.
+/// Removes temporary files (a run that died mid-write) and files whose job is gone, and
+/// sets `exports_storage_bytes` to the size of the files kept (the workers and deletes keep it
+/// up to date from then on, so a scrape never walks the folder).
 fn clean_exports_dir(s: &Shared) -> Result<(), Box<dyn std::error::Error>> {
     let conn = s.pool.get()?;
     let ids = db::exports::all_ids(&conn)?;
+    let mut kept = 0u64;
     for entry in std::fs::read_dir(s.data_dir.exports())? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().to_string();
@@ -340,8 +407,10 @@ fn clean_exports_dir(s: &Shared) -> Result<(), Box<dyn std::error::Error>> {
         } else {
             // files an older version wrote readable by all
             crate::private::tighten(&entry.path())?;
+            kept += entry.metadata().map(|m| m.len()).unwrap_or(0);
         }
     }
+    s.metrics.set_storage(kept);
     Ok(())
 }
 
@@ -381,8 +450,19 @@ fn sweep_once(s: &Shared, retention: Duration) -> Result<usize, db::DbError> {
         let deleted: std::collections::HashSet<String> =
             s.writer.run(move |c| db::exports::delete_finished(c, &ids, cutoff))?.into_iter().collect();
         for r in chunk.iter().filter(|r| deleted.contains(&r.id)) {
-            let _ = std::fs::remove_file(s.data_dir.export_file(&r.id, r.options.gzip));
+            if std::fs::remove_file(s.data_dir.export_file(&r.id, r.options.gzip)).is_ok() {
+                s.metrics.storage_changed(-r.file_size.unwrap_or(0));
+            }
+            tracing::info!(
+                export_id = %r.id,
+                team_id = %r.team_id,
+                export_status = "deleted",
+                was = r.status.as_str(),
+                reason = "retention",
+                "export deleted"
+            );
         }
+        s.metrics.jobs_deleted(deleted.len() as u64);
         count += deleted.len();
     }
     Ok(count)

@@ -9,6 +9,7 @@ use crate::db::DbError;
 use crate::domain::export::{check_expand_array, ExportStatus, NewExport};
 use crate::domain::time::now_ms;
 use crate::jobs::runner::Jobs;
+use crate::metrics::Metrics;
 
 /// Why an export was not created; nothing was stored.
 #[derive(Debug)]
@@ -84,15 +85,25 @@ pub fn delete(c: &Connection, team: &str, id: &str) -> Result<ExportRow, DeleteE
 /// partial file; a job that finishes first finds its row gone and never gives its file the
 /// final name) and a finished file is removed. Not on the writer thread: unlinking a large
 /// file can take a second on ext4, and every write would wait for it. A file that cannot be
-/// removed is logged, not an error: the export is gone either way.
-pub fn finish_delete(jobs: &Jobs, data_dir: &DataDir, row: &ExportRow) {
+/// removed is logged, not an error: the export is gone either way. Counted in `metrics` and
+/// logged as the job's last state change.
+pub fn finish_delete(jobs: &Jobs, data_dir: &DataDir, metrics: &Metrics, row: &ExportRow) {
     if row.status == ExportStatus::Processing {
         jobs.cancel(&row.id);
     }
     let path = data_dir.export_file(&row.id, row.options.gzip);
-    if let Err(e) = std::fs::remove_file(&path) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(file = %path.display(), error = %e, "could not remove an export file");
-        }
+    match std::fs::remove_file(&path) {
+        Ok(()) => metrics.storage_changed(-row.file_size.unwrap_or(0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(file = %path.display(), error = %e, "could not remove an export file"),
     }
+    metrics.jobs_deleted(1);
+    tracing::info!(
+        export_id = %row.id,
+        team_id = %row.team_id,
+        export_status = "deleted",
+        was = row.status.as_str(),
+        reason = "api",
+        "export deleted"
+    );
 }

@@ -11,6 +11,7 @@ use crate::data_dir::DataDir;
 use crate::db::counts::ListCounts;
 use crate::db::{self, Pool};
 use crate::jobs::runner::Jobs;
+use crate::metrics::Metrics;
 use crate::signing::Signer;
 use key_cache::KeyCache;
 
@@ -32,4 +33,6 @@ pub struct AppState {
     pub list_counts: Arc<ListCounts>,
     /// Teams of recently seen API keys (see `key_cache`).
     pub key_cache: KeyCache,
+    /// What the service counts, served at `/metrics` (also held by the workers).
+    pub metrics: Arc<Metrics>,
 }

@@ -166,6 +166,7 @@ impl ExportsApi {
             Quotas { max_queued: state.limits.max_queued_exports, max_storage: state.limits.max_export_storage };
         let row = with_writer(&state, move |c| Ok(services::exports::create(c, team, new, quotas)?)).await?;
         state.jobs.notify();
+        tracing::info!(export_id = %row.id, team_id = %row.team_id, export_status = "PENDING", "export created");
         Ok(ExportCreated::Created(Json(to_api(&row, false))))
     }
 
@@ -286,10 +287,12 @@ impl ExportsApi {
         let id = id.0.to_string();
         let team = auth.0.id;
         let row = with_writer(&state, move |c| Ok(services::exports::delete(c, &team, &id)?)).await?;
-        let (jobs, data_dir) = (state.jobs.clone(), state.data_dir.clone());
-        tokio::task::spawn_blocking(move || services::exports::finish_delete(&jobs, &data_dir, &row))
-            .await
-            .map_err(ApiError::internal)?;
+        let (state, span) = (state.clone(), tracing::Span::current());
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| services::exports::finish_delete(&state.jobs, &state.data_dir, &state.metrics, &row))
+        })
+        .await
+        .map_err(ApiError::internal)?;
         Ok(ExportDeleted::Ok(Json(Message::new("Export deleted successfully"))))
     }
 }
