@@ -8,7 +8,7 @@ use crate::db::exports::{ExportRow, QuotaExceeded, Quotas};
 use crate::db::DbError;
 use crate::domain::export::{check_expand_array, ExportStatus, NewExport};
 use crate::domain::time::now_ms;
-use crate::jobs::runner::Jobs;
+use crate::jobs::runner::{forget_deleted, Jobs};
 use crate::metrics::Metrics;
 
 /// Why an export was not created; nothing was stored.
@@ -91,19 +91,5 @@ pub fn finish_delete(jobs: &Jobs, data_dir: &DataDir, metrics: &Metrics, row: &E
     if row.status == ExportStatus::Processing {
         jobs.cancel(&row.id);
     }
-    let path = data_dir.export_file(&row.id, row.options.gzip);
-    match std::fs::remove_file(&path) {
-        Ok(()) => metrics.storage_changed(-row.file_size.unwrap_or(0)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(file = %path.display(), error = %e, "could not remove an export file"),
-    }
-    metrics.jobs_deleted(1);
-    tracing::info!(
-        export_id = %row.id,
-        team_id = %row.team_id,
-        export_status = "deleted",
-        was = row.status.as_str(),
-        reason = "api",
-        "export deleted"
-    );
+    forget_deleted(data_dir, metrics, row, "api");
 }
