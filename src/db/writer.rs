@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -32,6 +32,11 @@ use super::{DbError, DbResult};
 
 /// At most this many jobs share one commit.
 const MAX_BATCH: usize = 256;
+
+/// A batch that takes longer than this is logged (WARN) with where its time went: every
+/// caller of the batch waited that long, so an operator looking at a latency spike can tell
+/// a slow write (a job, the commit) from a slow request elsewhere.
+const SLOW_BATCH: Duration = Duration::from_millis(100);
 
 /// Handle on the writer thread; cheap to clone. The thread ends when the last handle is gone.
 #[derive(Clone)]
@@ -184,6 +189,10 @@ fn write_loop(conn: Connection, queue: Receiver<Box<dyn Job>>) {
 /// the whole transaction back (a full disk, an I/O error), in which case the jobs before it
 /// are told so and the rest go on in a new transaction.
 fn run_batch(conn: &Connection, mut batch: VecDeque<Box<dyn Job>>) {
+    let started = Instant::now();
+    let jobs = batch.len();
+    let mut slowest_job = Duration::ZERO;
+    let mut commit = Duration::ZERO;
     while !batch.is_empty() {
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             for job in batch.drain(..) {
@@ -202,7 +211,9 @@ fn run_batch(conn: &Connection, mut batch: VecDeque<Box<dyn Job>>) {
                 }
                 continue;
             }
+            let job_started = Instant::now();
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(conn)));
+            slowest_job = slowest_job.max(job_started.elapsed());
             if conn.is_autocommit() {
                 // SQLite rolled the whole transaction back: what ran before is gone too
                 match outcome {
@@ -239,7 +250,10 @@ fn run_batch(conn: &Connection, mut batch: VecDeque<Box<dyn Job>>) {
             }
             continue;
         }
-        match conn.execute_batch("COMMIT") {
+        let commit_started = Instant::now();
+        let committed = conn.execute_batch("COMMIT");
+        commit += commit_started.elapsed();
+        match committed {
             Ok(()) => ran.into_iter().for_each(|done| done.answer(None)),
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
@@ -248,6 +262,16 @@ fn run_batch(conn: &Connection, mut batch: VecDeque<Box<dyn Job>>) {
                 }
             }
         }
+    }
+    let took = started.elapsed();
+    if took > SLOW_BATCH {
+        tracing::warn!(
+            took_ms = took.as_millis() as u64,
+            jobs,
+            slowest_job_ms = slowest_job.as_millis() as u64,
+            commit_ms = commit.as_millis() as u64,
+            "slow database write: every request in this batch waited this long"
+        );
     }
 }
 
