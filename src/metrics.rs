@@ -140,6 +140,12 @@ impl Metrics {
         self.job_duration.with_label_values(&[status]).observe(seconds);
     }
 
+    /// A job was marked FAILED without running (interrupted too often, or unreadable): counted,
+    /// but not in the run-time histogram.
+    pub fn job_failed_without_running(&self) {
+        self.jobs_total.with_label_values(&[JOB_FAILED]).inc();
+    }
+
     /// `count` jobs were deleted (by the API or the retention sweep).
     pub fn jobs_deleted(&self, count: u64) {
         self.jobs_total.with_label_values(&[JOB_DELETED]).inc_by(count);

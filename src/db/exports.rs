@@ -179,25 +179,45 @@ pub fn delete(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<Exp
 /// dying while it runs must not stay PROCESSING forever).
 pub const MAX_ATTEMPTS: i64 = 3;
 
+/// What [`claim_next`] did: the job it took, if any, and the jobs it marked FAILED on the way.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub job: Option<ExportRow>,
+    pub failed: Vec<FailedAtClaim>,
+}
+
+/// A job [`claim_next`] marked FAILED instead of running it.
+#[derive(Debug)]
+pub struct FailedAtClaim {
+    pub id: String,
+    pub team_id: String,
+    pub attempts: i64,
+    pub error: String,
+}
+
 /// Atomically takes the oldest job that is waiting: PENDING, or PROCESSING under an earlier
 /// run of the service (`claimed_by` differs from this run's `run_id`: its process died).
-/// Orphans that have already been tried `MAX_ATTEMPTS` times are marked FAILED instead.
-/// Run it on the writer (one transaction).
-pub fn claim_next(conn: &Connection, run_id: &str) -> DbResult<Option<ExportRow>> {
+/// Orphans that have already been tried `MAX_ATTEMPTS` times, and rows that cannot be read,
+/// are marked FAILED instead (and reported in [`Claimed::failed`]). Run it on the writer (one
+/// transaction).
+pub fn claim_next(conn: &Connection, run_id: &str) -> DbResult<Claimed> {
     let tx = conn;
+    let mut claimed = Claimed::default();
     loop {
         // two walks of the `exports_queue` index, each stopping at its first row (one query
         // with OR would sort every waiting job)
         let oldest = |sql: &str, args: &[&dyn rusqlite::ToSql]| {
-            tx.query_row(sql, args, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
-                .optional()
+            tx.query_row(sql, args, |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
+            })
+            .optional()
         };
         let pending = oldest(
-            "SELECT created_at, id, attempts FROM exports WHERE status = 'PENDING' ORDER BY created_at, id LIMIT 1",
+            "SELECT created_at, id, attempts, team_id FROM exports WHERE status = 'PENDING' ORDER BY created_at, id LIMIT 1",
             &[],
         )?;
         let orphan = oldest(
-            "SELECT created_at, id, attempts FROM exports
+            "SELECT created_at, id, attempts, team_id FROM exports
              WHERE status = 'PROCESSING' AND COALESCE(claimed_by, '') <> ?1 ORDER BY created_at, id LIMIT 1",
             &[&run_id],
         )?;
@@ -205,17 +225,22 @@ pub fn claim_next(conn: &Connection, run_id: &str) -> DbResult<Option<ExportRow>
             (Some(p), Some(o)) => Some(if (o.0, &o.1) < (p.0, &p.1) { o } else { p }),
             (p, o) => p.or(o),
         };
-        let Some((_, id, attempts)) = next else {
-            return Ok(None);
+        let Some((_, id, attempts, team_id)) = next else {
+            return Ok(claimed);
         };
         let now = now_ms();
-        if attempts >= MAX_ATTEMPTS {
+        let mut fail = |error: String| -> DbResult<()> {
             tx.execute(
-                "UPDATE exports SET status = 'FAILED', updated_at = ?2, claimed_by = NULL,
-                 error = 'The export was interrupted ' || attempts || ' times because the service stopped while it ran; create it again.'
-                 WHERE id = ?1",
-                params![id, now],
+                "UPDATE exports SET status = 'FAILED', updated_at = ?2, claimed_by = NULL, error = ?3 WHERE id = ?1",
+                params![id, now, error],
             )?;
+            claimed.failed.push(FailedAtClaim { id: id.clone(), team_id: team_id.clone(), attempts, error });
+            Ok(())
+        };
+        if attempts >= MAX_ATTEMPTS {
+            fail(format!(
+                "The export was interrupted {attempts} times because the service stopped while it ran; create it again."
+            ))?;
             continue;
         }
         tx.execute(
@@ -224,16 +249,14 @@ pub fn claim_next(conn: &Connection, run_id: &str) -> DbResult<Option<ExportRow>
             params![id, run_id, now],
         )?;
         match get_where(tx, "e.id = ?1", [&id]) {
-            Ok(Some(row)) => return Ok(Some(row)),
+            Ok(Some(row)) => {
+                claimed.job = Some(row);
+                return Ok(claimed);
+            }
             // the row cannot be run: it fails with a message, and the next job is taken
             Err(e @ DbError::Corrupt { .. }) => {
                 tracing::error!(error = %e, "an export job cannot be read; it is marked FAILED");
-                tx.execute(
-                    "UPDATE exports SET status = 'FAILED', updated_at = ?2, claimed_by = NULL,
-                     error = 'The export job is damaged in the database and cannot run; create it again.'
-                     WHERE id = ?1",
-                    params![id, now],
-                )?;
+                fail("The export job is damaged in the database and cannot run; create it again.".into())?;
             }
             Ok(None) => continue, // not reachable: the row was just updated
             Err(e) => return Err(e),
@@ -418,7 +441,10 @@ mod tests {
             .unwrap();
         assert!(matches!(get(&conn, &team, &e.id), Err(DbError::Corrupt { what, .. }) if what.contains("options")));
         // a worker does not run it with default options: the job fails with a message
-        assert!(claim_next(&conn, "run").unwrap().is_none());
+        let claimed = claim_next(&conn, "run").unwrap();
+        assert!(claimed.job.is_none());
+        assert_eq!(claimed.failed.len(), 1, "the failed job is reported, to be counted and logged");
+        assert_eq!(claimed.failed[0].id, e.id);
         let (status, error): (String, Option<String>) = conn
             .query_row("SELECT status, error FROM exports WHERE id = ?1", [&e.id], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap();

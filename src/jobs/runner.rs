@@ -114,7 +114,10 @@ fn worker_loop(s: &Shared) {
         let seen = *s.wake.lock().expect("wake lock");
         let run_id = s.run_id.clone();
         let claimed = s.writer.run(move |c| db::exports::claim_next(c, &run_id));
-        match claimed {
+        if let Ok(claimed) = &claimed {
+            failed_at_claim(s, &claimed.failed);
+        }
+        match claimed.map(|c| c.job) {
             Ok(Some(job)) => run_job(s, job),
             Ok(None) => {
                 let g = s.wake.lock().expect("wake lock");
@@ -136,6 +139,22 @@ fn worker_loop(s: &Shared) {
 }
 
 /// Waits up to `d`, less when the workers are told to stop.
+/// Jobs the claim marked FAILED without running them (interrupted too often, or unreadable):
+/// counted and logged like any other failure.
+fn failed_at_claim(s: &Shared, failed: &[db::exports::FailedAtClaim]) {
+    for f in failed {
+        s.metrics.job_failed_without_running();
+        tracing::info!(
+            export_id = %f.id,
+            team_id = %f.team_id,
+            export_status = "FAILED",
+            error = %f.error,
+            attempts = f.attempts,
+            "export failed"
+        );
+    }
+}
+
 fn pause(s: &Shared, d: Duration) {
     let g = s.wake.lock().expect("wake lock");
     if !s.stopping.load(Ordering::SeqCst) {

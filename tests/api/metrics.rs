@@ -194,3 +194,40 @@ async fn metrics_false_turns_the_route_off() {
         assert_eq!(off, dir != "on", "{how}: the start-up block says whether it is on:\n{}", s.stderr());
     }
 }
+
+/// A job that was interrupted `MAX_ATTEMPTS` times is failed by the worker that would have
+/// taken it, without running: that FAILED is counted like any other.
+#[tokio::test]
+async fn a_job_failed_at_claim_is_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let app = spawn_app_without_workers(dir.clone(), |_| {}).await;
+    let schema_id = with_results(&app, 5).await;
+    let body = json!({"schema_id": schema_id, "start_date": "2024-01-01", "end_date": "2024-01-31"});
+    let r = app.post_json("/v1/exports", &body).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let id = first_export(&app).await;
+    app.stop().await;
+    // as a process that died while running it, the third time
+    let db = rusqlite::Connection::open(dir.join("exports.db")).unwrap();
+    let n = db
+        .execute(
+            "UPDATE exports SET status = 'PROCESSING', claimed_by = 'a-run-that-died', attempts = 3 WHERE id = ?1",
+            [&id],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(db);
+
+    let app = crate::helpers::spawn_app_with(dir, |_| {}).await;
+    let failed = crate::helpers::poll_until(crate::helpers::within(10), "the job to be failed", || async {
+        let v: Value = app.get(&format!("/v1/exports/{id}")).send().await.unwrap().json().await.unwrap();
+        (v["status"] == "FAILED").then_some(v)
+    })
+    .await;
+    assert!(failed["error"].as_str().unwrap().contains("interrupted 3 times"), "{failed}");
+    let m = Metrics::scrape(&app.base_url).await;
+    assert_eq!(m.get("exports_jobs_total", &[("status", "FAILED")]), 1.0);
+    assert_eq!(m.get("exports_jobs_total", &[("status", "COMPLETED")]), 0.0);
+    app.stop().await;
+}
