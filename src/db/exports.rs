@@ -165,14 +165,53 @@ pub fn list(
     Ok((rows.into_iter().collect::<DbResult<_>>()?, total))
 }
 
-/// Deletes a job of a team and returns what it was, so the caller can cancel it and remove
-/// its file.
-pub fn delete(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<ExportRow>> {
-    let row = get_where(conn, "e.id = ?1 AND e.team_id = ?2", [id, team_id])?;
-    if row.is_some() {
+/// What a delete removed: what it takes to stop the job and remove the file. Read column by
+/// column, so that a row whose status or options are damaged can still be deleted.
+#[derive(Debug)]
+pub struct Removed {
+    pub id: String,
+    pub team_id: String,
+    /// `None` when the stored status is not one the service writes.
+    pub status: Option<ExportStatus>,
+    /// `None` when the stored options cannot be read: either file name may exist.
+    pub gzip: Option<bool>,
+    pub file_size: Option<i64>,
+}
+
+impl From<&ExportRow> for Removed {
+    fn from(r: &ExportRow) -> Removed {
+        Removed {
+            id: r.id.clone(),
+            team_id: r.team_id.clone(),
+            status: Some(r.status),
+            gzip: Some(r.options.gzip),
+            file_size: r.file_size,
+        }
+    }
+}
+
+/// Deletes export `id` of `team_id`; `None` when the team has no such export. A damaged row
+/// (an unknown status, unreadable options) is deleted too: it is what a user deletes it for.
+pub fn delete(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<Removed>> {
+    let removed = conn
+        .query_row(
+            "SELECT id, team_id, status, options, file_size FROM exports WHERE id = ?1 AND team_id = ?2",
+            [id, team_id],
+            |r| {
+                Ok(Removed {
+                    id: r.get(0)?,
+                    team_id: r.get(1)?,
+                    status: ExportStatus::parse(&r.get::<_, String>(2)?),
+                    gzip: serde_json::from_str::<CsvOptions>(&r.get::<_, String>(3)?).ok().map(|o| o.gzip),
+                    file_size: r.get(4)?,
+                })
+            },
+        )
+        .optional()?;
+    if removed.is_some() {
         conn.execute("DELETE FROM exports WHERE id = ?1", [id])?;
     }
-    Ok(row)
+    Ok(removed)
 }
 
 /// How many times a job may be started before it is given up (a job whose process keeps

@@ -469,7 +469,7 @@ fn sweep_once(s: &Shared, retention: Duration) -> Result<usize, db::DbError> {
         let deleted: std::collections::HashSet<String> =
             s.writer.run(move |c| db::exports::delete_finished(c, &ids, cutoff))?.into_iter().collect();
         for r in chunk.iter().filter(|r| deleted.contains(&r.id)) {
-            forget_deleted(&s.data_dir, &s.metrics, r, "retention");
+            forget_deleted(&s.data_dir, &s.metrics, &r.into(), "retention");
         }
         count += deleted.len();
     }
@@ -477,22 +477,29 @@ fn sweep_once(s: &Shared, retention: Duration) -> Result<usize, db::DbError> {
 }
 
 /// Writes to a file under a temporary name and renames it when whole (used by the CLI).
-/// After an export's row was deleted (by the API or by retention): its file is removed, the
-/// metrics counted and the job's last state change logged. A file that cannot be removed is
-/// logged, not an error: the export is gone either way.
-pub fn forget_deleted(data_dir: &DataDir, metrics: &Metrics, row: &db::exports::ExportRow, reason: &'static str) {
-    let path = data_dir.export_file(&row.id, row.options.gzip);
-    match std::fs::remove_file(&path) {
-        Ok(()) => metrics.storage_changed(-row.file_size.unwrap_or(0)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(file = %path.display(), error = %e, "could not remove an export file"),
+/// After an export's row was deleted (by the API or by retention): its file is removed (both
+/// possible names when the row's options were unreadable), the metrics counted and the job's
+/// last state change logged. A file that cannot be removed is logged, not an error: the export
+/// is gone either way.
+pub fn forget_deleted(data_dir: &DataDir, metrics: &Metrics, row: &db::exports::Removed, reason: &'static str) {
+    let names: &[bool] = match row.gzip {
+        Some(gzip) => &[gzip][..],
+        None => &[false, true][..],
+    };
+    for &gzip in names {
+        let path = data_dir.export_file(&row.id, gzip);
+        match std::fs::remove_file(&path) {
+            Ok(()) => metrics.storage_changed(-row.file_size.unwrap_or(0)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(file = %path.display(), error = %e, "could not remove an export file"),
+        }
     }
     metrics.jobs_deleted(1);
     tracing::info!(
         export_id = %row.id,
         team_id = %row.team_id,
         export_status = "deleted",
-        was = row.status.as_str(),
+        was = row.status.map_or("(unreadable)", |s| s.as_str()),
         reason,
         "export deleted"
     );

@@ -4,7 +4,7 @@
 use rusqlite::Connection;
 
 use crate::data_dir::DataDir;
-use crate::db::exports::{ExportRow, QuotaExceeded, Quotas};
+use crate::db::exports::{ExportRow, QuotaExceeded, Quotas, Removed};
 use crate::db::DbError;
 use crate::domain::export::{check_expand_array, ExportStatus, NewExport};
 use crate::domain::time::now_ms;
@@ -77,7 +77,7 @@ pub fn create(c: &Connection, team: String, new: NewExport, quotas: Quotas) -> R
 /// Deletes export `id` of `team` on the write connection `c` (in the caller's transaction)
 /// and returns its row; once that is committed, [`finish_delete`] stops its job and removes
 /// its file.
-pub fn delete(c: &Connection, team: &str, id: &str) -> Result<ExportRow, DeleteError> {
+pub fn delete(c: &Connection, team: &str, id: &str) -> Result<Removed, DeleteError> {
     crate::db::exports::delete(c, team, id)?.ok_or(DeleteError::NotFound)
 }
 
@@ -87,8 +87,9 @@ pub fn delete(c: &Connection, team: &str, id: &str) -> Result<ExportRow, DeleteE
 /// file can take a second on ext4, and every write would wait for it. A file that cannot be
 /// removed is logged, not an error: the export is gone either way. Counted in `metrics` and
 /// logged as the job's last state change.
-pub fn finish_delete(jobs: &Jobs, data_dir: &DataDir, metrics: &Metrics, row: &ExportRow) {
-    if row.status == ExportStatus::Processing {
+pub fn finish_delete(jobs: &Jobs, data_dir: &DataDir, metrics: &Metrics, row: &Removed) {
+    // a damaged status may hide a running job: telling a job that is not running is harmless
+    if row.status.is_none_or(|s| s == ExportStatus::Processing) {
         jobs.cancel(&row.id);
     }
     forget_deleted(data_dir, metrics, row, "api");

@@ -875,3 +875,37 @@ async fn list_paging_is_stable_on_ties() {
     }
     app.stop().await;
 }
+
+/// A row the service cannot read whole (options or status damaged in the database) answers
+/// GET with a 500, but DELETE still removes it and its file: deleting it is the way out.
+#[tokio::test]
+async fn a_damaged_export_can_still_be_deleted() {
+    let app = spawn_app().await;
+    let schema_id = schema_with_results(&app, "Damaged").await;
+    for (column, value) in [("options", "{\"delimiter\": 7}"), ("status", "DONE-ISH")] {
+        let done = app
+            .export_and_wait(&json!({"schema_id": schema_id, "start_date": "2000-01-01", "end_date": "2100-01-01"}))
+            .await;
+        assert_eq!(done["status"], "COMPLETED", "{done}");
+        let id = done["id"].as_str().unwrap().to_string();
+        let file = helpers::walk(&app.data_dir)
+            .into_iter()
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&id)))
+            .expect("the export's file");
+        let db = rusqlite::Connection::open(app.data_dir.join("exports.db")).unwrap();
+        let sql = format!("UPDATE exports SET {column} = ?1 WHERE id = ?2");
+        assert_eq!(db.execute(&sql, [value, &id]).unwrap(), 1);
+        drop(db);
+        let r = app.get(&format!("/v1/exports/{id}")).send().await.unwrap();
+        assert_eq!(r.status(), 500, "{column}: the damaged row is reported, not guessed at");
+
+        let (status, body) = send(app.delete(&format!("/v1/exports/{id}"))).await;
+        assert_eq!(status, 200, "{column}: {body}");
+        assert_eq!(body["message"], "Export deleted successfully");
+        let r = app.get(&format!("/v1/exports/{id}")).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{column}");
+        poll_until(within(5), "the damaged export's file to be removed", || async { (!file.exists()).then_some(()) })
+            .await;
+    }
+    app.stop().await;
+}
