@@ -191,7 +191,13 @@ impl App {
 fn prepare(cfg: &Config, data: &DataDir) -> anyhow::Result<(Pool, db::Writer, Signer, std::fs::File)> {
     let shown = data.root().display();
     // private whatever the umask: the folder 0700, every file in it 0600 (see `private`)
-    data.create().with_context(|| format!("cannot create the data folder {shown}"))?;
+    data.create().map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::PermissionDenied => crate::data_dir::permission_hint(data.root()),
+            _ => String::new(),
+        };
+        anyhow::anyhow!("cannot create the data folder {shown}: {e}{hint}")
+    })?;
     let lock = data.lock()?;
     let uploads = data.uploads();
     crate::import::prepare_spool_dir(&uploads)

@@ -109,6 +109,28 @@ impl DataDir {
     }
 }
 
+/// Why this process may not write in `path` (or, when it does not exist yet, in the nearest
+/// folder above it that does), for the message of a "permission denied": who owns it and who
+/// this process is, and what to do about it.
+pub fn permission_hint(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Some((dir, meta)) = path.ancestors().find_map(|d| std::fs::metadata(d).ok().map(|m| (d, m))) else {
+        return String::new();
+    };
+    // SAFETY: geteuid has no preconditions
+    let me = unsafe { libc::geteuid() };
+    let shown = dir.display();
+    if meta.uid() != me {
+        format!(
+            "; {shown} belongs to uid {} and this process runs as uid {me}: run the server as that user, \
+             or give it the folder (chown -R {me} {shown})",
+            meta.uid()
+        )
+    } else {
+        format!("; {shown} (mode {:o}) is not writable by its owner, this process", meta.mode() & 0o7777)
+    }
+}
+
 /// Whether an I/O error means the disk (or the user's quota) is full: ENOSPC or EDQUOT.
 pub fn is_disk_full(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded) || e.raw_os_error() == Some(28)

@@ -296,3 +296,39 @@ fn the_dockerfile_fits_the_binary() {
     assert!(dockerfile.contains("cargo build --release --frozen"), "the build is offline once the crates are fetched");
     assert!(dockerfile.contains("CMD [\"serve\"]") && dockerfile.contains("ENTRYPOINT [\"exports-api\"]"));
 }
+
+/// A data folder the server's user may not write in: the error says who owns it, who the
+/// server runs as, and what to do; nothing is created.
+#[test]
+fn a_data_folder_of_another_user_is_explained() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let parent = tmp.path().join("volume");
+    std::fs::create_dir(&parent).unwrap();
+    let data = parent.join("data");
+    if is_root() {
+        // the image's user (see image_command) may enter the folder but not write in it
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    } else {
+        eprintln!("not root: the folder is made read-only for this user instead");
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    let env =
+        [("EXPORTS_DATA_DIR", data.display().to_string()), ("EXPORTS_LISTEN", format!("127.0.0.1:{}", free_port()))];
+    let out = image_command(&["serve"], &env).output().unwrap();
+    std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot create the data folder {}", data.display())), "{err}");
+    if is_root() {
+        assert!(
+            err.contains(&format!("{} belongs to uid 0 and this process runs as uid {IMAGE_UID}", parent.display())),
+            "{err}"
+        );
+        assert!(err.contains(&format!("chown -R {IMAGE_UID} {}", parent.display())), "{err}");
+    } else {
+        assert!(err.contains("is not writable by its owner"), "{err}");
+    }
+    assert!(!data.exists(), "nothing was created");
+}
