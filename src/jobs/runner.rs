@@ -138,23 +138,29 @@ fn worker_loop(s: &Shared) {
     }
 }
 
-/// Waits up to `d`, less when the workers are told to stop.
 /// Jobs the claim marked FAILED without running them (interrupted too often, or unreadable):
 /// counted and logged like any other failure.
 fn failed_at_claim(s: &Shared, failed: &[db::exports::FailedAtClaim]) {
     for f in failed {
         s.metrics.job_failed_without_running();
-        tracing::info!(
-            export_id = %f.id,
-            team_id = %f.team_id,
-            export_status = "FAILED",
-            error = %f.error,
-            attempts = f.attempts,
-            "export failed"
-        );
+        log_failed(&f.id, &f.team_id, &f.error, f.attempts, None);
     }
 }
 
+/// The log line of a job that turned FAILED; `ran` is how long it ran, if it did.
+fn log_failed(id: &str, team_id: &str, error: &str, attempts: i64, ran: Option<Duration>) {
+    tracing::info!(
+        export_id = %id,
+        team_id = %team_id,
+        export_status = "FAILED",
+        error,
+        duration_ms = ran.map(|d| d.as_millis() as u64),
+        attempts,
+        "export failed"
+    );
+}
+
+/// Waits up to `d`, less when the workers are told to stop.
 fn pause(s: &Shared, d: Duration) {
     let g = s.wake.lock().expect("wake lock");
     if !s.stopping.load(Ordering::SeqCst) {
@@ -305,15 +311,7 @@ fn failed(s: &Shared, job: &db::exports::ExportRow, started: Instant, message: S
     let error = message.clone();
     if let Ok(true) = record(s, &job.id, Record::Fail(message)) {
         s.metrics.job_finished(metrics::JOB_FAILED, started.elapsed().as_secs_f64());
-        tracing::info!(
-            export_id = %job.id,
-            team_id = %job.team_id,
-            export_status = "FAILED",
-            error,
-            duration_ms = started.elapsed().as_millis() as u64,
-            attempts = job.attempts,
-            "export failed"
-        );
+        log_failed(&job.id, &job.team_id, &error, job.attempts, Some(started.elapsed()));
     }
 }
 
