@@ -145,7 +145,7 @@ pub fn export(data_dir: &Path, a: ExportArgs) -> anyhow::Result<()> {
         }
         None => {
             let stdout = std::io::stdout();
-            let mut w = std::io::BufWriter::with_capacity(256 * 1024, stdout.lock());
+            let mut w = std::io::BufWriter::with_capacity(256 * 1024, stdout);
             let rows = write_export(&conn, &spec, &mut w, || false)?.unwrap_or(0);
             w.flush()?;
             rows

@@ -1,13 +1,17 @@
 //! The parallel part of an export: rows read from the cursor are packed into batches,
-//! formatting threads turn each batch into CSV bytes, and the calling thread writes those
-//! bytes in the order the rows were read. Buffers go round (no allocation once warm), and
-//! at most [`IN_FLIGHT`] batches exist at once, so memory stays flat.
+//! formatting threads turn each batch into CSV bytes and write them, in the order the rows
+//! were read, to the output. Buffers go round (no allocation once warm), and at most
+//! [`IN_FLIGHT`] batches exist at once, so memory stays flat.
+//!
+//! The reading thread is the one part that cannot be shared out (one SQLite cursor), so it
+//! does nothing else: it neither checks the stored text is UTF-8 nor writes the output; the
+//! formatting threads do both. With both cores busy that is what sets an export's pace.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use super::csv::CsvPlan;
 use super::engine::EngineError;
@@ -21,10 +25,10 @@ const BATCH_BYTES: usize = 512 * 1024;
 /// Batches read but not yet written, at most.
 const IN_FLIGHT: usize = 8;
 
-/// Rows packed into one text buffer.
+/// Rows packed into one buffer, as read (not yet checked to be UTF-8: [`Batch::format`] does).
 #[derive(Default)]
 struct Batch {
-    text: String,
+    text: Vec<u8>,
     rows: Vec<RowAt>,
     /// Where each row's records end in the formatted output.
     ends: Vec<usize>,
@@ -45,24 +49,40 @@ impl Batch {
         self.rows.clear();
     }
 
-    /// Appends the CSV records of every row to `out`; returns how many records.
-    fn format(&mut self, plan: &CsvPlan, scratch: &mut crate::jobs::csv::RowScratch, out: &mut Vec<u8>) -> u64 {
+    /// Appends the CSV records of every row to `out`; returns how many records. Fails when
+    /// the stored text is not UTF-8 (as reading it as text on the cursor would have).
+    fn format(
+        &mut self,
+        plan: &CsvPlan,
+        scratch: &mut crate::jobs::csv::RowScratch,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, EngineError> {
         self.ends.clear();
+        let text = &self.text;
+        // the column each part was read from, for the error
+        let part = |from: usize, to: usize, column: usize| {
+            std::str::from_utf8(&text[from..to]).map_err(|e| not_text(column, e))
+        };
         let mut records = 0;
         let mut at = 0;
         for r in &self.rows {
-            let id = &self.text[at..r.id_end];
+            let id = part(at, r.id_end, 0)?;
             let (file_name, file_end) = match r.file_end {
-                Some(end) => (Some(&self.text[r.id_end..end]), end),
+                Some(end) => (Some(part(r.id_end, end, 1)?), end),
                 None => (None, r.id_end),
             };
-            let extraction = &self.text[file_end..r.extraction_end];
+            let extraction = part(file_end, r.extraction_end, 3)?;
             records += plan.write_row(id, file_name, r.created_at_ms, extraction, out, scratch) as u64;
             self.ends.push(out.len());
             at = r.extraction_end;
         }
-        records
+        Ok(records)
     }
+}
+
+/// The error reading the column as text would have given.
+fn not_text(column: usize, e: std::str::Utf8Error) -> EngineError {
+    EngineError::Db(crate::db::DbError::from(rusqlite::Error::Utf8Error(column, e)))
 }
 
 struct Job {
@@ -71,22 +91,27 @@ struct Job {
     out: Vec<u8>,
 }
 
+/// What a formatting thread tells the reading one after a batch.
 enum Done {
-    Formatted { seq: u64, batch: Batch, out: Vec<u8>, records: u64 },
+    /// The batch was formatted and is written, or waits for an earlier one to be: its place
+    /// in flight is free.
+    Formatted,
+    /// Formatting or writing failed; the export stops.
+    Failed(EngineError),
     Panicked(Box<dyn std::any::Any + Send>),
 }
 
 /// The reading side, handed to the closure of [`format_in_order`].
-pub(super) struct Batches<'a, W: Write> {
+pub(super) struct Batches<'s, 'a, W: Write> {
     current: Batch,
     jobs: SyncSender<Job>,
     done: Receiver<Done>,
     sent: u64,
     in_flight: usize,
-    writer: Ordered<'a, W>,
+    writer: &'s Mutex<Ordered<'a, W>>,
 }
 
-impl<W: Write> Batches<'_, W> {
+impl<W: Write> Batches<'_, '_, W> {
     /// Adds one row; true when a batch was just handed over (a good moment to check for
     /// cancellation).
     pub(super) fn push(
@@ -94,16 +119,16 @@ impl<W: Write> Batches<'_, W> {
         id: &str,
         file_name: Option<&str>,
         created_at_ms: i64,
-        extraction: &str,
+        extraction: &[u8],
     ) -> Result<bool, EngineError> {
         let b = &mut self.current;
-        b.text.push_str(id);
+        b.text.extend_from_slice(id.as_bytes());
         let id_end = b.text.len();
         let file_end = file_name.map(|f| {
-            b.text.push_str(f);
+            b.text.extend_from_slice(f.as_bytes());
             b.text.len()
         });
-        b.text.push_str(extraction);
+        b.text.extend_from_slice(extraction);
         b.rows.push(RowAt { id_end, file_end, extraction_end: b.text.len(), created_at_ms });
         if b.rows.len() < BATCH_ROWS && b.text.len() < BATCH_BYTES {
             return Ok(false);
@@ -112,18 +137,16 @@ impl<W: Write> Batches<'_, W> {
         Ok(true)
     }
 
-    /// Sends the current batch to the formatting threads, first waiting (and writing) while
-    /// too many are in flight.
+    /// Sends the current batch to the formatting threads, first waiting while too many are in
+    /// flight.
     fn hand_over(&mut self) -> Result<(), EngineError> {
         while self.in_flight >= IN_FLIGHT {
             self.receive()?;
         }
-        // whatever is finished already goes out now
         while let Ok(done) = self.done.try_recv() {
-            self.in_flight -= 1;
-            self.writer.accept(done)?;
+            self.settle(done)?;
         }
-        let (mut next, out) = self.writer.free.pop().unwrap_or_default();
+        let (mut next, out) = lock(self.writer).free.pop().unwrap_or_default();
         next.clear();
         let batch = std::mem::replace(&mut self.current, next);
         let job = Job { seq: self.sent, batch, out };
@@ -136,11 +159,20 @@ impl<W: Write> Batches<'_, W> {
 
     fn receive(&mut self) -> Result<(), EngineError> {
         let done = self.done.recv().expect("formatting threads are running");
-        self.in_flight -= 1;
-        self.writer.accept(done)
+        self.settle(done)
     }
 
-    /// Hands over the last batch and writes everything; returns the number of records.
+    fn settle(&mut self, done: Done) -> Result<(), EngineError> {
+        self.in_flight -= 1;
+        match done {
+            Done::Formatted => Ok(()),
+            Done::Failed(e) => Err(e),
+            Done::Panicked(payload) => resume_unwind(payload),
+        }
+    }
+
+    /// Hands over the last batch and waits until everything is written; returns the number
+    /// of records.
     fn finish(mut self) -> Result<u64, EngineError> {
         if !self.current.rows.is_empty() {
             self.hand_over()?;
@@ -148,16 +180,24 @@ impl<W: Write> Batches<'_, W> {
         while self.in_flight > 0 {
             self.receive()?;
         }
-        debug_assert!(self.writer.pending.is_empty());
-        if let Some(carry) = &self.writer.carry {
-            self.writer.sink.write_all(carry)?;
+        let mut writer = lock(self.writer);
+        debug_assert!(writer.pending.is_empty());
+        if let Some(carry) = writer.carry.take() {
+            writer.sink.write_all(&carry)?;
         }
-        Ok(self.writer.records)
+        Ok(writer.records)
     }
 }
 
-/// Writes formatted batches in sequence order.
-struct Ordered<'a, W: Write> {
+/// The writer's lock. A formatting thread that panicked did so outside it (see
+/// [`format_batches`]), and the panic ends the export, so a poisoned lock is still sound.
+fn lock<'m, 'a, W: Write>(m: &'m Mutex<Ordered<'a, W>>) -> MutexGuard<'m, Ordered<'a, W>> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Writes formatted batches in sequence order; shared by the formatting threads, each of
+/// which writes what is ready after formatting a batch.
+pub(super) struct Ordered<'a, W: Write> {
     sink: &'a mut W,
     /// `Some` when writes must come in the sizes the single-threaded engine wrote: whole
     /// rows, at least [`CHUNK`] bytes (the header in the first), gathered here. A gzip
@@ -170,11 +210,7 @@ struct Ordered<'a, W: Write> {
 }
 
 impl<W: Write> Ordered<'_, W> {
-    fn accept(&mut self, done: Done) -> Result<(), EngineError> {
-        let (seq, batch, out, records) = match done {
-            Done::Formatted { seq, batch, out, records } => (seq, batch, out, records),
-            Done::Panicked(payload) => resume_unwind(payload),
-        };
+    fn accept(&mut self, seq: u64, batch: Batch, out: Vec<u8>, records: u64) -> Result<(), EngineError> {
         self.pending.insert(seq, (batch, out, records));
         while let Some((batch, out, records)) = self.pending.remove(&self.next) {
             match &mut self.carry {
@@ -214,7 +250,7 @@ pub(super) struct Output<'a, W: Write> {
 /// Runs `read` (which pushes rows into the [`Batches`] it is given and returns false when
 /// the export was stopped) with `threads` formatting threads, writing the head and the
 /// records to the output in order. Returns the number of records, or `None` when stopped.
-pub(super) fn format_in_order<W: Write>(
+pub(super) fn format_in_order<W: Write + Send>(
     plan: &CsvPlan,
     threads: usize,
     output: Output<W>,
@@ -223,30 +259,25 @@ pub(super) fn format_in_order<W: Write>(
     let (job_tx, job_rx) = mpsc::sync_channel::<Job>(IN_FLIGHT);
     let job_rx = Mutex::new(job_rx);
     let (done_tx, done_rx) = mpsc::channel::<Done>();
+    let Output { sink, head, same_writes } = output;
+    let carry = if same_writes {
+        Some(head)
+    } else {
+        sink.write_all(&head)?;
+        None
+    };
+    let writer = Mutex::new(Ordered { sink, carry, next: 0, pending: BTreeMap::new(), free: Vec::new(), records: 0 });
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
-            let (job_rx, done_tx) = (&job_rx, done_tx.clone());
+            let (job_rx, done_tx, writer) = (&job_rx, done_tx.clone(), &writer);
             std::thread::Builder::new()
                 .name("export-format".into())
-                .spawn_scoped(scope, move || format_batches(plan, job_rx, done_tx))
+                .spawn_scoped(scope, move || format_batches(plan, job_rx, done_tx, writer))
                 .map_err(EngineError::Io)?;
         }
         drop(done_tx);
-        let Output { sink, head, same_writes } = output;
-        let carry = if same_writes {
-            Some(head)
-        } else {
-            sink.write_all(&head)?;
-            None
-        };
-        let mut batches = Batches {
-            current: Batch::default(),
-            jobs: job_tx,
-            done: done_rx,
-            sent: 0,
-            in_flight: 0,
-            writer: Ordered { sink, carry, next: 0, pending: BTreeMap::new(), free: Vec::new(), records: 0 },
-        };
+        let mut batches =
+            Batches { current: Batch::default(), jobs: job_tx, done: done_rx, sent: 0, in_flight: 0, writer: &writer };
         if !read(&mut batches)? {
             return Ok(None);
         }
@@ -255,7 +286,12 @@ pub(super) fn format_in_order<W: Write>(
     })
 }
 
-fn format_batches(plan: &CsvPlan, jobs: &Mutex<Receiver<Job>>, done: Sender<Done>) {
+fn format_batches<W: Write>(
+    plan: &CsvPlan,
+    jobs: &Mutex<Receiver<Job>>,
+    done: Sender<Done>,
+    writer: &Mutex<Ordered<W>>,
+) {
     let mut scratch = plan.scratch();
     loop {
         let job = jobs.lock().map_err(|_| ()).and_then(|rx| rx.recv().map_err(|_| ()));
@@ -263,16 +299,22 @@ fn format_batches(plan: &CsvPlan, jobs: &Mutex<Receiver<Job>>, done: Sender<Done
             return;
         };
         out.clear();
-        match catch_unwind(AssertUnwindSafe(|| batch.format(plan, &mut scratch, &mut out))) {
-            Ok(records) => {
-                if done.send(Done::Formatted { seq, batch, out, records }).is_err() {
-                    return;
+        let formatted = catch_unwind(AssertUnwindSafe(|| batch.format(plan, &mut scratch, &mut out)));
+        let message = match formatted {
+            Ok(Ok(records)) => {
+                // a panic while writing (in the sink) ends the export like one while formatting
+                match catch_unwind(AssertUnwindSafe(|| lock(writer).accept(seq, batch, out, records))) {
+                    Ok(Ok(())) => Done::Formatted,
+                    Ok(Err(e)) => Done::Failed(e),
+                    Err(payload) => Done::Panicked(payload),
                 }
             }
-            Err(payload) => {
-                let _ = done.send(Done::Panicked(payload));
-                return;
-            }
+            Ok(Err(e)) => Done::Failed(e),
+            Err(payload) => Done::Panicked(payload),
+        };
+        let stop = !matches!(message, Done::Formatted);
+        if done.send(message).is_err() || stop {
+            return;
         }
     }
 }

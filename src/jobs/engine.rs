@@ -58,7 +58,7 @@ impl EngineError {
 /// batches to `out` in order; formatting threads (one per CPU) turn batches into CSV
 /// meanwhile. At most a few batches are in flight, so memory stays flat whatever the size
 /// of the export. `should_stop` is asked after every batch.
-pub fn write_export<W: Write>(
+pub fn write_export<W: Write + Send>(
     conn: &Connection,
     spec: &ExportSpec,
     out: &mut W,
@@ -77,7 +77,7 @@ pub fn write_export<W: Write>(
     Ok(written)
 }
 
-pub(super) fn write_records<W: Write>(
+pub(super) fn write_records<W: Write + Send>(
     conn: &Connection,
     spec: &ExportSpec,
     plan: &CsvPlan,

@@ -98,7 +98,7 @@ fn reference_records<W: Write>(conn: &rusqlite::Connection, spec: &ExportSpec, s
             id: r.id.to_string(),
             file_name: r.file_name.map(str::to_string),
             created_at_ms: r.created_at,
-            extraction: r.extraction.to_string(),
+            extraction: String::from_utf8(r.extraction.to_vec()).expect("stored text is UTF-8"),
         };
         plan.write_result_reference(&row, &mut csv);
         if csv.len() >= 64 * 1024 {
@@ -223,5 +223,33 @@ fn a_failing_write_ends_the_export_with_its_error() {
     for left in [0, 100, 300_000] {
         let err = write_export(&conn, &spec, &mut FailingSink { left }, || false).unwrap_err();
         assert!(matches!(&err, EngineError::Io(e) if e.to_string() == "disk on fire"), "{err}");
+    }
+}
+
+/// Stored text that is not UTF-8 (a database edited by hand) fails the export with a
+/// database error naming the column, as reading it as text on the cursor did, now that the
+/// formatting threads check it; a panicking or blocked export would hang the worker.
+#[test]
+fn an_extraction_that_is_not_utf8_fails_the_export() {
+    let f = fixture(3000);
+    let conn = f.pool.get().unwrap();
+    // one row in the middle of the export, in the second batch
+    let changed = conn
+        .execute(
+            "UPDATE results SET extraction = CAST(X'7B2278223A2280FF227D' AS TEXT)
+             WHERE id = (SELECT id FROM results ORDER BY created_at, id LIMIT 1 OFFSET 1500)",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    let options = CsvOptions::default();
+    let spec = spec(&f, None, &options);
+    for threads in [1, 2, 3] {
+        let plan = CsvPlan::new(spec.schema, None, &options).unwrap();
+        let err = write_records(&conn, &spec, &plan, &mut Vec::new(), threads, || false).unwrap_err();
+        assert!(
+            matches!(&err, EngineError::Db(db::DbError::Sqlite(rusqlite::Error::Utf8Error(3, _)))),
+            "{threads} threads: {err:?}"
+        );
     }
 }
