@@ -8,7 +8,7 @@ use crate::jobs::json::{is_repr_literal, write_float_literal, write_json_string,
 
 /// Objects with more keys than this are written through the parsed value (its repeated-key
 /// handling is linear; the check here is not).
-const MAX_DIRECT_KEYS: usize = 64;
+pub(super) const MAX_DIRECT_KEYS: usize = 64;
 
 /// Reusable buffers of the compact writer.
 #[derive(Debug, Default)]
@@ -55,6 +55,28 @@ pub(super) fn write_compact_field(src: &str, delimiter: u8, out: &mut Vec<u8>, s
         out.pop();
     }
     true
+}
+
+/// Appends `src`, an array or object whose text is already its compact JSON (a tidy span of
+/// the scan, see `scan::Tidy`), as the CSV field [`write_compact_field`] would write: quoted
+/// with inner `"` doubled when it holds `"` or `delimiter` (a tidy text has no CR or LF), as
+/// is otherwise. Hand-written: one search and one copy in runs, on the hot path.
+pub(super) fn write_tidy_field(src: &str, delimiter: u8, out: &mut Vec<u8>) {
+    let b = src.as_bytes();
+    if memchr::memchr2(b'"', delimiter, b).is_none() {
+        out.extend_from_slice(b);
+        return;
+    }
+    out.reserve(b.len() + b.len() / 8 + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for i in memchr::memchr_iter(b'"', b) {
+        out.extend_from_slice(&b[start..=i]);
+        out.push(b'"');
+        start = i + 1;
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
 }
 
 struct Writer<'a, 's> {

@@ -8,7 +8,7 @@ mod compact;
 mod reference;
 mod scan;
 
-use compact::{write_compact, write_compact_field, CompactScratch};
+use compact::{write_compact, write_compact_field, write_tidy_field, CompactScratch};
 use scan::{decode_string, Kind, RowSpans, ScanPlan, Span};
 
 use super::json::{is_repr_literal, write_float_literal};
@@ -272,6 +272,7 @@ impl CsvPlan {
                 decode_string(raw, text);
                 self.write_text(text, self.formula_guard, out);
             }
+            Kind::Compound if span.tidy => write_tidy_field(raw, self.delimiter, out),
             Kind::Compound => {
                 if !write_compact_field(raw, self.delimiter, out, compact) {
                     text.clear();

@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use super::bytes::string_stop;
 use super::Node;
-use crate::jobs::json::{is_high_surrogate, simple_escape, surrogate_pair, MAX_DEPTH};
+use crate::jobs::json::{is_high_surrogate, is_repr_literal, simple_escape, surrogate_pair, MAX_DEPTH};
 
 /// What a recorded value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,10 +38,17 @@ pub(super) struct Span {
     pub start: usize,
     pub end: usize,
     pub kind: Kind,
+    /// A `Compound` column value whose text is already its compact JSON (see [`Tidy`]): the
+    /// CSV field is the text itself, quoted, without a second walk through it.
+    pub tidy: bool,
 }
 
 impl Span {
-    pub const MISSING: Span = Span { start: 0, end: 0, kind: Kind::Missing };
+    pub const MISSING: Span = Span { start: 0, end: 0, kind: Kind::Missing, tidy: false };
+
+    const fn new(start: usize, end: usize, kind: Kind) -> Span {
+        Span { start, end, kind, tidy: false }
+    }
 }
 
 /// The keys the plan looks for in one object, and what each one's value feeds.
@@ -88,6 +95,8 @@ pub(super) struct RowSpans {
     pub items: Vec<Span>,
     pub item_count: usize,
     key: String,
+    /// The keys of the objects open in a tidy check (see [`Tidy`]).
+    tidy_keys: Vec<(usize, usize)>,
 }
 
 impl ScanPlan {
@@ -127,11 +136,11 @@ impl ScanPlan {
         spans.slots.fill(Span::MISSING);
         spans.items.clear();
         spans.item_count = 0;
-        let mut s = Scanner { b: text.as_bytes(), pos: 0 };
+        let RowSpans { slots, items, item_count, key, tidy_keys } = spans;
+        let mut s = Scanner { b: text.as_bytes(), pos: 0, tidy: Tidy { on: false, ok: false, keys: tidy_keys } };
         s.ws();
         let ok = s.peek() == Some(b'{') && {
             s.pos += 1;
-            let RowSpans { slots, items, item_count, key } = spans;
             let mut items = Items { spans: items, count: item_count };
             s.object(self, 0, 0, slots, &mut items, key).is_ok() && {
                 s.ws();
@@ -224,6 +233,25 @@ type Scan<T> = Result<T, Invalid>;
 struct Scanner<'a> {
     b: &'a [u8],
     pos: usize,
+    tidy: Tidy<'a>,
+}
+
+/// Whether the array or object a column takes as is is already written as its compact JSON
+/// (what `compact::write_compact_field` would write): no white space outside strings, no
+/// escape in any string but those written back as they are (`\"`, `\\`, `\b`, `\f`, `\n`,
+/// `\r`, `\t`), every number as it is written (no `-0`, fractions as Python's
+/// `repr` writes them, no exponent), no repeated key, no object wider than the compact
+/// writer takes. Worked out during the scan's own walk over the value, so that the usual
+/// case (stored extractions are compact JSON) costs one pass instead of two: the compact
+/// writer's walk was a fifth of an export's instructions (callgrind, generated data).
+/// Hand-written because it lives inside the scan, on the hot path.
+struct Tidy<'a> {
+    /// A column's value is being walked.
+    on: bool,
+    /// Nothing seen so far needs rewriting (meaningful while `on`).
+    ok: bool,
+    /// The raw keys of the objects open inside the value, outermost first.
+    keys: &'a mut Vec<(usize, usize)>,
 }
 
 impl Scanner<'_> {
@@ -251,8 +279,12 @@ impl Scanner<'_> {
 
     #[inline]
     fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.pos) {
-            self.pos += 1;
+        if let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.pos) {
+            // compact JSON has none (harmless outside a tidy check, which starts afresh)
+            self.tidy.ok = false;
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.pos) {
+                self.pos += 1;
+            }
         }
     }
 
@@ -338,7 +370,7 @@ impl Scanner<'_> {
                 let mut none = Vec::new();
                 let mut zero = 0;
                 self.object(plan, *child, depth, slots, &mut Items { spans: &mut none, count: &mut zero }, key)?;
-                Span { start, end: self.pos, kind: Kind::Compound }
+                Span::new(start, self.pos, Kind::Compound)
             }
             (Some(b'['), _, true) => {
                 if depth >= MAX_DEPTH {
@@ -346,7 +378,17 @@ impl Scanner<'_> {
                 }
                 self.pos += 1;
                 self.elements(plan, depth, items, key)?;
-                Span { start, end: self.pos, kind: Kind::Compound }
+                Span::new(start, self.pos, Kind::Compound)
+            }
+            (Some(b'{' | b'['), _, _) if !e.slots.is_empty() => {
+                self.tidy.on = true;
+                self.tidy.ok = true;
+                self.tidy.keys.clear();
+                let walked = self.value(depth);
+                self.tidy.on = false;
+                let mut span = walked?;
+                span.tidy = self.tidy.ok;
+                span
             }
             _ => self.value(depth)?,
         };
@@ -423,7 +465,7 @@ impl Scanner<'_> {
                 self.pos += 1;
                 let escaped = self.string_body()?;
                 let kind = if escaped { Kind::StrEsc } else { Kind::Str };
-                return Ok(Span { start: start + 1, end: self.pos - 1, kind });
+                return Ok(Span::new(start + 1, self.pos - 1, kind));
             }
             Some(b'-' | b'0'..=b'9') => self.number()?,
             Some(_) if self.eat(b"true") => Kind::True,
@@ -432,7 +474,7 @@ impl Scanner<'_> {
             Some(_) if self.eat(b"NaN") || self.eat(b"Infinity") => Kind::Float,
             Some(_) => return Err(Invalid),
         };
-        Ok(Span { start, end: self.pos, kind })
+        Ok(Span::new(start, self.pos, kind))
     }
 
     fn skip_object(&mut self, depth: usize) -> Scan<()> {
@@ -441,13 +483,25 @@ impl Scanner<'_> {
             self.pos += 1;
             return Ok(());
         }
+        let base = self.tidy.keys.len();
         loop {
             self.ws();
             if self.peek() != Some(b'"') {
                 return Err(Invalid);
             }
             self.pos += 1;
+            let start = self.pos;
             self.string_body()?;
+            if self.tidy.on && self.tidy.ok {
+                let key = (start, self.pos - 1);
+                let level = &self.tidy.keys[base..];
+                if level.len() >= super::compact::MAX_DIRECT_KEYS
+                    || level.iter().any(|&(a, e)| self.b[a..e] == self.b[key.0..key.1])
+                {
+                    self.tidy.ok = false;
+                }
+                self.tidy.keys.push(key);
+            }
             self.ws();
             if self.peek() != Some(b':') {
                 return Err(Invalid);
@@ -455,6 +509,7 @@ impl Scanner<'_> {
             self.pos += 1;
             self.value(depth + 1)?;
             if self.closed_after_item(b'}')? {
+                self.tidy.keys.truncate(base);
                 return Ok(());
             }
         }
@@ -476,6 +531,7 @@ impl Scanner<'_> {
 
     /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, or `-Infinity`.
     fn number(&mut self) -> Scan<Kind> {
+        let start = self.pos;
         if self.eat(b"-") && self.eat(b"Infinity") {
             return Ok(Kind::Float);
         }
@@ -501,6 +557,13 @@ impl Scanner<'_> {
                 return Err(Invalid);
             }
             kind = Kind::Float;
+        }
+        if self.tidy.on && self.tidy.ok {
+            let lit = &self.b[start..self.pos];
+            self.tidy.ok = match kind {
+                Kind::Int => lit != b"-0",
+                _ => is_repr_literal(lit),
+            };
         }
         Ok(kind)
     }
@@ -530,8 +593,16 @@ impl Scanner<'_> {
                     escaped = true;
                     self.pos += 1;
                     match self.peek() {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 1,
+                        // written back as they are (`json::write_json_string`)
+                        Some(b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 1,
+                        // `\/` is written `/`
+                        Some(b'/') => {
+                            self.tidy.ok = false;
+                            self.pos += 1;
+                        }
+                        // `\u` is written as the character, or in lower case
                         Some(b'u') => {
+                            self.tidy.ok = false;
                             self.pos += 1;
                             match self.b.get(self.pos..self.pos + 4) {
                                 Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => self.pos += 4,

@@ -523,3 +523,51 @@ fn generated_data_round_trips() {
         }
     }
 }
+
+/// The scan marks an array or object column whose text is already its compact JSON
+/// (`Span::tidy`), which the CSV then copies with one search instead of walking it again;
+/// anything the compact writer would rewrite is not marked. Either way the field is what the
+/// compact writer writes.
+#[test]
+fn tidy_compound_values_are_copied_and_the_rest_rewritten() {
+    let s = schema(json!([{"key": "a", "type": "array"}, {"key": "o", "type": "object"}]));
+    let plan = CsvPlan::new(&s, None, &opts()).unwrap();
+    let mut spans = plan.scan.spans();
+    let cases = [
+        (r#"[{"x":1,"y":"p\nq \"r\" \\ \t\b\f"},2.5,-1,[],{}]"#, true),
+        (r#"[1,"a;b",true,null,NaN,-Infinity,-0.0]"#, true),
+        (r#"[1, 2]"#, false),
+        ("[1,\n2]", false),
+        (r#"[{"x":1,"x":2}]"#, false),
+        (r#"[{"x":1},{"x":2}]"#, true),
+        (r#"[{"x":{"y":1},"y":2}]"#, true),
+        (r#"[1e5]"#, false),
+        (r#"[1.50]"#, false),
+        (r#"[-0]"#, false),
+        (r#"["\u0041"]"#, false),
+        (r#"["\/"]"#, false),
+        (r#"[{"k\u0041":1}]"#, false),
+    ];
+    for (value, tidy) in cases {
+        for doc in [format!(r#"{{"a":{value}}}"#), format!(r#"{{"o":{{}},"a":{value}}}"#)] {
+            plan.scan.scan(&doc, &mut spans);
+            let span = spans.slots[0];
+            assert_eq!((span.kind, span.tidy), (scan::Kind::Compound, tidy), "{doc}");
+            // the field is the compact writer's, whichever way it was written
+            let (got, _) = records(&plan, &row("r", &doc));
+            let mut want = Vec::new();
+            let mut scratch = CompactScratch::default();
+            if !write_compact_field(value, b',', &mut want, &mut scratch) {
+                let mut text = String::new();
+                write_compact(value, &mut text);
+                plan.write_text(&text, false, &mut want);
+            }
+            let want = String::from_utf8(want).unwrap();
+            assert!(got.contains(&format!(",{want},")), "{doc}: {got} lacks {want}");
+        }
+    }
+    // a wide object is left to the writer that handles it
+    let wide = format!("[{{{}}}]", (0..70).map(|i| format!(r#""k{i}":{i}"#)).collect::<Vec<_>>().join(","));
+    plan.scan.scan(&format!(r#"{{"a":{wide}}}"#), &mut spans);
+    assert!(!spans.slots[0].tidy);
+}
