@@ -153,7 +153,7 @@ pub struct ServeArgs {
     #[arg(long, env = "EXPORTS_WEBHOOK_ALLOW_PRIVATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub webhook_allow_private: bool,
     /// Multiplies webhook retry waits and the day they are retried for (for tests).
-    #[arg(long, hide = true, env = "EXPORTS_WEBHOOK_RETRY_SCALE", default_value_t = 1.0, value_parser = Checked(config::parse_retry_scale))]
+    #[arg(long, hide = true, default_value_t = 1.0, value_parser = Checked(config::parse_retry_scale))]
     pub webhook_retry_scale: f64,
 }
 

@@ -43,6 +43,25 @@ impl Resolve for PublicOnly {
     }
 }
 
+/// How long the check of a new endpoint's host name may take.
+const CREATE_LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// When private addresses are refused: a new endpoint whose host name resolves to one is
+/// refused (the message says why). A name that does not resolve now is let through: it is
+/// checked again at every delivery.
+pub async fn check_host_resolves_public(url: &str) -> Result<(), String> {
+    let Some(host) = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_string)) else {
+        return Ok(());
+    };
+    let lookup = tokio::net::lookup_host((host.as_str(), 0));
+    if let Ok(Ok(addrs)) = tokio::time::timeout(CREATE_LOOKUP_TIMEOUT, lookup).await {
+        if addrs.into_iter().any(|a| is_private(a.ip())) {
+            return Err(private_refusal(&host));
+        }
+    }
+    Ok(())
+}
+
 /// An attempt's failure in words: the error and its causes.
 pub fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {

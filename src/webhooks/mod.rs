@@ -97,6 +97,15 @@ impl Webhooks {
     }
 }
 
+/// When private addresses are refused: a new endpoint's host name must not resolve to one
+/// (a name that does not resolve now is checked again at every delivery).
+pub async fn check_new_endpoint_host(url: &str, allow_private: bool) -> Result<(), String> {
+    if allow_private {
+        return Ok(());
+    }
+    client::check_host_resolves_public(url).await
+}
+
 /// A new endpoint secret: `whsec_` and 32 random bytes in base64url (no padding).
 pub fn new_secret() -> String {
     use base64::Engine;

@@ -5,8 +5,8 @@
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    self, assert_error, poll_until, send, signature_valid, spawn_app_with, spawn_app_without_workers, within,
-    Receiver, Reply, ServeCmd, TestApp,
+    self, assert_error, poll_until, send, signature_valid, spawn_app_with, spawn_app_without_workers, within, Receiver,
+    Reply, ServeCmd, TestApp,
 };
 
 /// Retry waits a hundredth of the service's: 0.3 s, 1.2 s, 6 s, …
@@ -130,8 +130,11 @@ async fn a_failed_export_is_an_export_failed_event() {
     let id = e["id"].as_str().unwrap().to_string();
     app.stop().await;
     let db = rusqlite::Connection::open(dir.join("exports.db")).unwrap();
-    db.execute("UPDATE exports SET status = 'PROCESSING', claimed_by = 'a-run-that-died', attempts = 3 WHERE id = ?1", [&id])
-        .unwrap();
+    db.execute(
+        "UPDATE exports SET status = 'PROCESSING', claimed_by = 'a-run-that-died', attempts = 3 WHERE id = ?1",
+        [&id],
+    )
+    .unwrap();
     drop(db);
 
     let app = spawn_app_with(dir, |c| c.webhooks.retry_scale = FAST).await;
@@ -417,28 +420,43 @@ async fn deliveries_queued_before_a_restart_are_delivered_after_it() {
         let msg = assert_error(r, 400).await;
         assert!(msg.contains("--webhook-allow-private"), "{private}: {msg}");
     }
-    // a name is checked again when it resolves, at every delivery: this host's own name
-    // resolves to loopback here
     let host = hostname();
     let resolves_private = tokio::net::lookup_host((host.as_str(), 0))
         .await
         .map(|mut a| a.any(|a| a.ip().is_loopback() || matches!(a.ip(), std::net::IpAddr::V4(v) if v.is_private())))
         .unwrap_or(false);
     if resolves_private {
+        // a host name that resolves to a private address is refused when created ...
         let sneaky = Receiver::start_on("0.0.0.0:0".parse().unwrap(), &[], Reply::Status(200)).await;
-        let (sneaky_id, _) = hook(&app, &format!("http://{host}:{}/x", sneaky.addr.port()), &["*"]).await;
+        let sneaky_url = format!("http://{host}:{}/x", sneaky.addr.port());
+        let r = app.post_json("/v1/webhooks", &json!({"url": sneaky_url, "events": ["*"]})).send().await.unwrap();
+        let msg = assert_error(r, 400).await;
+        assert!(msg.contains("--webhook-allow-private") && msg.contains(&host), "{msg}");
+        server.stop().await;
+        // ... and at delivery, after resolution: an endpoint created while private addresses
+        // were allowed gets nothing once they are not
+        let server = serve().start().await;
+        let app = TestApp::remote(&server.base_url(), key);
+        let (sneaky_id, _) = hook(&app, &sneaky_url, &["*"]).await;
+        server.stop().await;
+        let server = serve().args(&["--webhook-allow-private", "false"]).start().await;
+        let app = TestApp::remote(&server.base_url(), key);
         let e = completed_export(&app, &sid).await;
         let refused = poll_until(within(30), "the delivery to be refused", || async {
-            deliveries(&app, &sneaky_id).await.into_iter().find(|d| d["attempts"].as_i64() >= Some(1))
+            deliveries(&app, &sneaky_id)
+                .await
+                .into_iter()
+                .find(|d| d["export_id"] == e["id"] && d["attempts"].as_i64() >= Some(1))
         })
         .await;
         assert!(refused["last_error"].as_str().unwrap().contains("--webhook-allow-private"), "{refused}");
-        assert_eq!(refused["export_id"], e["id"]);
+        assert_eq!(refused["status"], "pending", "a refusal is a failed attempt, tried again");
         assert!(sneaky.received().is_empty());
+        server.stop().await;
     } else {
+        server.stop().await;
         eprintln!("skipped the resolution check: {host} does not resolve to a private address here");
     }
-    server.stop().await;
 }
 
 fn hostname() -> String {

@@ -90,6 +90,9 @@ impl WebhooksApi {
         let events: Vec<String> = body.events.into_iter().map(|t| t.0).collect();
         let new = NewEndpoint::check(&body.url, &events, body.description.map(|t| t.0), state.webhooks.allow_private())
             .map_err(ApiError::bad_request)?;
+        crate::webhooks::check_new_endpoint_host(&new.url, state.webhooks.allow_private())
+            .await
+            .map_err(ApiError::bad_request)?;
         let now = now_ms();
         let row = EndpointRow {
             id: uuid::Uuid::now_v7().to_string(),

@@ -208,8 +208,15 @@ impl Example for WebhookDelivery {
 
 /// An endpoint's most recent deliveries, newest first.
 #[derive(Object)]
+#[oai(example)]
 pub struct WebhookDeliveryList {
     pub data: Vec<WebhookDelivery>,
+}
+
+impl Example for WebhookDeliveryList {
+    fn example() -> Self {
+        WebhookDeliveryList { data: vec![WebhookDelivery::example()] }
+    }
 }
 
 pub fn to_api(e: &EndpointRow) -> Webhook {
