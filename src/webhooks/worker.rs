@@ -256,8 +256,112 @@ async fn attempt(ctx: &Arc<Ctx>, d: DueDelivery) {
         error = a.error.as_deref(),
         "webhook delivery attempt"
     );
+    // a busy database (an import holding the lock) is waited out, so the attempt is not
+    // made again at once
     let id = d.id;
-    if let Err(e) = ctx.writer.run_async(move |c| deliveries::record_attempt(c, id, &a)).await {
-        tracing::error!(delivery_id = id, error = %e, "could not record a webhook delivery attempt; it is made again");
+    for pause in std::iter::repeat_n(RECORD_PAUSE, RECORD_TRIES - 1).map(Some).chain([None]) {
+        let a = a.clone();
+        match ctx.writer.run_async(move |c| deliveries::record_attempt(c, id, &a)).await {
+            Ok(_) => return,
+            Err(DbError::Busy(_)) if pause.is_some() => tokio::time::sleep(RECORD_PAUSE).await,
+            Err(e) => {
+                tracing::error!(delivery_id = id, error = %e, "could not record a webhook delivery attempt; it is made again");
+                return;
+            }
+        }
+    }
+}
+
+/// Tries at recording an attempt's outcome while the database is busy, and the pause between.
+const RECORD_TRIES: usize = 20;
+const RECORD_PAUSE: Duration = Duration::from_millis(500);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::webhooks::EndpointRow;
+    use crate::domain::webhook::EventType;
+
+    /// A database with one export and `endpoints` endpoints of its team subscribed to every
+    /// event, and `events` completed events of that export queued.
+    fn queued(endpoints: usize, events: usize) -> (tempfile::TempDir, Pool, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(&dir.path().join("w.db"), 2, Duration::from_secs(5)).unwrap();
+        let c = pool.get().unwrap();
+        let team = crate::db::keys::create_team(&c, "t").unwrap().id;
+        c.execute(
+            "INSERT INTO schemas (id, team_id, name, definition, created_at, updated_at)
+             VALUES ('s', ?1, 's', '{\"fields\":[]}', 0, 0)",
+            [&team],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO exports (id, team_id, schema_id, status, start_ms, end_ms, options, created_at, updated_at)
+             VALUES ('e', ?1, 's', 'COMPLETED', 0, 1, ?2, 0, 0)",
+            rusqlite::params![team, serde_json::to_string(&crate::domain::export::CsvOptions::default()).unwrap()],
+        )
+        .unwrap();
+        let mut ids = Vec::new();
+        for i in 0..endpoints {
+            let e = EndpointRow {
+                id: format!("endpoint-{i}"),
+                team_id: team.clone(),
+                url: format!("http://127.0.0.1:9/{i}"),
+                events: vec!["*".into()],
+                description: None,
+                secret: "whsec_x".into(),
+                created_at: 0,
+                updated_at: 0,
+            };
+            crate::db::webhooks::insert(&c, &e).unwrap();
+            ids.push(e.id);
+        }
+        for _ in 0..events {
+            assert_eq!(deliveries::enqueue(&c, EventType::ExportCompleted, "e").unwrap(), endpoints);
+        }
+        drop(c);
+        (dir, pool, ids)
+    }
+
+    fn endpoints_of(picked: &Picked) -> Vec<String> {
+        picked.iter().map(|d| d.as_ref().ok().unwrap().endpoint_id.clone()).collect()
+    }
+
+    /// A backlog at one endpoint takes at most `PER_ENDPOINT` slots; the others get theirs.
+    #[test]
+    fn picks_are_bounded_per_endpoint_and_overall() {
+        let (_dir, pool, ids) = queued(5, 3);
+        let (picked, next) = pick(&pool, &InFlight::new(), MAX_IN_FLIGHT).unwrap();
+        assert!(next.is_none());
+        let got = endpoints_of(&picked);
+        assert_eq!(got.len(), MAX_IN_FLIGHT, "{got:?}");
+        for id in &ids {
+            assert!(got.iter().filter(|e| *e == id).count() <= PER_ENDPOINT, "{got:?}");
+        }
+        // an endpoint at its bound gets nothing more; one below it gets the rest of its share
+        let mut busy = InFlight::new();
+        let first: Vec<i64> = picked.iter().map(|d| d.as_ref().ok().unwrap().id).collect();
+        busy.insert(ids[0].clone(), first[..PER_ENDPOINT].to_vec());
+        busy.insert(ids[1].clone(), first[PER_ENDPOINT..PER_ENDPOINT + 1].to_vec());
+        let (picked, _) = pick(&pool, &busy, 3).unwrap();
+        let got = endpoints_of(&picked);
+        assert!(!got.contains(&ids[0]), "{got:?}");
+        assert_eq!(got.iter().filter(|e| **e == ids[1]).count(), 1, "{got:?}");
+        assert_eq!(got.len(), 3);
+        let again: Vec<i64> = picked.iter().map(|d| d.as_ref().ok().unwrap().id).collect();
+        assert!(again.iter().all(|id| !first[..PER_ENDPOINT + 1].contains(id)), "nothing in flight is picked twice");
+    }
+
+    /// A team without endpoints enqueues nothing; a deleted endpoint's deliveries are gone.
+    #[test]
+    fn nothing_is_queued_without_endpoints_and_deleting_one_drops_its_queue() {
+        let (_dir, pool, _) = queued(0, 1);
+        assert!(deliveries::due_endpoints(&pool.get().unwrap()).unwrap().is_empty());
+        let (_dir, pool, ids) = queued(2, 2);
+        let c = pool.get().unwrap();
+        let team: String = c.query_row("SELECT team_id FROM exports WHERE id = 'e'", [], |r| r.get(0)).unwrap();
+        assert!(crate::db::webhooks::delete(&c, &team, &ids[0]).unwrap());
+        let due = deliveries::due_endpoints(&c).unwrap();
+        assert_eq!(due.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>(), [ids[1].clone()]);
     }
 }
