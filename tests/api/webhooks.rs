@@ -349,6 +349,13 @@ async fn bad_endpoints_are_400s_and_create_nothing() {
     assert_eq!(list["data"][0]["id"], id);
     assert_eq!(list["data"][0]["events"], json!(["export.failed"]));
     assert!(list["data"][0].get("secret").is_none(), "{list}");
+    // paged and filtered like the other lists
+    let trimmed = get_json(&app, "/v1/webhooks?fields=id,url&search=EXAMPLE.com&limit=5").await;
+    assert_eq!(trimmed["meta"]["total"], 1, "{trimmed}");
+    assert_eq!(trimmed["data"][0].as_object().unwrap().len(), 2, "{trimmed}");
+    assert_eq!(get_json(&app, "/v1/webhooks?search=nowhere").await["meta"]["total"], 0);
+    app.assert_params_refused("/v1/webhooks", &[("limit", "0"), ("fields", "secret"), ("sort_by", "url")]).await;
+    app.assert_params_refused(&format!("/v1/webhooks/{id}/deliveries"), &[("limit", "101")]).await;
     let other = app.new_team_key("other-team");
     for (method, path) in [
         ("GET", format!("/v1/webhooks/{id}")),
