@@ -19,6 +19,7 @@ use crate::api::results::ResultsApi;
 use crate::api::route_template::{self, RouteTemplates};
 use crate::api::schemas::SchemasApi;
 use crate::api::team::TeamApi;
+use crate::api::webhooks::WebhooksApi;
 use crate::config::Config;
 use crate::data_dir::DataDir;
 use crate::db::{self, Pool};
@@ -27,8 +28,9 @@ use crate::jobs::runner::Jobs;
 use crate::metrics::Metrics;
 use crate::signing::Signer;
 use crate::state::AppState;
+use crate::webhooks::Webhooks;
 
-type Apis = (ExportsApi, SchemasApi, ResultsApi, TeamApi, FilesApi, HealthApi);
+type Apis = (ExportsApi, SchemasApi, ResultsApi, WebhooksApi, TeamApi, FilesApi, HealthApi);
 
 const DESCRIPTION: &str = "The Exports API generates downloadable CSV files from your extraction results. \
 Export jobs are asynchronous — when you create an export, the API queues the generation and returns \
@@ -45,7 +47,7 @@ Over a limit the answer is 429 with a `Retry-After` header in seconds. `/healthz
 /// The OpenAPI service: the document `/openapi.json` serves and `exports-api openapi` prints.
 pub fn openapi_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (ExportsApi, SchemasApi, ResultsApi, TeamApi, FilesApi, HealthApi),
+        (ExportsApi, SchemasApi, ResultsApi, WebhooksApi, TeamApi, FilesApi, HealthApi),
         "Exports API",
         env!("CARGO_PKG_VERSION"),
     )
@@ -111,6 +113,7 @@ impl App {
             }
         };
         let metrics = Arc::new(Metrics::new());
+        let doorbell = crate::db::deliveries::Doorbell::default();
         let jobs = Jobs::start(
             pool.clone(),
             writer.clone(),
@@ -118,8 +121,19 @@ impl App {
             config.workers,
             config.retention,
             metrics.clone(),
+            doorbell.clone(),
         )
         .context("cannot start the export workers")?;
+        let settings = crate::webhooks::Settings {
+            allow_private: config.webhooks.allow_private,
+            retry_scale: config.webhooks.retry_scale,
+        };
+        // an event's `data` is the export object exactly as the API shows it
+        let render: crate::webhooks::RenderExport = Arc::new(|row| {
+            poem_openapi::types::ToJSON::to_json(&crate::api::exports::to_api(row, false)).unwrap_or_default()
+        });
+        let webhooks = Webhooks::start(pool.clone(), writer.clone(), doorbell, settings, metrics.clone(), render)
+            .context("cannot start the webhook delivery worker")?;
         let state = Arc::new(AppState {
             pool,
             writer,
@@ -132,6 +146,7 @@ impl App {
             list_counts: Arc::new(crate::db::counts::ListCounts::new(config.limits.list_bookmark_every)),
             key_cache: Default::default(),
             metrics,
+            webhooks,
         });
         let rate_limits = RateLimits::new(config.limits.rate_limit);
         if let Some(r) = &rate_limits {
@@ -183,6 +198,7 @@ impl App {
         .await;
         let jobs = state.jobs.clone();
         let _ = tokio::task::spawn_blocking(move || jobs.shutdown()).await;
+        state.webhooks.shutdown().await;
         drop(self.lock);
         result
     }

@@ -32,6 +32,24 @@ pub struct Config {
     pub demo: bool,
     /// Serve `GET /metrics` (Prometheus text format); off, it is a 404.
     pub metrics: bool,
+    /// How webhook deliveries are made.
+    pub webhooks: WebhookConfig,
+}
+
+/// How webhook deliveries are made.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Endpoints may name loopback, link-local and private addresses (`--webhook-allow-private`).
+    pub allow_private: bool,
+    /// Multiplies every retry wait and the day failed deliveries are retried for (1.0; tests
+    /// make it small, through the hidden `--webhook-retry-scale`).
+    pub retry_scale: f64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> WebhookConfig {
+        WebhookConfig { allow_private: true, retry_scale: 1.0 }
+    }
 }
 
 /// Limits on what one request or one team may do. Every limit is a setting; see the README's
@@ -117,6 +135,7 @@ impl Config {
             server: ServerLimits::default(),
             demo: false,
             metrics: true,
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -132,6 +151,14 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         return Err(not_an_address());
     }
     std::net::ToSocketAddrs::to_socket_addrs(s).ok().and_then(|mut a| a.next()).ok_or_else(not_an_address)
+}
+
+/// A factor for webhook retry waits: a finite number above 0, at most 1.
+pub fn parse_retry_scale(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 && f <= 1.0 => Ok(f),
+        _ => Err("must be a number above 0 and at most 1".into()),
+    }
 }
 
 /// A duration of more than 0 seconds (a timeout).

@@ -23,6 +23,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 4),
     ("bootstrap", 4),
     ("demo", 4),
+    // webhook deliveries: their own worker, reading the queue in the database
+    ("webhooks", 4),
     // what request handlers share, and what they do past parsing
     ("state", 5),
     ("services", 5),

@@ -3,7 +3,7 @@
 //!
 //! Dependencies point one way, down the layers (`layers_tests.rs` holds the table and
 //! checks it): `cli` → `app` (wiring) → `api`, `server` → `error` → `state`, `services` → `jobs`,
-//! `import`, `config` → `db`, `signing`, `metrics` → `data_dir` → `private` → `domain`.
+//! `import`, `config`, `webhooks` → `db`, `signing`, `metrics` → `data_dir` → `private` → `domain`.
 
 pub mod api;
 pub mod app;
@@ -23,6 +23,7 @@ pub mod server;
 pub mod services;
 pub mod signing;
 pub mod state;
+pub mod webhooks;
 
 #[cfg(test)]
 mod layers_tests;

@@ -20,6 +20,7 @@
 //! | `http_request_duration_seconds` | histogram | `method`, `route` | time to the response head |
 //! | `exports_database_bytes` | gauge | | `exports.db` and its WAL (at scrape time) |
 //! | `exports_storage_bytes` | gauge | | export files kept in the data folder |
+//! | `exports_webhook_attempts_total` | counter | `outcome` | webhook delivery attempts: `succeeded`, `retried` (failed, tried again later) or `failed` (failed for good) |
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
@@ -29,6 +30,11 @@ use prometheus::{
 pub const JOB_COMPLETED: &str = "COMPLETED";
 pub const JOB_FAILED: &str = "FAILED";
 pub const JOB_DELETED: &str = "deleted";
+
+/// Outcomes of webhook delivery attempts counted by `exports_webhook_attempts_total`.
+pub const WEBHOOK_SUCCEEDED: &str = "succeeded";
+pub const WEBHOOK_RETRIED: &str = "retried";
+pub const WEBHOOK_FAILED: &str = "failed";
 
 /// Buckets of `exports_job_duration_seconds`: 50 ms to 10 minutes.
 const JOB_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
@@ -57,6 +63,7 @@ pub struct Metrics {
     http_duration: HistogramVec,
     database_bytes: IntGauge,
     storage_bytes: IntGauge,
+    webhook_attempts: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -123,8 +130,16 @@ impl Metrics {
             ),
             database_bytes: gauge("exports_database_bytes", "Size of the database file and its write-ahead log"),
             storage_bytes: gauge("exports_storage_bytes", "Size of the export files kept in the data folder"),
+            webhook_attempts: counter_vec(
+                "exports_webhook_attempts_total",
+                "Webhook delivery attempts by outcome: succeeded, retried (failed, tried again later), failed (for good)",
+                &["outcome"],
+            ),
             registry,
         };
+        for outcome in [WEBHOOK_SUCCEEDED, WEBHOOK_RETRIED, WEBHOOK_FAILED] {
+            m.webhook_attempts.with_label_values(&[outcome]);
+        }
         for status in [JOB_COMPLETED, JOB_FAILED, JOB_DELETED] {
             m.jobs_total.with_label_values(&[status]);
         }
@@ -159,6 +174,11 @@ impl Metrics {
     /// The export files found at start.
     pub fn set_storage(&self, bytes: u64) {
         self.storage_bytes.set(bytes as i64);
+    }
+
+    /// A webhook delivery attempt ended with `outcome` (`WEBHOOK_…`).
+    pub fn webhook_attempt(&self, outcome: &str) {
+        self.webhook_attempts.with_label_values(&[outcome]).inc();
     }
 
     /// An answered request.

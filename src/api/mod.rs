@@ -19,6 +19,7 @@ pub mod route_template;
 pub mod schemas;
 pub mod team;
 pub mod types;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -41,6 +42,9 @@ pub enum ApiTags {
     Files,
     /// Your team: which team an API key belongs to.
     Team,
+    /// Webhooks: your receivers get a signed POST when an export completes, fails or is
+    /// deleted, instead of polling.
+    Webhooks,
     /// Service health.
     Health,
 }

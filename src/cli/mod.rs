@@ -147,6 +147,14 @@ pub struct ServeArgs {
     /// the public side of your proxy). false makes it a 404.
     #[arg(long, env = "EXPORTS_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics: bool,
+    /// Let webhook endpoints name loopback, link-local and private addresses (receivers on
+    /// your own network). false refuses them when an endpoint is created and at every
+    /// delivery, after DNS resolution.
+    #[arg(long, env = "EXPORTS_WEBHOOK_ALLOW_PRIVATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+    /// Multiplies webhook retry waits and the day they are retried for (for tests).
+    #[arg(long, hide = true, default_value_t = 1.0, value_parser = Checked(config::parse_retry_scale))]
+    pub webhook_retry_scale: f64,
 }
 
 /// How log lines are written (`--log-format`).

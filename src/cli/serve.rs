@@ -50,6 +50,7 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> anyhow::Result<()> {
         },
         demo: a.demo,
         metrics: a.metrics,
+        webhooks: config::WebhookConfig { allow_private: a.webhook_allow_private, retry_scale: a.webhook_retry_scale },
     };
     let rt =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
@@ -101,6 +102,14 @@ fn startup_block(cfg: &Config, app: &App) -> String {
             duration(srv.shutdown_grace)
         ),
         format!("  database     busy timeout {}", duration(l.busy_timeout)),
+        format!(
+            "  webhooks     {}",
+            if cfg.webhooks.allow_private {
+                "private and loopback addresses allowed (--webhook-allow-private)"
+            } else {
+                "public addresses only (--webhook-allow-private false)"
+            }
+        ),
     ]
     .join("\n")
 }

@@ -6,8 +6,11 @@ use super::{list_page, DbError, DbResult, ListSource};
 use crate::domain::export::{CsvOptions, ExportStatus};
 use crate::domain::list::ListQuery;
 use crate::domain::time::now_ms;
+use crate::domain::webhook::EventType;
 
-#[derive(Debug, Clone)]
+/// An export as stored. Also kept as JSON (serde) in a webhook event: what the export was
+/// when the event happened.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ExportRow {
     pub id: String,
     pub team_id: String,
@@ -68,7 +71,7 @@ fn from_row(r: &Row) -> rusqlite::Result<DbResult<ExportRow>> {
 }
 
 /// One job by id, as `from_row` reads it.
-fn get_where(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> DbResult<Option<ExportRow>> {
+pub(super) fn get_where(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> DbResult<Option<ExportRow>> {
     conn.query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE {filter}"), args, from_row).optional()?.transpose()
 }
 
@@ -165,6 +168,11 @@ pub fn list(
     Ok((rows.into_iter().collect::<DbResult<_>>()?, total))
 }
 
+/// The team of export `id`, if it exists.
+pub fn get_team_of(conn: &Connection, id: &str) -> DbResult<Option<String>> {
+    Ok(conn.query_row("SELECT team_id FROM exports WHERE id = ?1", [id], |r| r.get(0)).optional()?)
+}
+
 /// What a delete removed: what it takes to stop the job and remove the file. Read column by
 /// column, so that a row whose status or options are damaged can still be deleted.
 #[derive(Debug)]
@@ -223,6 +231,8 @@ pub const MAX_ATTEMPTS: i64 = 3;
 pub struct Claimed {
     pub job: Option<ExportRow>,
     pub failed: Vec<FailedAtClaim>,
+    /// Webhook deliveries enqueued for the jobs marked FAILED.
+    pub webhooks: usize,
 }
 
 /// A job [`claim_next`] marked FAILED instead of running it.
@@ -273,6 +283,7 @@ pub fn claim_next(conn: &Connection, run_id: &str) -> DbResult<Claimed> {
                 "UPDATE exports SET status = 'FAILED', updated_at = ?2, claimed_by = NULL, error = ?3 WHERE id = ?1",
                 params![id, now, error],
             )?;
+            claimed.webhooks += super::deliveries::enqueue(tx, EventType::ExportFailed, &id)?;
             claimed.failed.push(FailedAtClaim { id: id.clone(), team_id: team_id.clone(), attempts, error });
             Ok(())
         };
@@ -336,19 +347,25 @@ pub fn finished_before(conn: &Connection, cutoff: i64) -> DbResult<Vec<ExportRow
     rows.into_iter().collect()
 }
 
-/// Deletes those of `ids` that are still finished and last changed before `cutoff`; returns
-/// the ids it deleted.
-pub fn delete_finished(conn: &Connection, ids: &[String], cutoff: i64) -> DbResult<Vec<String>> {
-    let mut stmt = conn.prepare_cached(
-        "DELETE FROM exports WHERE id = ?1 AND status IN ('COMPLETED', 'FAILED') AND updated_at < ?2",
+/// Deletes those of `ids` that are still finished and last changed before `cutoff`, each
+/// with its `export.deleted` webhook event; returns the ids it deleted and the webhook
+/// deliveries it enqueued.
+pub fn delete_finished(conn: &Connection, ids: &[String], cutoff: i64) -> DbResult<(Vec<String>, usize)> {
+    let mut still = conn.prepare_cached(
+        "SELECT 1 FROM exports WHERE id = ?1 AND status IN ('COMPLETED', 'FAILED') AND updated_at < ?2",
     )?;
-    let mut deleted = Vec::new();
+    let mut stmt = conn.prepare_cached("DELETE FROM exports WHERE id = ?1")?;
+    let (mut deleted, mut hooks) = (Vec::new(), 0);
     for id in ids {
-        if stmt.execute(params![id, cutoff])? > 0 {
+        if still.query_row(params![id, cutoff], |_| Ok(())).optional()?.is_none() {
+            continue;
+        }
+        hooks += super::deliveries::enqueue(conn, EventType::ExportDeleted, id)?;
+        if stmt.execute(params![id])? > 0 {
             deleted.push(id.clone());
         }
     }
-    Ok(deleted)
+    Ok((deleted, hooks))
 }
 
 /// Jobs waiting for a worker (PENDING), for the `exports_jobs_queued` gauge: counted from

@@ -88,6 +88,44 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO row_moves VALUES ('exports', 0);
     CREATE TRIGGER exports_moved AFTER UPDATE OF status, updated_at ON exports
         BEGIN UPDATE row_moves SET n = n + 1 WHERE tbl = 'exports'; END;",
+    // 5: webhooks: a team's endpoints (the secret kept readable: it signs every delivery),
+    // the events (what the export was when it happened) and one delivery per (event,
+    // endpoint), the queue the delivery worker reads; deleting an endpoint drops its deliveries
+    "CREATE TABLE webhook_endpoints (
+        id          TEXT PRIMARY KEY,
+        team_id     TEXT NOT NULL REFERENCES teams(id),
+        url         TEXT NOT NULL,
+        events      TEXT NOT NULL,
+        description TEXT,
+        secret      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    CREATE INDEX webhook_endpoints_team ON webhook_endpoints(team_id, created_at, id);
+    CREATE TABLE webhook_events (
+        id          TEXT PRIMARY KEY,
+        team_id     TEXT NOT NULL,
+        type        TEXT NOT NULL,
+        export_id   TEXT NOT NULL,
+        export      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE webhook_deliveries (
+        id               INTEGER PRIMARY KEY,
+        event_id         TEXT NOT NULL REFERENCES webhook_events(id) ON DELETE CASCADE,
+        endpoint_id      TEXT NOT NULL REFERENCES webhook_endpoints(id) ON DELETE CASCADE,
+        status           TEXT NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  INTEGER,
+        last_status_code INTEGER,
+        last_error       TEXT,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL
+    );
+    CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries(endpoint_id, id);
+    CREATE INDEX webhook_deliveries_event ON webhook_deliveries(event_id);
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(endpoint_id, next_attempt_at)
+        WHERE status = 'pending';",
 ];
 
 /// Runs the migrations the database lacks. A database from a newer binary (more migrations

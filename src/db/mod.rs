@@ -4,12 +4,14 @@
 
 mod bookmarks;
 pub mod counts;
+pub mod deliveries;
 pub mod exports;
 pub mod keys;
 mod list;
 mod migrations;
 pub mod results;
 pub mod schemas;
+pub mod webhooks;
 mod writer;
 
 pub use writer::Writer;

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::schema::{FieldType, SchemaDef};
 
 /// Where an export job is. Moves only PENDING → PROCESSING → COMPLETED or FAILED.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum ExportStatus {
     Pending,
     Processing,

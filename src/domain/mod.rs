@@ -12,3 +12,4 @@ pub mod result;
 pub mod rng;
 pub mod schema;
 pub mod time;
+pub mod webhook;

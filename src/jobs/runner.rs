@@ -14,6 +14,7 @@ use super::write_behind::WriteBehind;
 use crate::data_dir::DataDir;
 use crate::db::{self, Pool};
 use crate::domain::time::now_ms;
+use crate::domain::webhook::EventType;
 use crate::metrics::{self, Metrics};
 
 /// Handle on the running workers; cheap to clone.
@@ -36,12 +37,16 @@ struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
     retention: Option<Duration>,
     metrics: Arc<Metrics>,
+    /// Rung after a commit that enqueued webhook deliveries.
+    webhooks: db::deliveries::Doorbell,
 }
 
 impl Jobs {
     /// Prepares the exports folder (removing half-written files and files no job owns) and
     /// starts `workers` export threads plus the retention sweeper. Their work is counted in
-    /// `metrics`, and each job's state changes are logged at INFO with their figures.
+    /// `metrics`, and each job's state changes are logged at INFO with their figures. A job
+    /// that turns COMPLETED or FAILED, or is deleted by retention, enqueues its webhook event in
+    /// the same write and then rings `webhooks`.
     pub fn start(
         pool: Pool,
         writer: db::Writer,
@@ -49,6 +54,7 @@ impl Jobs {
         workers: usize,
         retention: Option<Duration>,
         metrics: Arc<Metrics>,
+        webhooks: db::deliveries::Doorbell,
     ) -> std::io::Result<Jobs> {
         crate::private::create_dir(&data_dir.exports())?;
         let shared = Arc::new(Shared {
@@ -63,6 +69,7 @@ impl Jobs {
             threads: Mutex::new(Vec::new()),
             retention,
             metrics,
+            webhooks,
         });
         if let Err(e) = clean_exports_dir(&shared) {
             tracing::warn!(error = %e, "could not tidy the exports folder");
@@ -84,6 +91,11 @@ impl Jobs {
         let mut g = self.shared.wake.lock().expect("wake lock");
         *g += 1;
         self.shared.cv.notify_all();
+    }
+
+    /// Webhook deliveries were enqueued and committed: wake the delivery worker.
+    pub fn ring_webhooks(&self) {
+        self.shared.webhooks.ring();
     }
 
     /// A job was deleted: a worker running it stops within a second and removes its file.
@@ -116,6 +128,9 @@ fn worker_loop(s: &Shared) {
         let claimed = s.writer.run(move |c| db::exports::claim_next(c, &run_id));
         if let Ok(claimed) = &claimed {
             failed_at_claim(s, &claimed.failed);
+            if claimed.webhooks > 0 {
+                s.webhooks.ring();
+            }
         }
         match claimed.map(|c| c.job) {
             Ok(Some(job)) => run_job(s, job),
@@ -339,17 +354,30 @@ enum Record {
 fn record(s: &Shared, job_id: &str, outcome: Record) -> Result<bool, db::DbError> {
     loop {
         let (id, run_id, outcome) = (job_id.to_string(), s.run_id.clone(), outcome.clone());
+        // (recorded, webhook deliveries enqueued in the same write)
         let result = s.writer.run(move |c| match outcome {
             Record::Complete { rows, size, tmp, final_path } => {
                 let updated = db::exports::complete(c, &id, &run_id, rows as i64, size as i64)?;
+                let mut hooks = 0;
                 if updated {
+                    hooks = db::deliveries::enqueue(c, EventType::ExportCompleted, &id)?;
                     std::fs::rename(&tmp, &final_path).map_err(db::DbError::Io)?;
                 }
-                Ok(updated)
+                Ok((updated, hooks))
             }
-            Record::Fail(message) => db::exports::fail(c, &id, &run_id, &message),
-            Record::Release => db::exports::release(c, &id, &run_id),
+            Record::Fail(message) => {
+                let updated = db::exports::fail(c, &id, &run_id, &message)?;
+                let hooks = if updated { db::deliveries::enqueue(c, EventType::ExportFailed, &id)? } else { 0 };
+                Ok((updated, hooks))
+            }
+            Record::Release => Ok((db::exports::release(c, &id, &run_id)?, 0)),
         });
+        if let Ok((_, hooks)) = &result {
+            if *hooks > 0 {
+                s.webhooks.ring();
+            }
+        }
+        let result = result.map(|(updated, _)| updated);
         match result {
             Err(db::DbError::Busy(_)) if !s.stopping.load(Ordering::SeqCst) => {
                 tracing::debug!(export_id = %job_id, "the database is busy; waiting to record the export's outcome");
@@ -464,8 +492,11 @@ fn sweep_once(s: &Shared, retention: Duration) -> Result<usize, db::DbError> {
     let mut count = 0;
     for chunk in expired.chunks(SWEEP_BATCH) {
         let ids: Vec<String> = chunk.iter().map(|r| r.id.clone()).collect();
-        let deleted: std::collections::HashSet<String> =
-            s.writer.run(move |c| db::exports::delete_finished(c, &ids, cutoff))?.into_iter().collect();
+        let (deleted, hooks) = s.writer.run(move |c| db::exports::delete_finished(c, &ids, cutoff))?;
+        if hooks > 0 {
+            s.webhooks.ring();
+        }
+        let deleted: std::collections::HashSet<String> = deleted.into_iter().collect();
         for r in chunk.iter().filter(|r| deleted.contains(&r.id)) {
             forget_deleted(&s.data_dir, &s.metrics, &r.into(), "retention");
         }

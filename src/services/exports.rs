@@ -8,6 +8,7 @@ use crate::db::exports::{ExportRow, QuotaExceeded, Quotas, Removed};
 use crate::db::DbError;
 use crate::domain::export::{check_expand_array, ExportStatus, NewExport};
 use crate::domain::time::now_ms;
+use crate::domain::webhook::EventType;
 use crate::jobs::runner::{forget_deleted, Jobs};
 use crate::metrics::Metrics;
 
@@ -74,11 +75,18 @@ pub fn create(c: &Connection, team: String, new: NewExport, quotas: Quotas) -> R
     Ok(row)
 }
 
-/// Deletes export `id` of `team` on the write connection `c` (in the caller's transaction)
-/// and returns its row; once that is committed, [`finish_delete`] stops its job and removes
-/// its file.
-pub fn delete(c: &Connection, team: &str, id: &str) -> Result<Removed, DeleteError> {
-    crate::db::exports::delete(c, team, id)?.ok_or(DeleteError::NotFound)
+/// Deletes export `id` of `team` on the write connection `c` (in the caller's transaction),
+/// with its `export.deleted` webhook event, and returns its row and the webhook deliveries
+/// enqueued; once that is committed, [`finish_delete`] stops its job, removes its file and
+/// rings the webhook worker.
+pub fn delete(c: &Connection, team: &str, id: &str) -> Result<(Removed, usize), DeleteError> {
+    // only the team's own export has an event
+    if crate::db::exports::get_team_of(c, id)?.as_deref() != Some(team) {
+        return Err(DeleteError::NotFound);
+    }
+    let hooks = crate::db::deliveries::enqueue(c, EventType::ExportDeleted, id)?;
+    let removed = crate::db::exports::delete(c, team, id)?.ok_or(DeleteError::NotFound)?;
+    Ok((removed, hooks))
 }
 
 /// After a committed [`delete`]: a PROCESSING job is told to stop (its worker removes its
@@ -87,7 +95,10 @@ pub fn delete(c: &Connection, team: &str, id: &str) -> Result<Removed, DeleteErr
 /// file can take a second on ext4, and every write would wait for it. A file that cannot be
 /// removed is logged, not an error: the export is gone either way. Counted in `metrics` and
 /// logged as the job's last state change.
-pub fn finish_delete(jobs: &Jobs, data_dir: &DataDir, metrics: &Metrics, row: &Removed) {
+pub fn finish_delete(jobs: &Jobs, data_dir: &DataDir, metrics: &Metrics, row: &Removed, webhooks: usize) {
+    if webhooks > 0 {
+        jobs.ring_webhooks();
+    }
     // a damaged status may hide a running job: telling a job that is not running is harmless
     if row.status.is_none_or(|s| s == ExportStatus::Processing) {
         jobs.cancel(&row.id);

@@ -13,6 +13,7 @@ use crate::db::{self, Pool};
 use crate::jobs::runner::Jobs;
 use crate::metrics::Metrics;
 use crate::signing::Signer;
+use crate::webhooks::Webhooks;
 use key_cache::KeyCache;
 
 /// What every request handler can reach.
@@ -35,4 +36,6 @@ pub struct AppState {
     pub key_cache: KeyCache,
     /// What the service counts, served at `/metrics` (also held by the workers).
     pub metrics: Arc<Metrics>,
+    /// The webhook delivery worker (rung when a request enqueues deliveries).
+    pub webhooks: Webhooks,
 }

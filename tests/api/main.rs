@@ -29,4 +29,5 @@ mod metrics;
 mod openapi_drift;
 mod request_ids;
 mod restart;
+mod webhooks;
 mod write_path;

@@ -286,10 +286,12 @@ impl ExportsApi {
     ) -> Result<ExportDeleted, DeleteExportErrors> {
         let id = id.0.to_string();
         let team = auth.0.id;
-        let row = with_writer(&state, move |c| Ok(services::exports::delete(c, &team, &id)?)).await?;
+        let (row, hooks) = with_writer(&state, move |c| Ok(services::exports::delete(c, &team, &id)?)).await?;
         let (state, span) = (state.clone(), tracing::Span::current());
         tokio::task::spawn_blocking(move || {
-            span.in_scope(|| services::exports::finish_delete(&state.jobs, &state.data_dir, &state.metrics, &row))
+            span.in_scope(|| {
+                services::exports::finish_delete(&state.jobs, &state.data_dir, &state.metrics, &row, hooks)
+            })
         })
         .await
         .map_err(ApiError::internal)?;

@@ -5,9 +5,11 @@
 
 mod data;
 mod process;
+mod receiver;
 
 pub use data::*;
 pub use process::*;
+pub use receiver::*;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -171,6 +173,20 @@ async fn start(data_dir: PathBuf, tweak: impl FnOnce(&mut Config), workers: bool
 }
 
 impl TestApp {
+    /// A client of a server started elsewhere (e.g. the real binary through `ServeCmd`), with
+    /// the same request helpers; `stop` does nothing.
+    pub fn remote(base_url: &str, api_key: &str) -> TestApp {
+        TestApp {
+            base_url: base_url.to_string(),
+            api_key: api_key.to_string(),
+            data_dir: PathBuf::new(),
+            client: reqwest::Client::new(),
+            _tmp: None,
+            stop: None,
+            handle: None,
+        }
+    }
+
     /// Stops the server and its workers, and waits until they are gone.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {

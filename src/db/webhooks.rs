@@ -1,0 +1,129 @@
+//! Webhook endpoints: a team's receivers, the events each subscribes to, and its secret.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{list_page, DbError, DbResult, ListSource};
+use crate::domain::list::ListQuery;
+
+/// An endpoint as stored. `secret` signs deliveries: it is kept readable, never logged, and
+/// shown to the team only when it is made.
+#[derive(Clone)]
+pub struct EndpointRow {
+    pub id: String,
+    pub team_id: String,
+    pub url: String,
+    /// `["*"]` or event type names.
+    pub events: Vec<String>,
+    pub description: Option<String>,
+    pub secret: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for EndpointRow {
+    /// Everything but the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointRow")
+            .field("id", &self.id)
+            .field("team_id", &self.team_id)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
+}
+
+const COLUMNS: &str = "id, team_id, url, events, description, secret, created_at, updated_at";
+
+fn from_row(r: &Row) -> rusqlite::Result<DbResult<EndpointRow>> {
+    let id: String = r.get(0)?;
+    let events: String = r.get(3)?;
+    let events = match serde_json::from_str(&events) {
+        Ok(e) => e,
+        Err(e) => {
+            let what = format!("unreadable events {events:?}: {e}");
+            return Ok(Err(DbError::Corrupt { table: "webhook_endpoints", id, what }));
+        }
+    };
+    Ok(Ok(EndpointRow {
+        id,
+        team_id: r.get(1)?,
+        url: r.get(2)?,
+        events,
+        description: r.get(4)?,
+        secret: r.get(5)?,
+        created_at: r.get(6)?,
+        updated_at: r.get(7)?,
+    }))
+}
+
+pub fn insert(conn: &Connection, e: &EndpointRow) -> DbResult<()> {
+    conn.execute(
+        "INSERT INTO webhook_endpoints (id, team_id, url, events, description, secret, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            e.id,
+            e.team_id,
+            e.url,
+            serde_json::to_string(&e.events).expect("event names serialize"),
+            e.description,
+            e.secret,
+            e.created_at,
+            e.updated_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// One endpoint of a team; another team's is `None`, as a missing one is.
+pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<EndpointRow>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE id = ?1 AND team_id = ?2"),
+        [id, team_id],
+        from_row,
+    )
+    .optional()?
+    .transpose()
+}
+
+/// Every endpoint of a team (few: a team has a handful), for matching an event.
+pub fn all_of_team(conn: &Connection, team_id: &str) -> DbResult<Vec<EndpointRow>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE team_id = ?1"))?;
+    let rows = stmt.query_map([team_id], from_row)?.collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter().collect()
+}
+
+/// A page of a team's endpoints and their total.
+pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<EndpointRow>, u64)> {
+    let src = ListSource {
+        table: "webhook_endpoints",
+        from: "webhook_endpoints",
+        team_column: "team_id",
+        columns: COLUMNS,
+        prefix: "",
+        search: &["url", "description"],
+        moving: &["updated_at"],
+        indexed: &["created_at"],
+    };
+    let (rows, total) = list_page(conn, &src, team_id, q, None, from_row)?;
+    Ok((rows.into_iter().collect::<DbResult<_>>()?, total))
+}
+
+/// Deletes an endpoint of a team with its deliveries (pending ones are never sent); false
+/// when the team has no such endpoint.
+pub fn delete(conn: &Connection, team_id: &str, id: &str) -> DbResult<bool> {
+    conn.execute("DELETE FROM webhook_deliveries WHERE endpoint_id = (SELECT id FROM webhook_endpoints WHERE id = ?1 AND team_id = ?2)", [id, team_id])?;
+    Ok(conn.execute("DELETE FROM webhook_endpoints WHERE id = ?1 AND team_id = ?2", [id, team_id])? > 0)
+}
+
+/// Gives an endpoint of a team a new secret; the row as it is now, or `None` when the team
+/// has no such endpoint. Deliveries sent from the commit on are signed with the new secret.
+pub fn set_secret(conn: &Connection, team_id: &str, id: &str, secret: &str, now: i64) -> DbResult<Option<EndpointRow>> {
+    let changed = conn.execute(
+        "UPDATE webhook_endpoints SET secret = ?3, updated_at = ?4 WHERE id = ?1 AND team_id = ?2",
+        params![id, team_id, secret, now],
+    )?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    get(conn, team_id, id)
+}
