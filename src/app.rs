@@ -115,8 +115,13 @@ impl App {
             pool.clone(),
             writer.clone(),
             data_dir.clone(),
-            config.workers,
-            config.retention,
+            crate::jobs::runner::Settings {
+                workers: config.workers,
+                retention: config.retention,
+                sweep_every: config.tuning.sweep_every,
+                clock: config.tuning.clock.clone(),
+                batch_pause: config.tuning.export_batch_pause,
+            },
             metrics.clone(),
         )
         .context("cannot start the export workers")?;

@@ -32,6 +32,26 @@ pub struct Config {
     pub demo: bool,
     /// Serve `GET /metrics` (Prometheus text format); off, it is a 404.
     pub metrics: bool,
+    /// Settings with no flag, for tests and embedding.
+    pub tuning: Tuning,
+}
+
+/// Settings with no command-line flag: their defaults are right for a service; tests change
+/// them to watch what otherwise takes long.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// The clock idempotency keys expire by (tests move it forward).
+    pub clock: crate::domain::time::Clock,
+    /// How often the periodic sweep (expired idempotency keys, exports past retention) runs.
+    pub sweep_every: Duration,
+    /// Slows every export down by this much per batch of rows, so a test can watch one run.
+    pub export_batch_pause: Option<Duration>,
+}
+
+impl Default for Tuning {
+    fn default() -> Tuning {
+        Tuning { clock: Default::default(), sweep_every: Duration::from_secs(60), export_batch_pause: None }
+    }
 }
 
 /// Limits on what one request or one team may do. Every limit is a setting; see the README's
@@ -117,6 +137,7 @@ impl Config {
             server: ServerLimits::default(),
             demo: false,
             metrics: true,
+            tuning: Tuning::default(),
         }
     }
 }

@@ -50,6 +50,7 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> anyhow::Result<()> {
         },
         demo: a.demo,
         metrics: a.metrics,
+        tuning: config::Tuning::default(),
     };
     let rt =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;

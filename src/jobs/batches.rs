@@ -83,6 +83,8 @@ pub(super) struct Batches<'a, W: Write> {
     done: Receiver<Done>,
     sent: u64,
     in_flight: usize,
+    /// Rows pushed so far.
+    read: u64,
     writer: Ordered<'a, W>,
 }
 
@@ -96,6 +98,7 @@ impl<W: Write> Batches<'_, W> {
         created_at_ms: i64,
         extraction: &str,
     ) -> Result<bool, EngineError> {
+        self.read += 1;
         let b = &mut self.current;
         b.text.push_str(id);
         let id_end = b.text.len();
@@ -110,6 +113,11 @@ impl<W: Write> Batches<'_, W> {
         }
         self.hand_over()?;
         Ok(true)
+    }
+
+    /// Rows pushed so far, and records written to the output so far.
+    pub(super) fn progress(&self) -> (u64, u64) {
+        (self.read, self.writer.records)
     }
 
     /// Sends the current batch to the formatting threads, first waiting (and writing) while
@@ -245,6 +253,7 @@ pub(super) fn format_in_order<W: Write>(
             done: done_rx,
             sent: 0,
             in_flight: 0,
+            read: 0,
             writer: Ordered { sink, carry, next: 0, pending: BTreeMap::new(), free: Vec::new(), records: 0 },
         };
         if !read(&mut batches)? {

@@ -27,6 +27,7 @@ mod list_include_fields;
 mod logs;
 mod metrics;
 mod openapi_drift;
+mod progress;
 mod request_ids;
 mod restart;
 mod write_path;

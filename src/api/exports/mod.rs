@@ -35,6 +35,7 @@ const EXPORT_FIELDS: &[&str] = &[
     "expand_array",
     "options",
     "row_count",
+    "progress",
     "file_size",
     "error",
     "createdAt",
