@@ -5,6 +5,7 @@
 mod bookmarks;
 pub mod counts;
 pub mod exports;
+pub mod idempotency;
 pub mod keys;
 mod list;
 mod migrations;

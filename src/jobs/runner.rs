@@ -490,6 +490,7 @@ fn retention_loop(s: &Shared) {
             if let Some(retention) = s.settings.retention {
                 sweep(s, retention);
             }
+            sweep_idempotency_keys(s);
             next = Instant::now() + s.settings.sweep_every;
         }
         let g = s.wake.lock().expect("wake lock");
@@ -503,6 +504,17 @@ fn sweep(s: &Shared, retention: Duration) {
         Ok(count) => tracing::info!(count, "deleted exports past retention"),
         Err(db::DbError::Busy(_)) => tracing::debug!("the database is busy; the retention sweep runs again later"),
         Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+    }
+}
+
+/// Deletes idempotency keys past their lifetime (by the settings' clock).
+fn sweep_idempotency_keys(s: &Shared) {
+    let cutoff = s.settings.clock.now_ms() - db::idempotency::KEY_LIFETIME_MS;
+    match s.writer.run(move |c| db::idempotency::delete_expired(c, cutoff)) {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "deleted expired idempotency keys"),
+        Err(db::DbError::Busy(_)) => tracing::debug!("the database is busy; the key sweep runs again later"),
+        Err(e) => tracing::error!(error = %e, "idempotency key sweep failed"),
     }
 }
 

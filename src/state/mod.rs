@@ -35,4 +35,9 @@ pub struct AppState {
     pub key_cache: KeyCache,
     /// What the service counts, served at `/metrics` (also held by the workers).
     pub metrics: Arc<Metrics>,
+    /// Identifies this run of the service: an idempotency key reserved under another run
+    /// belongs to a request whose process died.
+    pub run_id: String,
+    /// What idempotency keys expire by.
+    pub clock: crate::domain::time::Clock,
 }

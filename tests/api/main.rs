@@ -20,6 +20,7 @@ mod hardening_connections;
 mod hardening_errors;
 mod hardening_limits;
 mod http_edges;
+mod idempotency;
 mod import_streaming;
 mod lifecycle;
 mod list_deep_pages;
