@@ -54,6 +54,10 @@ pub async fn around<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Result<R
     let Some(team) = team else {
         return ep.call(req).await.map(IntoResponse::into_response);
     };
+    // a replay never reaches the route's key check: the log still names the team
+    if let Some(slot) = req.extensions().get::<crate::api::request_log::RequestTeam>() {
+        slot.set(&team.id);
+    }
     let path = req.uri().path().to_string();
     let upload = crate::api::ndjson::is_upload(req.method(), &path);
     let mut keyed =
@@ -187,8 +191,12 @@ async fn first<E: Endpoint>(
         body: bytes.clone(),
     };
     let (done, run_id) = (keyed.clone(), state.run_id.clone());
-    state.writer.run_async(move |c| store::finish(c, &done, &run_id, &answer)).await.map_err(ApiError::from)?;
-    guard.kept = true;
+    match state.writer.run_async(move |c| store::finish(c, &done, &run_id, &answer)).await {
+        Ok(_) => guard.kept = true,
+        // the work is done: its answer goes out all the same, and the key is given up (a
+        // retry would run again, which is better than hiding what happened)
+        Err(e) => tracing::warn!(error = %e, "could not keep the answer to an Idempotency-Key request"),
+    }
     Ok(Response::from_parts(parts, Body::from(bytes)))
 }
 

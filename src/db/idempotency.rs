@@ -119,3 +119,61 @@ pub fn delete_expired(conn: &Connection, cutoff: i64) -> DbResult<usize> {
 
 /// How long a key and its answer are kept: 24 hours.
 pub const KEY_LIFETIME_MS: i64 = 24 * 3600 * 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::db::migrations::migrate(&mut c).unwrap();
+        c
+    }
+
+    fn request(body_hash: &str) -> KeyedRequest {
+        KeyedRequest {
+            team_id: "t".into(),
+            key: "k".into(),
+            method: "POST".into(),
+            path: "/v1/exports".into(),
+            body_hash: body_hash.into(),
+        }
+    }
+
+    fn answer() -> StoredAnswer {
+        StoredAnswer { status: 201, content_type: Some("application/json".into()), body: b"{}".to_vec() }
+    }
+
+    /// A reservation of this run is in use; one left by a run that died is taken over; a kept
+    /// answer is in use until it expires; a released key is free.
+    #[test]
+    fn reservations_answers_expiry_and_dead_runs() {
+        let c = db();
+        let req = request("h");
+        assert!(matches!(reserve(&c, &req, "run-1", 1000, 0).unwrap(), Reservation::Reserved));
+        match reserve(&c, &req, "run-1", 1001, 0).unwrap() {
+            Reservation::Existing(k) => assert!(k.answer.is_none(), "in flight"),
+            r => panic!("{r:?}"),
+        }
+        // the process that reserved it died: the next run takes the key
+        assert!(matches!(reserve(&c, &req, "run-2", 1002, 0).unwrap(), Reservation::Reserved));
+        assert!(!finish(&c, &req, "run-1", &answer()).unwrap(), "run-1 no longer holds it");
+        assert!(finish(&c, &req, "run-2", &answer()).unwrap());
+        match reserve(&c, &req, "run-3", 1003, 0).unwrap() {
+            Reservation::Existing(k) => {
+                assert_eq!(k.answer.unwrap().body, b"{}");
+                assert_eq!((k.method.as_str(), k.path.as_str(), k.body_hash.as_str()), ("POST", "/v1/exports", "h"));
+            }
+            r => panic!("{r:?}"),
+        }
+        assert!(!release(&c, "t", "k", "run-2").unwrap(), "a kept answer is not released");
+        // once older than the lifetime, it counts as gone, and is swept
+        assert!(get(&c, "t", "k", 1003).unwrap().is_none());
+        assert!(matches!(reserve(&c, &request("other"), "run-3", 5000, 1003).unwrap(), Reservation::Reserved));
+        assert!(release(&c, "t", "k", "run-3").unwrap());
+        assert!(get(&c, "t", "k", 0).unwrap().is_none());
+        reserve(&c, &req, "run-3", 6000, 0).unwrap();
+        assert_eq!(delete_expired(&c, 6000).unwrap(), 0);
+        assert_eq!(delete_expired(&c, 6001).unwrap(), 1);
+    }
+}
