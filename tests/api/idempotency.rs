@@ -235,3 +235,56 @@ async fn keys_are_swept_after_24_hours() {
     assert_eq!(total(&app, "/v1/schemas").await, 2);
     app.stop().await;
 }
+
+/// While the first upload with a key is still arriving, a repeat waits, then gets 409 with
+/// `Retry-After`; once the first is answered, a repeat of the same bytes is its replay (the
+/// first body was hashed as it streamed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_while_the_first_runs_gets_409_then_the_replay() {
+    let app = spawn_app().await;
+    let s = app.create_schema(&schema("s")).await;
+    let path = format!("/v1/schemas/{}/results", s["id"].as_str().unwrap());
+    let (part1, part2) = ("{\"extraction\": {\"total\": 1}}\n", "{\"extraction\": {\"total\": 2}}\n");
+    let request = |body: reqwest::Body| {
+        app.client
+            .post(app.url(&path))
+            .header("x-api-key", &app.api_key)
+            .header("content-type", "application/x-ndjson")
+            .header("idempotency-key", "slow-upload")
+            .body(body)
+            .send()
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let body =
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) },
+        );
+    let first = tokio::spawn(request(reqwest::Body::wrap_stream(body)));
+    tx.send(part1.as_bytes().to_vec()).await.unwrap();
+    // the first request holds the key while its body is still arriving
+    poll_until(within(10), "the first request to reserve the key", || {
+        std::future::ready((stored_keys(&app) == 1).then_some(()))
+    })
+    .await;
+
+    let whole = format!("{part1}{part2}");
+    let busy = request(whole.clone().into()).await.unwrap();
+    assert_eq!(busy.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string()).as_deref(), Some("1"));
+    let msg = assert_error(busy, 409).await;
+    assert!(msg.contains("still being processed"), "{msg}");
+    assert_eq!(total(&app, "/v1/results").await, 0, "nothing stored yet");
+
+    tx.send(part2.as_bytes().to_vec()).await.unwrap();
+    drop(tx);
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first = first.text().await.unwrap();
+    let again = request(whole.into()).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.text().await.unwrap(), first);
+    assert_eq!(total(&app, "/v1/results").await, 2, "stored once");
+    app.stop().await;
+}
