@@ -89,14 +89,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER exports_moved AFTER UPDATE OF status, updated_at ON exports
         BEGIN UPDATE row_moves SET n = n + 1 WHERE tbl = 'exports'; END;",
     // 5: a running export's progress (results read so far, results in its range when it
-    // started; exports completed before this are filled in with an index count), and the
-    // answers to POSTs sent with an `Idempotency-Key`, kept per team for 24 hours
+    // started; exports completed before this are filled in: without expand_array a record
+    // per result, so its row_count; with it, an index count of its range as it is now), and
+    // the answers to POSTs sent with an `Idempotency-Key`, kept per team for 24 hours
     // (`status` NULL while the first request runs; `run_id` names the process running it)
     "ALTER TABLE exports ADD COLUMN results_done INTEGER;
     ALTER TABLE exports ADD COLUMN results_total INTEGER;
+    UPDATE exports SET results_total = row_count WHERE status = 'COMPLETED' AND expand_array IS NULL;
     UPDATE exports SET results_total = (SELECT COUNT(*) FROM results r WHERE r.schema_id = exports.schema_id
         AND r.created_at >= exports.start_ms AND r.created_at <= exports.end_ms)
-        WHERE status = 'COMPLETED';
+        WHERE status = 'COMPLETED' AND results_total IS NULL;
     UPDATE exports SET results_done = results_total WHERE status = 'COMPLETED';
     CREATE TABLE idempotency_keys (
         team_id      TEXT NOT NULL,
@@ -143,8 +145,8 @@ mod tests {
         assert_eq!(v as usize, MIGRATIONS.len());
     }
 
-    /// Exports COMPLETED before progress was recorded get their range's count as results
-    /// done and total; others stay without figures.
+    /// Exports COMPLETED before progress was recorded get results done and total (their
+    /// records, or their range's count when rows were expanded); others stay without figures.
     #[test]
     fn completed_exports_get_their_progress_filled_in() {
         let mut c = Connection::open_in_memory().unwrap();
@@ -157,9 +159,11 @@ mod tests {
              INSERT INTO schemas VALUES ('s', 't', 's', NULL, '{\"fields\":[]}', 0, 0);
              INSERT INTO results VALUES ('r1', 't', 's', NULL, '{}', 10, 0), ('r2', 't', 's', NULL, '{}', 20, 0),
                                         ('r3', 't', 's', NULL, '{}', 30, 0);
-             INSERT INTO exports (id, team_id, schema_id, status, start_ms, end_ms, options, row_count, created_at, updated_at)
-                 VALUES ('done', 't', 's', 'COMPLETED', 10, 20, '{}', 2, 0, 0),
-                        ('waiting', 't', 's', 'PENDING', 0, 99, '{}', NULL, 0, 0);",
+             INSERT INTO exports (id, team_id, schema_id, status, start_ms, end_ms, expand_array, options, row_count,
+                                  created_at, updated_at)
+                 VALUES ('done', 't', 's', 'COMPLETED', 10, 20, NULL, '{}', 2, 0, 0),
+                        ('expanded', 't', 's', 'COMPLETED', 10, 30, 'items', '{}', 7, 0, 0),
+                        ('waiting', 't', 's', 'PENDING', 0, 99, NULL, '{}', NULL, 0, 0);",
         )
         .unwrap();
         migrate(&mut c).unwrap();
@@ -169,7 +173,8 @@ mod tests {
             })
             .unwrap()
         };
-        assert_eq!(figures("done"), (Some(2), Some(2)));
+        assert_eq!(figures("done"), (Some(2), Some(2)), "one record per result");
+        assert_eq!(figures("expanded"), (Some(3), Some(3)), "its range counted");
         assert_eq!(figures("waiting"), (None, None));
     }
 
