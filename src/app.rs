@@ -42,7 +42,7 @@ Requests are rate limited (server setting `--rate-limit N`, default 100): N requ
 with bursts of 2N, per API key; requests with a missing or unknown key and `/files` downloads count \
 against the client address instead (behind a reverse proxy all clients share the proxy's address). \
 Over a limit the answer is 429 with a `Retry-After` header in seconds. `/healthz`, `/docs` and \
-`/openapi.json` are never rate limited.";
+`/openapi.json` are never rate limited.\n\n**Safe retries**: any `POST` under `/v1` may carry an `Idempotency-Key` header (1 to 255 visible ASCII characters, e.g. a UUID you make per operation; anything else is a 400). The first request with a key runs as usual and its answer (status and body) is kept for 24 hours for your team. Sending the same key again with the same method, path and body (JSON compared after parsing, so spacing and key order do not matter; NDJSON uploads byte for byte) returns that answer again with the header `Idempotent-Replayed: true`, and nothing is done a second time. The same key with another method, path or body is a 422. While the first request still runs, a repeat waits up to 5 seconds for its answer, then gets 409 with `Retry-After`. Answers with a 5xx status are not kept, so a retry with the same key runs again. Keys of different teams never meet.";
 
 /// The OpenAPI service: the document `/openapi.json` serves and `exports-api openapi` prints.
 pub fn openapi_service() -> OpenApiService<Apis, ()> {
@@ -118,8 +118,13 @@ impl App {
             pool.clone(),
             writer.clone(),
             data_dir.clone(),
-            config.workers,
-            config.retention,
+            crate::jobs::runner::Settings {
+                workers: config.workers,
+                retention: config.retention,
+                sweep_every: config.tuning.sweep_every,
+                clock: config.tuning.clock.clone(),
+                batch_pause: config.tuning.export_batch_pause,
+            },
             metrics.clone(),
             doorbell.clone(),
         )
@@ -147,6 +152,8 @@ impl App {
             key_cache: Default::default(),
             metrics,
             webhooks,
+            run_id: uuid::Uuid::now_v7().to_string(),
+            clock: config.tuning.clock.clone(),
         });
         let rate_limits = RateLimits::new(config.limits.rate_limit);
         if let Some(r) = &rate_limits {
@@ -247,7 +254,7 @@ pub fn routes(state: Arc<AppState>, rate_limits: Option<Arc<RateLimits>>, metric
         route = route.at("/metrics", poem::get(crate::api::metrics::metrics));
     }
     route
-        .nest("/", api)
+        .nest("/", api.around(crate::api::idempotency::around))
         .around(route_template::record)
         .into_endpoint()
         .around(move |ep, mut req: Request| {

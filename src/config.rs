@@ -34,6 +34,8 @@ pub struct Config {
     pub metrics: bool,
     /// How webhook deliveries are made.
     pub webhooks: WebhookConfig,
+    /// Settings with no flag, for tests and embedding.
+    pub tuning: Tuning,
 }
 
 /// How webhook deliveries are made.
@@ -49,6 +51,24 @@ pub struct WebhookConfig {
 impl Default for WebhookConfig {
     fn default() -> WebhookConfig {
         WebhookConfig { allow_private: true, retry_scale: 1.0 }
+    }
+}
+
+/// Settings with no command-line flag: their defaults are right for a service; tests change
+/// them to watch what otherwise takes long.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// The clock idempotency keys expire by (tests move it forward).
+    pub clock: crate::domain::time::Clock,
+    /// How often the periodic sweep (expired idempotency keys, exports past retention) runs.
+    pub sweep_every: Duration,
+    /// Slows every export down by this much per batch of rows, so a test can watch one run.
+    pub export_batch_pause: Option<Duration>,
+}
+
+impl Default for Tuning {
+    fn default() -> Tuning {
+        Tuning { clock: Default::default(), sweep_every: Duration::from_secs(60), export_batch_pause: None }
     }
 }
 
@@ -136,6 +156,7 @@ impl Config {
             demo: false,
             metrics: true,
             webhooks: WebhookConfig::default(),
+            tuning: Tuning::default(),
         }
     }
 }

@@ -20,18 +20,7 @@ pub struct ApiKeyAuth(pub Team);
 
 async fn check_key(req: &Request, key: ApiKey) -> poem::Result<Team> {
     let state = req.data::<Arc<AppState>>().ok_or_else(|| ApiError::internal("application state missing"))?.clone();
-    let digest = crate::db::keys::hash_key(&key.key);
-    let team = match state.key_cache.get(&digest) {
-        Some(team) => Some(team),
-        None => {
-            let d = digest.clone();
-            let team = super::with_db(&state, move |c| Ok(crate::db::keys::team_for_digest(c, &d)?)).await?;
-            if let Some(t) = &team {
-                state.key_cache.put(digest, t.clone());
-            }
-            team
-        }
-    };
+    let team = team_for_key(&state, &key.key).await?;
     super::rate_limit::record_key_check(req, team.is_some());
     if let (Some(team), Some(slot)) = (&team, req.extensions().get::<RequestTeam>()) {
         slot.set(&team.id);
@@ -43,4 +32,22 @@ async fn check_key(req: &Request, key: ApiKey) -> poem::Result<Team> {
         )
         .into()
     })
+}
+
+/// The team of an API key (`None` for an unknown or revoked key), from the cache when it
+/// was seen recently.
+pub async fn team_for_key(state: &Arc<AppState>, key: &str) -> Result<Option<Team>, ApiError> {
+    let digest = crate::db::keys::hash_key(key);
+    let team = match state.key_cache.get(&digest) {
+        Some(team) => Some(team),
+        None => {
+            let d = digest.clone();
+            let team = super::with_db(state, move |c| Ok(crate::db::keys::team_for_digest(c, &d)?)).await?;
+            if let Some(t) = &team {
+                state.key_cache.put(digest, t.clone());
+            }
+            team
+        }
+    };
+    Ok(team)
 }

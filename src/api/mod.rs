@@ -7,6 +7,7 @@ pub mod content_type;
 pub mod exports;
 pub mod files;
 pub mod health;
+pub mod idempotency;
 pub mod linger;
 pub mod list;
 pub mod metrics;

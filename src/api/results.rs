@@ -184,6 +184,11 @@ impl ResultsApi {
         &self,
         auth: ApiKeyAuth,
         state: Data<&Arc<AppState>>,
+        /// Makes a retry safe: a repeat with the same key, method, path and body within 24
+        /// hours gets the first answer again (with `Idempotent-Replayed: true`) and changes
+        /// nothing; see "Safe retries" in the API description. 1–255 visible ASCII characters.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: poem_openapi::param::Header<Option<String>>,
         body: JsonBody<CreateResult>,
     ) -> Result<ResultCreated, CreateResultErrors> {
         let body = body.0;
@@ -219,6 +224,11 @@ impl ResultsApi {
         state: Data<&Arc<AppState>>,
         /// Schema UUID
         id: Path<uuid::Uuid>,
+        /// Makes a retry safe: a repeat with the same key, method, path and body within 24
+        /// hours gets the first answer again (with `Idempotent-Replayed: true`) and changes
+        /// nothing; see "Safe retries" in the API description. 1–255 visible ASCII characters.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: poem_openapi::param::Header<Option<String>>,
         body: Ndjson,
     ) -> Result<BulkCreated, BulkErrors> {
         let schema_id = id.0.to_string();

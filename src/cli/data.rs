@@ -137,7 +137,7 @@ pub fn export(data_dir: &Path, a: ExportArgs) -> anyhow::Result<()> {
         Some(path) => {
             let mut rows = 0;
             crate::jobs::runner::write_file_atomically(path, |w| {
-                rows = write_export(&conn, &spec, w, || false)?.unwrap_or(0);
+                rows = write_export(&conn, &spec, w, |_| false)?.unwrap_or(0);
                 Ok(())
             })
             .with_context(|| format!("--out {}: the export was not written", path.display()))?;
@@ -146,7 +146,7 @@ pub fn export(data_dir: &Path, a: ExportArgs) -> anyhow::Result<()> {
         None => {
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::with_capacity(256 * 1024, stdout);
-            let rows = write_export(&conn, &spec, &mut w, || false)?.unwrap_or(0);
+            let rows = write_export(&conn, &spec, &mut w, |_| false)?.unwrap_or(0);
             w.flush()?;
             rows
         }

@@ -51,6 +51,7 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> anyhow::Result<()> {
         demo: a.demo,
         metrics: a.metrics,
         webhooks: config::WebhookConfig { allow_private: a.webhook_allow_private, retry_scale: a.webhook_retry_scale },
+        tuning: config::Tuning::default(),
     };
     let rt =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;

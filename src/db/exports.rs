@@ -22,7 +22,12 @@ pub struct ExportRow {
     pub end_ms: i64,
     pub expand_array: Option<String>,
     pub options: CsvOptions,
+    /// Data records written: so far while PROCESSING, all of them once COMPLETED.
     pub row_count: Option<i64>,
+    /// Results of the range read so far (all of them once COMPLETED); `None` until it runs.
+    pub results_done: Option<i64>,
+    /// Results in the range when the job started; `None` until it runs.
+    pub results_total: Option<i64>,
     pub file_size: Option<i64>,
     pub error: Option<String>,
     pub attempts: i64,
@@ -32,7 +37,8 @@ pub struct ExportRow {
 }
 
 const COLUMNS: &str = "e.id, e.team_id, e.schema_id, s.name, e.status, e.start_ms, e.end_ms, e.expand_array,
-    e.options, e.row_count, e.file_size, e.error, e.attempts, e.created_at, e.updated_at, e.completed_at";
+    e.options, e.row_count, e.file_size, e.error, e.attempts, e.created_at, e.updated_at, e.completed_at,
+    e.results_done, e.results_total";
 const FROM: &str = "exports e LEFT JOIN schemas s ON s.id = e.schema_id";
 
 /// Reads a row; the outer error is SQLite's, the inner one a row whose status or options
@@ -67,6 +73,8 @@ fn from_row(r: &Row) -> rusqlite::Result<DbResult<ExportRow>> {
         created_at: r.get(13)?,
         updated_at: r.get(14)?,
         completed_at: r.get(15)?,
+        results_done: r.get(16)?,
+        results_total: r.get(17)?,
     }))
 }
 
@@ -294,7 +302,8 @@ pub fn claim_next(conn: &Connection, run_id: &str) -> DbResult<Claimed> {
             continue;
         }
         tx.execute(
-            "UPDATE exports SET status = 'PROCESSING', claimed_by = ?2, attempts = attempts + 1, updated_at = ?3
+            "UPDATE exports SET status = 'PROCESSING', claimed_by = ?2, attempts = attempts + 1, updated_at = ?3,
+                    row_count = NULL, results_done = NULL, results_total = NULL
              WHERE id = ?1",
             params![id, run_id, now],
         )?;
@@ -314,14 +323,40 @@ pub fn claim_next(conn: &Connection, run_id: &str) -> DbResult<Claimed> {
     }
 }
 
-/// Marks a job this run holds COMPLETED. False when the job was deleted meanwhile.
-pub fn complete(conn: &Connection, id: &str, run_id: &str, row_count: i64, file_size: i64) -> DbResult<bool> {
+/// How far a running job has got, as [`progress`] records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobProgress {
+    pub row_count: i64,
+    pub results_done: i64,
+    pub results_total: i64,
+}
+
+/// Records how far a job this run holds has got (one small update; `updated_at` is left
+/// alone, so lists sorted by it keep their bookmarks). False when the job is no longer ours.
+pub fn progress(conn: &Connection, id: &str, run_id: &str, p: JobProgress) -> DbResult<bool> {
+    Ok(conn.execute(
+        "UPDATE exports SET row_count = ?3, results_done = ?4, results_total = ?5
+         WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2",
+        params![id, run_id, p.row_count, p.results_done, p.results_total],
+    )? > 0)
+}
+
+/// Marks a job this run holds COMPLETED, with `results` (the results in its range when it
+/// started) as both its results done and total. False when the job was deleted meanwhile.
+pub fn complete(
+    conn: &Connection,
+    id: &str,
+    run_id: &str,
+    row_count: i64,
+    file_size: i64,
+    results: i64,
+) -> DbResult<bool> {
     let now = now_ms();
     Ok(conn.execute(
         "UPDATE exports SET status = 'COMPLETED', row_count = ?3, file_size = ?4, error = NULL,
-                completed_at = ?5, updated_at = ?5, claimed_by = NULL
+                completed_at = ?5, updated_at = ?5, claimed_by = NULL, results_done = ?6, results_total = ?6
          WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2",
-        params![id, run_id, row_count, file_size, now],
+        params![id, run_id, row_count, file_size, now, results],
     )? > 0)
 }
 
@@ -407,6 +442,8 @@ mod tests {
             expand_array: None,
             options: CsvOptions::default(),
             row_count: None,
+            results_done: None,
+            results_total: None,
             file_size: None,
             error: None,
             attempts: 0,

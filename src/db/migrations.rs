@@ -126,6 +126,32 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX webhook_deliveries_event ON webhook_deliveries(event_id);
     CREATE INDEX webhook_deliveries_due ON webhook_deliveries(endpoint_id, next_attempt_at)
         WHERE status = 'pending';",
+    // 6: a running export's progress (results read so far, results in its range when it
+    // started; exports completed before this are filled in: without expand_array a record
+    // per result, so its row_count; with it, an index count of its range as it is now), and
+    // the answers to POSTs sent with an `Idempotency-Key`, kept per team for 24 hours
+    // (`status` NULL while the first request runs; `run_id` names the process running it)
+    "ALTER TABLE exports ADD COLUMN results_done INTEGER;
+    ALTER TABLE exports ADD COLUMN results_total INTEGER;
+    UPDATE exports SET results_total = row_count WHERE status = 'COMPLETED' AND expand_array IS NULL;
+    UPDATE exports SET results_total = (SELECT COUNT(*) FROM results r WHERE r.schema_id = exports.schema_id
+        AND r.created_at >= exports.start_ms AND r.created_at <= exports.end_ms)
+        WHERE status = 'COMPLETED' AND results_total IS NULL;
+    UPDATE exports SET results_done = results_total WHERE status = 'COMPLETED';
+    CREATE TABLE idempotency_keys (
+        team_id      TEXT NOT NULL,
+        key          TEXT NOT NULL,
+        method       TEXT NOT NULL,
+        path         TEXT NOT NULL,
+        body_hash    TEXT NOT NULL,
+        run_id       TEXT NOT NULL,
+        status       INTEGER,
+        content_type TEXT,
+        body         BLOB,
+        created_at   INTEGER NOT NULL,
+        PRIMARY KEY (team_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);",
 ];
 
 /// Runs the migrations the database lacks. A database from a newer binary (more migrations
@@ -155,6 +181,39 @@ mod tests {
         migrate(&mut c).unwrap();
         let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v as usize, MIGRATIONS.len());
+    }
+
+    /// Exports COMPLETED before progress was recorded get results done and total (their
+    /// records, or their range's count when rows were expanded); others stay without figures.
+    #[test]
+    fn completed_exports_get_their_progress_filled_in() {
+        let mut c = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..4] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 4).unwrap();
+        c.execute_batch(
+            "INSERT INTO teams VALUES ('t', 't', 0);
+             INSERT INTO schemas VALUES ('s', 't', 's', NULL, '{\"fields\":[]}', 0, 0);
+             INSERT INTO results VALUES ('r1', 't', 's', NULL, '{}', 10, 0), ('r2', 't', 's', NULL, '{}', 20, 0),
+                                        ('r3', 't', 's', NULL, '{}', 30, 0);
+             INSERT INTO exports (id, team_id, schema_id, status, start_ms, end_ms, expand_array, options, row_count,
+                                  created_at, updated_at)
+                 VALUES ('done', 't', 's', 'COMPLETED', 10, 20, NULL, '{}', 2, 0, 0),
+                        ('expanded', 't', 's', 'COMPLETED', 10, 30, 'items', '{}', 7, 0, 0),
+                        ('waiting', 't', 's', 'PENDING', 0, 99, NULL, '{}', NULL, 0, 0);",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let figures = |id: &str| -> (Option<i64>, Option<i64>) {
+            c.query_row("SELECT results_done, results_total FROM exports WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap()
+        };
+        assert_eq!(figures("done"), (Some(2), Some(2)), "one record per result");
+        assert_eq!(figures("expanded"), (Some(3), Some(3)), "its range counted");
+        assert_eq!(figures("waiting"), (None, None));
     }
 
     #[test]

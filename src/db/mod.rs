@@ -6,6 +6,7 @@ mod bookmarks;
 pub mod counts;
 pub mod deliveries;
 pub mod exports;
+pub mod idempotency;
 pub mod keys;
 mod list;
 mod migrations;

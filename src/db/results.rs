@@ -226,6 +226,18 @@ pub struct ExportSourceRow<'a> {
 /// Results read per query of [`stream_for_export`].
 const EXPORT_CHUNK: i64 = 4096;
 
+/// Results of `schema_id` created in `start..=end` (both in ms): an export's total, counted
+/// from the `results_schema_created` index alone (no result row is read).
+pub fn count_for_export(conn: &Connection, schema_id: &str, start: i64, end: i64) -> super::DbResult<u64> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM results INDEXED BY results_schema_created
+         WHERE schema_id = ?1 AND created_at >= ?2 AND created_at <= ?3",
+        params![schema_id, start, end],
+        |r| r.get(0),
+    )?;
+    Ok(n.max(0) as u64)
+}
+
 /// Streams the results of a schema whose `createdAt` is in `[start, end]`, ordered by
 /// createdAt then id, into `each`, one at a time from the SQLite cursor, without copying
 /// them. `each` returns `Ok(false)` to stop early.

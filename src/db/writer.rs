@@ -95,6 +95,15 @@ impl Writer {
         }
     }
 
+    /// Queues `f` and returns at once, for a write whose outcome nobody waits for (a job's
+    /// progress): `f` runs in its own savepoint like any job, after the writes queued before it.
+    pub fn send(&self, f: impl FnOnce(&Connection) + Send + 'static) {
+        let _ = self.submit(move |c| -> Result<(), DbError> {
+            f(c);
+            Ok(())
+        });
+    }
+
     fn submit<T, E>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,

@@ -108,6 +108,8 @@ pub(super) struct Batches<'s, 'a, W: Write> {
     done: Receiver<Done>,
     sent: u64,
     in_flight: usize,
+    /// Rows pushed so far.
+    read: u64,
     writer: &'s Mutex<Ordered<'a, W>>,
 }
 
@@ -121,6 +123,7 @@ impl<W: Write> Batches<'_, '_, W> {
         created_at_ms: i64,
         extraction: &[u8],
     ) -> Result<bool, EngineError> {
+        self.read += 1;
         let b = &mut self.current;
         b.text.extend_from_slice(id.as_bytes());
         let id_end = b.text.len();
@@ -135,6 +138,11 @@ impl<W: Write> Batches<'_, '_, W> {
         }
         self.hand_over()?;
         Ok(true)
+    }
+
+    /// Rows pushed so far, and records written to the output so far.
+    pub(super) fn progress(&self) -> (u64, u64) {
+        (self.read, lock(self.writer).records)
     }
 
     /// Sends the current batch to the formatting threads, first waiting while too many are in
@@ -276,8 +284,15 @@ pub(super) fn format_in_order<W: Write + Send>(
                 .map_err(EngineError::Io)?;
         }
         drop(done_tx);
-        let mut batches =
-            Batches { current: Batch::default(), jobs: job_tx, done: done_rx, sent: 0, in_flight: 0, writer: &writer };
+        let mut batches = Batches {
+            current: Batch::default(),
+            jobs: job_tx,
+            done: done_rx,
+            sent: 0,
+            in_flight: 0,
+            read: 0,
+            writer: &writer,
+        };
         if !read(&mut batches)? {
             return Ok(None);
         }

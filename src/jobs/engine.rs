@@ -51,18 +51,26 @@ impl EngineError {
     }
 }
 
+/// How far an export has got, as `should_stop` is told after every batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Results of the range read so far.
+    pub results_read: u64,
+    /// Data records written to the output so far (after expansion).
+    pub rows_written: u64,
+}
+
 /// Writes the export to `out` (BOM, header, records; gzip-compressed when the options say
 /// so). Returns the number of data records, or `None` when `should_stop` said to stop.
 ///
-/// The calling thread reads the SQLite cursor into batches and writes the formatted
-/// batches to `out` in order; formatting threads (one per CPU) turn batches into CSV
-/// meanwhile. At most a few batches are in flight, so memory stays flat whatever the size
-/// of the export. `should_stop` is asked after every batch.
+/// The calling thread reads the SQLite cursor into batches; formatting threads (one per
+/// CPU) turn batches into CSV and write them to `out` in order. At most a few batches are in flight, so memory stays flat whatever the size
+/// of the export. `should_stop` is asked after every batch, with the figures so far.
 pub fn write_export<W: Write + Send>(
     conn: &Connection,
     spec: &ExportSpec,
     out: &mut W,
-    should_stop: impl FnMut() -> bool,
+    should_stop: impl FnMut(Progress) -> bool,
 ) -> Result<Option<u64>, EngineError> {
     let plan = CsvPlan::new(spec.schema, spec.expand_array, spec.options).map_err(EngineError::Invalid)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -83,7 +91,7 @@ pub(super) fn write_records<W: Write + Send>(
     plan: &CsvPlan,
     sink: &mut W,
     threads: usize,
-    mut should_stop: impl FnMut() -> bool,
+    mut should_stop: impl FnMut(Progress) -> bool,
 ) -> Result<Option<u64>, EngineError> {
     let mut head: Vec<u8> = Vec::new();
     if spec.options.bom {
@@ -94,17 +102,22 @@ pub(super) fn write_records<W: Write + Send>(
     let records = batches::format_in_order(plan, threads, output, |batches| {
         let mut stopped = false;
         db::results::stream_for_export(conn, spec.schema_id, spec.start_ms, spec.end_ms, |r| {
-            if batches.push(r.id, r.file_name, r.created_at, r.extraction)? && should_stop() {
+            if batches.push(r.id, r.file_name, r.created_at, r.extraction)? && should_stop(progress(batches)) {
                 stopped = true;
                 return Ok(false);
             }
             Ok::<bool, EngineError>(true)
         })?;
-        Ok(!stopped && !should_stop())
+        Ok(!stopped && !should_stop(progress(batches)))
     })?;
     let Some(records) = records else {
         return Ok(None);
     };
     sink.flush()?;
     Ok(Some(records))
+}
+
+fn progress<W: Write>(batches: &batches::Batches<W>) -> Progress {
+    let (results_read, rows_written) = batches.progress();
+    Progress { results_read, rows_written }
 }

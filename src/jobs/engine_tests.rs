@@ -146,11 +146,11 @@ fn byte_identical_to_the_tree_engine_for_every_option() {
                             let plan = CsvPlan::new(spec.schema, spec.expand_array, spec.options).unwrap();
                             let records = if gzip {
                                 let mut gz = flate2::write::GzEncoder::new(&mut got, flate2::Compression::default());
-                                let n = write_records(&conn, &spec, &plan, &mut gz, threads, || false).unwrap();
+                                let n = write_records(&conn, &spec, &plan, &mut gz, threads, |_| false).unwrap();
                                 gz.finish().unwrap();
                                 n
                             } else {
-                                write_records(&conn, &spec, &plan, &mut got, threads, || false).unwrap()
+                                write_records(&conn, &spec, &plan, &mut got, threads, |_| false).unwrap()
                             };
                             assert!(
                                 got == expected,
@@ -172,7 +172,7 @@ fn byte_identical_to_the_tree_engine_for_every_option() {
     let options = CsvOptions { gzip: true, bom: true, ..CsvOptions::default() };
     let spec = spec(&f, Some("line_items"), &options);
     let mut got = Vec::new();
-    write_export(&conn, &spec, &mut got, || false).unwrap();
+    write_export(&conn, &spec, &mut got, |_| false).unwrap();
     assert!(got == reference_export(&conn, &spec));
 }
 
@@ -184,7 +184,7 @@ fn stops_when_asked_between_batches() {
     let spec = spec(&f, None, &options);
     let mut asked = 0;
     let mut out = Vec::new();
-    let written = write_export(&conn, &spec, &mut out, || {
+    let written = write_export(&conn, &spec, &mut out, |_| {
         asked += 1;
         asked == 2
     })
@@ -221,7 +221,7 @@ fn a_failing_write_ends_the_export_with_its_error() {
     let options = CsvOptions::default();
     let spec = spec(&f, Some("line_items"), &options);
     for left in [0, 100, 300_000] {
-        let err = write_export(&conn, &spec, &mut FailingSink { left }, || false).unwrap_err();
+        let err = write_export(&conn, &spec, &mut FailingSink { left }, |_| false).unwrap_err();
         assert!(matches!(&err, EngineError::Io(e) if e.to_string() == "disk on fire"), "{err}");
     }
 }
@@ -246,7 +246,7 @@ fn an_extraction_that_is_not_utf8_fails_the_export() {
     let spec = spec(&f, None, &options);
     for threads in [1, 2, 3] {
         let plan = CsvPlan::new(spec.schema, None, &options).unwrap();
-        let err = write_records(&conn, &spec, &plan, &mut Vec::new(), threads, || false).unwrap_err();
+        let err = write_records(&conn, &spec, &plan, &mut Vec::new(), threads, |_| false).unwrap_err();
         assert!(
             matches!(&err, EngineError::Db(db::DbError::Sqlite(rusqlite::Error::Utf8Error(3, _)))),
             "{threads} threads: {err:?}"

@@ -9,11 +9,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::engine::{write_export, EngineError, ExportSpec};
+use super::engine::{write_export, EngineError, ExportSpec, Progress};
 use super::write_behind::WriteBehind;
 use crate::data_dir::DataDir;
 use crate::db::{self, Pool};
-use crate::domain::time::now_ms;
+use crate::domain::time::{now_ms, Clock};
 use crate::domain::webhook::EventType;
 use crate::metrics::{self, Metrics};
 
@@ -35,27 +35,45 @@ struct Shared {
     cancelled: Mutex<HashSet<String>>,
     stopping: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    retention: Option<Duration>,
+    settings: Settings,
     metrics: Arc<Metrics>,
     /// Rung after a commit that enqueued webhook deliveries.
     webhooks: db::deliveries::Doorbell,
 }
 
+/// How the workers and the periodic sweep run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Export jobs that run at once.
+    pub workers: usize,
+    /// COMPLETED/FAILED exports older than this are deleted; `None` keeps them.
+    pub retention: Option<Duration>,
+    /// How often the sweep runs (exports past retention, expired idempotency keys).
+    pub sweep_every: Duration,
+    /// What idempotency keys expire by.
+    pub clock: Clock,
+    /// A test hook: every batch of an export waits this long, so a test can watch it run.
+    pub batch_pause: Option<Duration>,
+}
+
+/// A running job's progress is recorded this often (one small write; never per row).
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
 impl Jobs {
     /// Prepares the exports folder (removing half-written files and files no job owns) and
-    /// starts `workers` export threads plus the retention sweeper. Their work is counted in
-    /// `metrics`, and each job's state changes are logged at INFO with their figures. A job
-    /// that turns COMPLETED or FAILED, or is deleted by retention, enqueues its webhook event in
-    /// the same write and then rings `webhooks`.
+    /// starts `settings.workers` export threads plus the periodic sweeper. Their work is
+    /// counted in `metrics`, and each job's state changes are logged at INFO with their figures.
+    /// A job that turns COMPLETED or FAILED, or is deleted by retention, enqueues its webhook
+    /// event in the same write and then rings `webhooks`.
     pub fn start(
         pool: Pool,
         writer: db::Writer,
         data_dir: DataDir,
-        workers: usize,
-        retention: Option<Duration>,
+        settings: Settings,
         metrics: Arc<Metrics>,
         webhooks: db::deliveries::Doorbell,
     ) -> std::io::Result<Jobs> {
+        let workers = settings.workers;
         crate::private::create_dir(&data_dir.exports())?;
         let shared = Arc::new(Shared {
             pool,
@@ -67,7 +85,7 @@ impl Jobs {
             cancelled: Mutex::new(HashSet::new()),
             stopping: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
-            retention,
+            settings,
             metrics,
             webhooks,
         });
@@ -184,7 +202,12 @@ fn pause(s: &Shared, d: Duration) {
 }
 
 enum Outcome {
-    Done { rows: u64, size: u64 },
+    /// `results`: the results in the job's range when it started.
+    Done {
+        rows: u64,
+        size: u64,
+        results: u64,
+    },
     Stopped,
 }
 
@@ -219,8 +242,8 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
     };
     let record = |outcome: Record| record(s, &job.id, outcome);
     match outcome {
-        Ok(Ok(Outcome::Done { rows, size })) => {
-            let complete = Record::Complete { rows, size, tmp: tmp.clone(), final_path: final_path.clone() };
+        Ok(Ok(Outcome::Done { rows, size, results })) => {
+            let complete = Record::Complete { rows, size, results, tmp: tmp.clone(), final_path: final_path.clone() };
             match record(complete) {
                 Ok(true) => {
                     sync_dir(&s.data_dir.exports());
@@ -339,6 +362,7 @@ enum Record {
     Complete {
         rows: u64,
         size: u64,
+        results: u64,
         tmp: std::path::PathBuf,
         final_path: std::path::PathBuf,
     },
@@ -356,8 +380,8 @@ fn record(s: &Shared, job_id: &str, outcome: Record) -> Result<bool, db::DbError
         let (id, run_id, outcome) = (job_id.to_string(), s.run_id.clone(), outcome.clone());
         // (recorded, webhook deliveries enqueued in the same write)
         let result = s.writer.run(move |c| match outcome {
-            Record::Complete { rows, size, tmp, final_path } => {
-                let updated = db::exports::complete(c, &id, &run_id, rows as i64, size as i64)?;
+            Record::Complete { rows, size, results, tmp, final_path } => {
+                let updated = db::exports::complete(c, &id, &run_id, rows as i64, size as i64, results as i64)?;
                 let mut hooks = 0;
                 if updated {
                     hooks = db::deliveries::enqueue(c, EventType::ExportCompleted, &id)?;
@@ -405,11 +429,22 @@ fn produce_file(s: &Shared, job: &db::exports::ExportRow) -> Result<Outcome, Eng
         expand_array: job.expand_array.as_deref(),
         options: &job.options,
     };
+    // an index count, before the first row is read: the total the progress is measured against
+    let results = db::results::count_for_export(&conn, &job.schema_id, job.start_ms, job.end_ms)?;
+    report_progress(s, job, Progress::default(), results);
     let tmp = s.data_dir.export_temp(&job.id);
     let file = WriteBehind::new(crate::private::create_file(&tmp)?);
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
     let mut last_check = Instant::now();
-    let written = write_export(&conn, &spec, &mut out, || {
+    let mut last_report = Instant::now();
+    let written = write_export(&conn, &spec, &mut out, |progress| {
+        if let Some(pause) = s.settings.batch_pause {
+            std::thread::sleep(pause);
+        }
+        if last_report.elapsed() >= PROGRESS_EVERY {
+            last_report = Instant::now();
+            report_progress(s, job, progress, results);
+        }
         if last_check.elapsed() < Duration::from_millis(100) {
             return false;
         }
@@ -427,7 +462,24 @@ fn produce_file(s: &Shared, job: &db::exports::ExportRow) -> Result<Outcome, Eng
     if s.cancelled.lock().expect("cancel lock").contains(&job.id) {
         return Ok(Outcome::Stopped);
     }
-    Ok(Outcome::Done { rows, size })
+    Ok(Outcome::Done { rows, size, results })
+}
+
+/// Records how far a job has got, without waiting for the write: the export goes on at once,
+/// and the writer applies writes in order, so this lands before the job's outcome. A write
+/// that fails is only logged: the next one, a second later, says more.
+fn report_progress(s: &Shared, job: &db::exports::ExportRow, p: Progress, results_total: u64) {
+    let (id, run_id) = (job.id.clone(), s.run_id.clone());
+    let figures = db::exports::JobProgress {
+        row_count: p.rows_written as i64,
+        results_done: p.results_read as i64,
+        results_total: results_total as i64,
+    };
+    s.writer.send(move |c| {
+        if let Err(e) = db::exports::progress(c, &id, &run_id, figures) {
+            tracing::debug!(export_id = %id, error = %e, "could not record an export's progress");
+        }
+    });
 }
 
 fn sync_dir(dir: &Path) {
@@ -460,12 +512,14 @@ fn clean_exports_dir(s: &Shared) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn retention_loop(s: &Shared) {
-    let Some(retention) = s.retention else { return };
     let mut next = Instant::now();
     while !s.stopping.load(Ordering::SeqCst) {
         if Instant::now() >= next {
-            sweep(s, retention);
-            next = Instant::now() + Duration::from_secs(60);
+            if let Some(retention) = s.settings.retention {
+                sweep(s, retention);
+            }
+            sweep_idempotency_keys(s);
+            next = Instant::now() + s.settings.sweep_every;
         }
         let g = s.wake.lock().expect("wake lock");
         let _ = s.cv.wait_timeout(g, Duration::from_secs(1));
@@ -478,6 +532,17 @@ fn sweep(s: &Shared, retention: Duration) {
         Ok(count) => tracing::info!(count, "deleted exports past retention"),
         Err(db::DbError::Busy(_)) => tracing::debug!("the database is busy; the retention sweep runs again later"),
         Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+    }
+}
+
+/// Deletes idempotency keys past their lifetime (by the settings' clock).
+fn sweep_idempotency_keys(s: &Shared) {
+    let cutoff = s.settings.clock.now_ms() - db::idempotency::KEY_LIFETIME_MS;
+    match s.writer.run(move |c| db::idempotency::delete_expired(c, cutoff)) {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "deleted expired idempotency keys"),
+        Err(db::DbError::Busy(_)) => tracing::debug!("the database is busy; the key sweep runs again later"),
+        Err(e) => tracing::error!(error = %e, "idempotency key sweep failed"),
     }
 }
 

@@ -64,6 +64,8 @@ pub fn create(c: &Connection, team: String, new: NewExport, quotas: Quotas) -> R
         expand_array: new.expand_array,
         options: new.options,
         row_count: None,
+        results_done: None,
+        results_total: None,
         file_size: None,
         error: None,
         attempts: 0,

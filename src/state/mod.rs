@@ -38,4 +38,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The webhook delivery worker (rung when a request enqueues deliveries).
     pub webhooks: Webhooks,
+    /// Identifies this run of the service: an idempotency key reserved under another run
+    /// belongs to a request whose process died.
+    pub run_id: String,
+    /// What idempotency keys expire by.
+    pub clock: crate::domain::time::Clock,
 }

@@ -10,7 +10,7 @@ use crate::helpers::{
 use serde_json::{json, Value};
 
 /// Every key of an export object (api.md, "Exports").
-const EXPORT_KEYS: [&str; 13] = [
+const EXPORT_KEYS: [&str; 14] = [
     "id",
     "schema_id",
     "status",
@@ -19,6 +19,7 @@ const EXPORT_KEYS: [&str; 13] = [
     "expand_array",
     "options",
     "row_count",
+    "progress",
     "file_size",
     "error",
     "createdAt",
@@ -116,8 +117,13 @@ async fn wait_checking(app: &TestApp, id: &str) -> Value {
         assert_export_keys(&v);
         let st = v["status"].as_str().unwrap().to_string();
         assert!(["PENDING", "PROCESSING", "COMPLETED", "FAILED"].contains(&st.as_str()), "{v}");
-        if st != "COMPLETED" {
+        if st == "PENDING" {
+            assert!(v["progress"].is_null(), "progress must be null while {st}: {v}");
+        }
+        if st != "COMPLETED" && st != "PROCESSING" {
             assert!(v["row_count"].is_null(), "row_count must be null while {st}: {v}");
+        }
+        if st != "COMPLETED" {
             assert!(v["file_size"].is_null(), "file_size must be null while {st}: {v}");
             assert!(v["completedAt"].is_null(), "completedAt must be null while {st}: {v}");
         }

@@ -35,6 +35,7 @@ const EXPORT_FIELDS: &[&str] = &[
     "expand_array",
     "options",
     "row_count",
+    "progress",
     "file_size",
     "error",
     "createdAt",
@@ -158,6 +159,11 @@ impl ExportsApi {
         &self,
         auth: ApiKeyAuth,
         state: Data<&Arc<AppState>>,
+        /// Makes a retry safe: a repeat with the same key, method, path and body within 24
+        /// hours gets the first answer again (with `Idempotent-Replayed: true`) and changes
+        /// nothing; see "Safe retries" in the API description. 1–255 visible ASCII characters.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: poem_openapi::param::Header<Option<String>>,
         body: JsonBody<CreateExport>,
     ) -> Result<ExportCreated, CreateExportErrors> {
         let new = NewExport::try_from(body.0)?;

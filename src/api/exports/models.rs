@@ -114,9 +114,17 @@ pub struct Export {
     pub expand_array: Option<String>,
     /// CSV options in effect.
     pub options: ExportOptions,
-    /// Data records written (after expansion; header not counted). Null until COMPLETED.
+    /// Data records written (after expansion; header not counted): so far while PROCESSING
+    /// (updated at least once a second), all of them once COMPLETED. Null while PENDING and
+    /// once FAILED.
     #[oai(nullable)]
     pub row_count: Option<i64>,
+    /// How far the export has got: live while PROCESSING (updated at least once a second),
+    /// `{"results_done": m, "results_total": m, "percent": 100}` once COMPLETED, where it
+    /// stopped if it FAILED. Null while PENDING (and for the instant a starting export takes
+    /// to count its range).
+    #[oai(nullable)]
+    pub progress: Option<ExportProgress>,
     /// The file's size in bytes, as served. Null until COMPLETED.
     #[oai(nullable)]
     pub file_size: Option<i64>,
@@ -146,6 +154,7 @@ impl Example for Export {
             expand_array: None,
             options: options_out(&CsvOptions::default()),
             row_count: None,
+            progress: None,
             file_size: None,
             error: None,
             created_at: "2024-01-31T12:00:00.000Z".into(),
@@ -153,6 +162,50 @@ impl Example for Export {
             completed_at: None,
             schema: None,
         }
+    }
+}
+
+/// How far an export has got.
+#[derive(Object, Clone, Debug, PartialEq, Eq)]
+#[oai(example)]
+pub struct ExportProgress {
+    /// Results of the date range read so far.
+    pub results_done: i64,
+    /// Results in the date range when the export started (counted once; results stored
+    /// while it runs may still be exported when their place in the order is ahead).
+    pub results_total: i64,
+    /// `floor(100 * results_done / results_total)`, at most 100; 100 when the range is
+    /// empty.
+    pub percent: i64,
+}
+
+impl Example for ExportProgress {
+    fn example() -> Self {
+        ExportProgress { results_done: 4096, results_total: 10_000, percent: 40 }
+    }
+}
+
+impl ExportProgress {
+    /// The figures `done` of `total`, with their percentage.
+    pub fn new(done: i64, total: i64) -> ExportProgress {
+        let percent = if total <= 0 { 100 } else { (done.max(0).saturating_mul(100) / total).min(100) };
+        ExportProgress { results_done: done, results_total: total, percent }
+    }
+}
+
+/// An export's progress as its row tells it (see `Export::progress`).
+fn progress_of(e: &ExportRow) -> Option<ExportProgress> {
+    match (e.status, e.results_done, e.results_total) {
+        (ExportStatus::Pending, _, _) => None,
+        (ExportStatus::Completed, _, Some(total)) => Some(ExportProgress::new(total, total)),
+        // completed before progress was recorded, and not filled in: its records are the best figure
+        (ExportStatus::Completed, _, None) => {
+            let n = e.row_count.unwrap_or(0);
+            Some(ExportProgress::new(n, n))
+        }
+        (_, Some(done), Some(total)) => Some(ExportProgress::new(done, total)),
+        // not counted yet (the first instant of a run), or failed before it was
+        _ => None,
     }
 }
 
@@ -221,6 +274,7 @@ impl Example for ExportList {
         let mut e = Export::example();
         e.status = Status::Completed;
         e.row_count = Some(1034);
+        e.progress = Some(ExportProgress::new(1034, 1034));
         e.file_size = Some(519_300);
         e.updated_at = "2024-01-31T12:01:30.000Z".into();
         e.completed_at = Some("2024-01-31T12:01:30.000Z".into());
@@ -284,7 +338,11 @@ pub fn to_api(e: &ExportRow, with_schema: bool) -> Export {
         end_date: format_ms(e.end_ms),
         expand_array: e.expand_array.clone(),
         options: options_out(&e.options),
-        row_count: e.row_count,
+        row_count: match e.status {
+            ExportStatus::Processing | ExportStatus::Completed => e.row_count,
+            ExportStatus::Pending | ExportStatus::Failed => None,
+        },
+        progress: progress_of(e),
         file_size: e.file_size,
         error: e.error.clone(),
         created_at: format_ms(e.created_at),

@@ -79,6 +79,11 @@ impl SchemasApi {
         &self,
         auth: ApiKeyAuth,
         state: Data<&Arc<AppState>>,
+        /// Makes a retry safe: a repeat with the same key, method, path and body within 24
+        /// hours gets the first answer again (with `Idempotent-Replayed: true`) and changes
+        /// nothing; see "Safe retries" in the API description. 1–255 visible ASCII characters.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: poem_openapi::param::Header<Option<String>>,
         body: JsonBody<CreateSchema>,
     ) -> Result<SchemaCreated, CreateSchemaErrors> {
         let now = now_ms();

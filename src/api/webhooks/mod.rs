@@ -84,6 +84,11 @@ impl WebhooksApi {
         &self,
         auth: ApiKeyAuth,
         state: Data<&Arc<AppState>>,
+        /// Makes a retry safe: a repeat with the same key, method, path and body within 24
+        /// hours gets the first answer again (with `Idempotent-Replayed: true`), secret
+        /// included, and changes nothing; see "Safe retries" in the API description.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: poem_openapi::param::Header<Option<String>>,
         body: JsonBody<CreateWebhook>,
     ) -> Result<WebhookCreated, CreateWebhookErrors> {
         let body = body.0;
@@ -218,6 +223,11 @@ impl WebhooksApi {
         state: Data<&Arc<AppState>>,
         /// Webhook endpoint UUID
         id: Path<uuid::Uuid>,
+        /// Makes a retry safe: a repeat with the same key, method, path and body within 24
+        /// hours gets the first answer again (with `Idempotent-Replayed: true`), secret
+        /// included, and changes nothing; see "Safe retries" in the API description.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: poem_openapi::param::Header<Option<String>>,
     ) -> Result<WebhookRotated, WriteWebhookErrors> {
         let (team, id) = (auth.0.id, id.0.to_string());
         let secret = crate::webhooks::new_secret();
