@@ -2,19 +2,25 @@
 //! buffered writer. Shared by the worker threads and the `export` command.
 
 use std::io::Write;
+use std::path::Path;
 
 use rusqlite::Connection;
 
 use super::batches;
 use super::csv::CsvPlan;
+use super::xlsx::{XlsxSink, EXCEL_MAX_ROWS};
 use crate::db::{self, DbError};
-use crate::domain::export::CsvOptions;
+use crate::domain::export::{CsvOptions, ExportFormat};
 use crate::domain::schema::SchemaDef;
 
 /// What to export.
 pub struct ExportSpec<'a> {
     pub schema_id: &'a str,
+    /// The schema's name (a workbook's sheets are named after it).
+    pub schema_name: &'a str,
     pub schema: &'a SchemaDef,
+    /// Where a workbook keeps its temporary files (the data folder's scratch area).
+    pub temp_dir: &'a Path,
     pub start_ms: i64,
     pub end_ms: i64,
     pub expand_array: Option<&'a str>,
@@ -64,8 +70,29 @@ pub fn write_export<W: Write>(
     out: &mut W,
     should_stop: impl FnMut() -> bool,
 ) -> Result<Option<u64>, EngineError> {
+    write_export_with(conn, spec, out, should_stop, EXCEL_MAX_ROWS)
+}
+
+/// [`write_export`] with a workbook's sheets split at `sheet_rows` rows (tests use a few).
+pub(super) fn write_export_with<W: Write>(
+    conn: &Connection,
+    spec: &ExportSpec,
+    out: &mut W,
+    should_stop: impl FnMut() -> bool,
+    sheet_rows: u32,
+) -> Result<Option<u64>, EngineError> {
     let plan = CsvPlan::new(spec.schema, spec.expand_array, spec.options).map_err(EngineError::Invalid)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if plan.format() == ExportFormat::Xlsx {
+        std::fs::create_dir_all(spec.temp_dir)?;
+        let mut sink = XlsxSink::new(spec.schema_name, plan.header(), spec.temp_dir, sheet_rows)?;
+        let written = write_records(conn, spec, &plan, &mut sink, threads, should_stop)?;
+        if written.is_some() {
+            sink.finish(spec.temp_dir, out)?;
+            out.flush()?;
+        }
+        return Ok(written);
+    }
     if !spec.options.gzip {
         return write_records(conn, spec, &plan, out, threads, should_stop);
     }

@@ -115,7 +115,9 @@ fn reference_records<W: Write>(conn: &rusqlite::Connection, spec: &ExportSpec, s
 fn spec<'a>(f: &'a Fixture, expand: Option<&'a str>, options: &'a CsvOptions) -> ExportSpec<'a> {
     ExportSpec {
         schema_id: &f.schema.id,
+        schema_name: &f.schema.name,
         schema: &f.schema.definition,
+        temp_dir: f._dir.path(),
         start_ms: i64::MIN,
         end_ms: i64::MAX,
         expand_array: expand,
@@ -137,7 +139,7 @@ fn byte_identical_to_the_tree_engine_for_every_option() {
                         if gzip && (i > 0 || formula_guard || header == HeaderStyle::Label) {
                             continue;
                         }
-                        let options = CsvOptions { delimiter, bom, header, formula_guard, gzip };
+                        let options = CsvOptions { delimiter, bom, header, formula_guard, gzip, ..CsvOptions::default() };
                         for expand in [None, Some("line_items"), Some("tags")] {
                             let spec = spec(&f, expand, &options);
                             let expected = reference_export(&conn, &spec);
