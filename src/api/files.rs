@@ -31,7 +31,8 @@ use crate::state::AppState;
 /// The signed URL of a COMPLETED export and its expiry (Unix seconds).
 pub fn signed_url(state: &AppState, row: &ExportRow) -> (String, i64) {
     let name = export_base_name(row.schema_name.as_deref().unwrap_or("export"), row.start_ms, row.end_ms);
-    let path = format!("/files/teams/{}/{}/{name}.{}", row.team_id, row.id, row.options.format.extension(row.options.gzip));
+    let path =
+        format!("/files/teams/{}/{}/{name}.{}", row.team_id, row.id, row.options.format.extension(row.options.gzip));
     let expires = chrono::Utc::now().timestamp() + state.url_ttl.as_secs() as i64;
     let token = state.signer.sign(&path, expires);
     (format!("{}{path}?expires={expires}&token={token}", state.public_url), expires)
@@ -307,7 +308,10 @@ impl ApiResponse for FileReply {
         };
         let file_headers = || {
             vec![
-                header_doc("Content-Disposition", "attachment; filename=\"{name}\" (`.csv`, `.csv.gz`, `.jsonl`, `.jsonl.gz` or `.xlsx`)"),
+                header_doc(
+                    "Content-Disposition",
+                    "attachment; filename=\"{name}\" (`.csv`, `.csv.gz`, `.jsonl`, `.jsonl.gz` or `.xlsx`)",
+                ),
                 header_doc("Content-Length", "Bytes in this response"),
                 header_doc("ETag", "Identifies this file; send it back in If-None-Match"),
                 header_doc("Accept-Ranges", "bytes"),

@@ -139,7 +139,8 @@ fn byte_identical_to_the_tree_engine_for_every_option() {
                         if gzip && (i > 0 || formula_guard || header == HeaderStyle::Label) {
                             continue;
                         }
-                        let options = CsvOptions { delimiter, bom, header, formula_guard, gzip, ..CsvOptions::default() };
+                        let options =
+                            CsvOptions { delimiter, bom, header, formula_guard, gzip, ..CsvOptions::default() };
                         for expand in [None, Some("line_items"), Some("tags")] {
                             let spec = spec(&f, expand, &options);
                             let expected = reference_export(&conn, &spec);

@@ -12,7 +12,6 @@ use std::path::Path;
 
 use rust_xlsxwriter::{Format, Workbook, Worksheet, XlsxError};
 
-
 use super::csv::cells::{self, Cell};
 
 /// Excel's row limit, header included.

@@ -341,7 +341,9 @@ fn cell_value(g: &General, c: &Column, v: Val, src: &str, out: &mut Vec<u8>, tex
                 Kind::Str | Kind::StrEsc => {
                     let s = string_of(src, span, text).expect("a string");
                     let typed = match c.ty {
-                        FieldType::Datetime => parse_rfc3339_ms(s).and_then(|ms| zone.excel_serial(ms)).map(Cell::DateTime),
+                        FieldType::Datetime => {
+                            parse_rfc3339_ms(s).and_then(|ms| zone.excel_serial(ms)).map(Cell::DateTime)
+                        }
                         FieldType::Date => excel_date_serial(s).map(Cell::Date),
                         _ => None,
                     };

@@ -112,7 +112,9 @@ impl CsvPlan {
         }
         let style = options.header;
         let mut cols = Cols::default();
-        for (name, ty) in [("id", FieldType::String), ("file_name", FieldType::String), ("createdAt", FieldType::Datetime)] {
+        for (name, ty) in
+            [("id", FieldType::String), ("file_name", FieldType::String), ("createdAt", FieldType::Datetime)]
+        {
             cols.push(name.into(), name.into(), ty);
         }
         let mut before = Vec::new();
@@ -446,7 +448,12 @@ fn build_node(f: &FieldDef, name: ColName, style: HeaderStyle, cols: &mut Cols) 
     }
 }
 
-fn build_nodes(fields: &[FieldDef], parent: Option<&ColName>, style: HeaderStyle, cols: &mut Cols) -> (Vec<Node>, usize) {
+fn build_nodes(
+    fields: &[FieldDef],
+    parent: Option<&ColName>,
+    style: HeaderStyle,
+    cols: &mut Cols,
+) -> (Vec<Node>, usize) {
     let mut nodes = Vec::with_capacity(fields.len());
     let mut width = 0;
     for f in fields {

@@ -29,7 +29,14 @@ impl Zone {
         let tz: Tz = name.parse().ok()?;
         let utc = matches!(
             tz,
-            Tz::UTC | Tz::Etc__UTC | Tz::Etc__UCT | Tz::Etc__Universal | Tz::Etc__Zulu | Tz::UCT | Tz::Universal | Tz::Zulu
+            Tz::UTC
+                | Tz::Etc__UTC
+                | Tz::Etc__UCT
+                | Tz::Etc__Universal
+                | Tz::Etc__Zulu
+                | Tz::UCT
+                | Tz::Universal
+                | Tz::Zulu
         );
         Some(Zone { tz, utc })
     }
