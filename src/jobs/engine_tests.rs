@@ -228,3 +228,67 @@ fn a_failing_write_ends_the_export_with_its_error() {
         assert!(matches!(&err, EngineError::Io(e) if e.to_string() == "disk on fire"), "{err}");
     }
 }
+
+/// The general row path (chosen columns) writes what the CSV path writes when the columns
+/// chosen are all of them, in their order: for every option and `expand_array`.
+#[test]
+fn all_columns_chosen_write_the_default_bytes() {
+    let f = fixture(300);
+    let conn = f.pool.get().unwrap();
+    for expand in [None, Some("line_items"), Some("tags")] {
+        for header in [HeaderStyle::Key, HeaderStyle::Label] {
+            let options = CsvOptions { header, delimiter: ';', ..CsvOptions::default() };
+            let keys = CsvPlan::new(&f.schema.definition, expand, &CsvOptions::default()).unwrap().header();
+            let chosen = CsvOptions { columns: Some(keys), ..options.clone() };
+            let mut plain = Vec::new();
+            write_export(&conn, &spec(&f, expand, &options), &mut plain, || false).unwrap();
+            let mut general = Vec::new();
+            write_export(&conn, &spec(&f, expand, &chosen), &mut general, || false).unwrap();
+            assert!(plain == general, "{expand:?} {header:?}");
+        }
+    }
+}
+
+/// A workbook past its row limit goes on over sheets `Name (2)`, `Name (3)`, each with the
+/// header row again; every row is written once, in order.
+#[test]
+fn workbooks_split_at_the_row_limit() {
+    use calamine::{open_workbook_from_rs, Data, Reader, Xlsx};
+    let f = fixture(120);
+    let conn = f.pool.get().unwrap();
+    let csv_options = CsvOptions::default();
+    let mut csv = Vec::new();
+    let rows = write_export(&conn, &spec(&f, None, &csv_options), &mut csv, || false).unwrap().unwrap();
+    let ids: Vec<String> = csv::Reader::from_reader(&csv[..]).records().map(|r| r.unwrap()[0].to_string()).collect();
+    let options = CsvOptions { format: crate::domain::export::ExportFormat::Xlsx, ..CsvOptions::default() };
+    let mut xlsx = Vec::new();
+    let written =
+        super::engine::write_export_with(&conn, &spec(&f, None, &options), &mut xlsx, || false, 50).unwrap().unwrap();
+    assert_eq!(written, rows);
+    let mut book: Xlsx<_> = open_workbook_from_rs(std::io::Cursor::new(xlsx)).unwrap();
+    let sheets = (rows as usize).div_ceil(49);
+    let mut names = vec!["Invoices".to_string()];
+    names.extend((2..=sheets).map(|n| format!("Invoices ({n})")));
+    assert_eq!(book.sheet_names(), names);
+    let header = CsvPlan::new(&f.schema.definition, None, &options).unwrap().header();
+    let mut seen = Vec::new();
+    for name in &names {
+        let range = book.worksheet_range(name).unwrap();
+        let mut r = range.rows();
+        let head: Vec<String> = r.next().unwrap().iter().map(|c| c.to_string()).collect();
+        assert_eq!(head, header, "{name}");
+        for row in r {
+            match &row[0] {
+                Data::String(id) => seen.push(id.clone()),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(range.height() <= 50, "{name}: {}", range.height());
+    }
+    assert_eq!(seen, ids);
+    // nothing is left in the scratch folder
+    assert_eq!(
+        std::fs::read_dir(f._dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_none()).count(),
+        1
+    );
+}
