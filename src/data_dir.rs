@@ -5,7 +5,8 @@
 //!   exports.db (+ -wal, -shm)  the SQLite database and its write-ahead log
 //!   signing.key                the HMAC key of download URLs (unless --signing-key is given)
 //!   serve.lock                 held by the one server running on this folder
-//!   exports/<id>.csv[.gz]      finished export files
+//!   exports/<id>.csv[.gz]      finished export files (this name whatever the format; the
+//!                              download's name and type follow the export's format)
 //!   exports/.<id>.tmp          an export being written (renamed when whole)
 //!   uploads/*.part             NDJSON uploads spooled before they are imported
 //!   tmp/                       scratch files of running exports (a workbook's sheets)

@@ -84,7 +84,7 @@ pub(super) fn write_export_with<W: Write>(
     let plan = CsvPlan::new(spec.schema, spec.expand_array, spec.options).map_err(EngineError::Invalid)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if plan.format() == ExportFormat::Xlsx {
-        std::fs::create_dir_all(spec.temp_dir)?;
+        crate::private::create_dir(spec.temp_dir)?;
         let mut sink = XlsxSink::new(spec.schema_name, plan.header(), spec.temp_dir, sheet_rows)?;
         let written = write_records(conn, spec, &plan, &mut sink, threads, should_stop)?;
         if written.is_some() {

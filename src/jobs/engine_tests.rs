@@ -292,3 +292,70 @@ fn workbooks_split_at_the_row_limit() {
         1
     );
 }
+
+/// Equal JSON, numbers compared by value (CSV writes them as Python's `repr`, JSON Lines
+/// keeps their text).
+fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.to_string().parse::<f64>().unwrap(), y.to_string().parse::<f64>().unwrap());
+            x == y || (x.is_infinite() && y.is_infinite())
+        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|((kx, vx), (ky, vy))| kx == ky && same_json(vx, vy))
+        }
+        _ => a == b,
+    }
+}
+
+/// JSON Lines on the generated data and the awkward rows (invalid documents, repeated keys,
+/// escapes, lone surrogates, NaN, huge numbers): every line is strict JSON, its keys are the
+/// columns, and every value is the one the CSV export writes, by type.
+#[test]
+fn jsonl_lines_are_strict_json_with_the_csv_values() {
+    use serde_json::Value;
+    let f = fixture(400);
+    let conn = f.pool.get().unwrap();
+    for expand in [None, Some("line_items"), Some("tags")] {
+        let csv_options = CsvOptions { formula_guard: false, ..CsvOptions::default() };
+        let mut csv_bytes = Vec::new();
+        write_export(&conn, &spec(&f, expand, &csv_options), &mut csv_bytes, || false).unwrap();
+        let mut rdr = csv::Reader::from_reader(&csv_bytes[..]);
+        let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+        let records: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+        let options = CsvOptions { format: crate::domain::export::ExportFormat::Jsonl, ..CsvOptions::default() };
+        let mut out = Vec::new();
+        let rows = write_export(&conn, &spec(&f, expand, &options), &mut out, || false).unwrap().unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.split_terminator('\n').collect();
+        assert_eq!((lines.len(), records.len()), (rows as usize, rows as usize), "{expand:?}");
+        for (line, rec) in lines.iter().zip(&records) {
+            let obj: serde_json::Map<String, Value> =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{expand:?}: {e}: {line}"));
+            assert_eq!(obj.keys().collect::<Vec<_>>(), header.iter().collect::<Vec<_>>());
+            for ((name, v), field) in obj.iter().zip(rec.iter()) {
+                let ok = match v {
+                    // NaN and the infinities have no JSON text
+                    Value::Null => {
+                        field.is_empty() || matches!(field, "nan" | "inf" | "-inf" | "NaN" | "Infinity" | "-Infinity")
+                    }
+                    Value::Bool(b) => field == b.to_string(),
+                    Value::String(s) => field == s,
+                    Value::Number(_) => {
+                        field.parse::<f64>().is_ok_and(|x| same_json(v, &serde_json::json!(x)))
+                            || field.parse::<f64>().is_ok_and(|x| x.is_infinite())
+                    }
+                    Value::Array(_) | Value::Object(_) => {
+                        // CSV writes NaN and the infinities as Python does; JSON Lines as null
+                        let strict =
+                            field.replace("-Infinity", "null").replace("Infinity", "null").replace("NaN", "null");
+                        serde_json::from_str::<Value>(&strict).is_ok_and(|c| same_json(v, &c))
+                    }
+                };
+                assert!(ok, "{expand:?} {name}: jsonl {v} vs csv {field:?}");
+            }
+        }
+    }
+}

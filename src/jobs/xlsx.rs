@@ -118,7 +118,7 @@ impl XlsxSink {
         let sheet = workbook.worksheet_from_index(*sheets - 1).map_err(xlsx_error)?;
         let written = match cell {
             Cell::Empty | Cell::RowEnd => return Ok(()),
-            Cell::Text(t) => sheet.write_string(row, col, t),
+            Cell::Text(t) => sheet.write_string(row, col, fit_cell(t)),
             Cell::Number(n) => sheet.write_number(row, col, n),
             Cell::Bool(b) => sheet.write_boolean(row, col, b),
             Cell::DateTime(n) => sheet.write_number_with_format(row, col, n, datetime),
@@ -167,6 +167,21 @@ impl Write for XlsxSink {
     }
 }
 
+/// Excel's limit on the characters of one cell.
+const CELL_CHARS_MAX: usize = 32_767;
+
+/// `text` cut to Excel's 32,767 characters a cell can hold (a longer text would make the
+/// workbook unreadable, and failing the whole export for one cell helps nobody).
+fn fit_cell(text: &str) -> &str {
+    if text.len() <= CELL_CHARS_MAX {
+        return text;
+    }
+    match text.char_indices().nth(CELL_CHARS_MAX) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
 /// The schema's name as a sheet name: `[ ] : * ? / \` replaced by `_`, no leading or
 /// trailing `'`, at most 31 characters, never empty.
 pub fn sheet_name(schema_name: &str) -> String {
@@ -207,5 +222,14 @@ mod tests {
         assert_eq!(sheet_name(long).chars().count(), 31);
         assert_eq!(numbered(&sheet_name(long), 2), "A schema name that is far t (2)");
         assert_eq!(numbered("Invoices", 12), "Invoices (12)");
+    }
+
+    #[test]
+    fn cells_hold_at_most_excels_characters() {
+        let long = "é".repeat(40_000);
+        assert_eq!(fit_cell(&long).chars().count(), CELL_CHARS_MAX);
+        assert_eq!(fit_cell("short"), "short");
+        let exact = "x".repeat(CELL_CHARS_MAX);
+        assert_eq!(fit_cell(&exact), exact);
     }
 }

@@ -3,12 +3,12 @@
 //! format: CSV fields, a JSON object per line, or typed workbook cells.
 
 use super::cells::{self, Cell};
-use super::compact::write_compact;
 use super::scan::{decode_string, Kind, Span};
 use super::zone::{excel_date_serial, parse_rfc3339_ms, Zone};
 use super::{write_timestamp, Cols, CsvPlan, RowScratch};
 use crate::domain::export::{CsvOptions, ExportFormat};
 use crate::domain::schema::FieldType;
+use crate::jobs::json::{write_float, JsonValue};
 
 /// Where a column's value comes from.
 #[derive(Debug, Clone, Copy)]
@@ -281,17 +281,25 @@ fn json_string(s: &str, out: &mut Vec<u8>) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }
 
-/// Compact JSON of a checked array or object: white space between tokens dropped in one
-/// pass; a value with escapes goes through the parsed value (escapes written as JSON
-/// requires, no more).
+/// Compact, strict JSON of a checked array or object: white space between tokens dropped in
+/// one pass over the stored text (numbers keep their text). A value with escapes, `NaN` or
+/// an infinity goes through the parsed value instead: escapes written as JSON requires and
+/// no more, `NaN` and the infinities as `null` (JSON has no such numbers).
 fn write_compact_json(raw: &str, out: &mut Vec<u8>, text: &mut String) {
-    if memchr::memchr(b'\\', raw.as_bytes()).is_some() {
-        text.clear();
-        write_compact(raw, text);
-        out.extend_from_slice(text.as_bytes());
+    let start = out.len();
+    if memchr::memchr(b'\\', raw.as_bytes()).is_none() && compact_copy(raw.as_bytes(), out) {
         return;
     }
-    let b = raw.as_bytes();
+    out.truncate(start);
+    match JsonValue::parse(raw) {
+        Ok(v) => write_strict(&v, out, text),
+        Err(_) => debug_assert!(false, "the scan checked this value"),
+    }
+}
+
+/// Copies `b` without the white space between tokens; false (stopping midway) at a `NaN`
+/// or `Infinity` token.
+fn compact_copy(b: &[u8], out: &mut Vec<u8>) -> bool {
     let mut run = 0;
     let mut i = 0;
     while i < b.len() {
@@ -305,10 +313,50 @@ fn write_compact_json(raw: &str, out: &mut Vec<u8>, text: &mut String) {
                 i += 1;
                 run = i;
             }
+            b'N' | b'I' => return false,
             _ => i += 1,
         }
     }
     out.extend_from_slice(&b[run..]);
+    true
+}
+
+/// Strict compact JSON of a parsed value.
+fn write_strict(v: &JsonValue, out: &mut Vec<u8>, text: &mut String) {
+    match v {
+        JsonValue::Null => out.extend_from_slice(b"null"),
+        JsonValue::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        JsonValue::Int(t) => out.extend_from_slice(t.as_bytes()),
+        JsonValue::Float(f) if !f.is_finite() => out.extend_from_slice(b"null"),
+        JsonValue::Float(f) => {
+            text.clear();
+            write_float(*f, text);
+            out.extend_from_slice(text.as_bytes());
+        }
+        JsonValue::Str(s) => json_string(s, out),
+        JsonValue::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_strict(item, out, text);
+            }
+            out.push(b']');
+        }
+        JsonValue::Object(entries) => {
+            out.push(b'{');
+            for (i, (k, item)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_string(k, out);
+                out.push(b':');
+                write_strict(item, out, text);
+            }
+            out.push(b'}');
+        }
+    }
 }
 
 /// Integers beyond this are text in a workbook (a double holds every integer up to 2^53).
@@ -372,6 +420,9 @@ mod tests {
         let mut out = Vec::new();
         write_compact_json(r#"{"q": "say \"hi\"\u00e9" }"#, &mut out, &mut String::new());
         assert_eq!(String::from_utf8(out).unwrap(), r#"{"q":"say \"hi\"é"}"#);
+        let mut out = b"x".to_vec();
+        write_compact_json("[1, NaN, {\"a\": -Infinity, \"b\": 1e3}]", &mut out, &mut String::new());
+        assert_eq!(String::from_utf8(out).unwrap(), r#"x[1,null,{"a":null,"b":1000.0}]"#);
     }
 
     #[test]
