@@ -10,13 +10,16 @@ use crate::helpers::{
 use serde_json::{json, Value};
 
 /// Every key of an export object (api.md, "Exports").
-const EXPORT_KEYS: [&str; 13] = [
+/// api.md's export object, with `format` and `columns` (formats.md).
+const EXPORT_KEYS: [&str; 15] = [
     "id",
     "schema_id",
     "status",
     "start_date",
     "end_date",
     "expand_array",
+    "format",
+    "columns",
     "options",
     "row_count",
     "file_size",
