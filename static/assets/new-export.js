@@ -28,7 +28,7 @@ export function render(root, params) {
     h('option', { value: 'xlsx' }, 'Excel workbook (.xlsx)'),
     h('option', { value: 'jsonl' }, 'JSON Lines (.jsonl)'));
   const browserZone = (Intl.DateTimeFormat().resolvedOptions().timeZone) || 'UTC';
-  const timezone = h('input', { type: 'text', id: 'timezone', name: 'timezone', placeholder: `UTC (e.g. ${browserZone})`, autocomplete: 'off', spellcheck: false });
+  const timezone = h('input', { type: 'text', id: 'timezone', name: 'timezone', placeholder: browserZone === 'UTC' ? 'UTC' : `UTC (e.g. ${browserZone})`, autocomplete: 'off', spellcheck: false });
   const delimiter = h('select', { id: 'delimiter' },
     [[',', 'Comma ,'], [';', 'Semicolon ;'], ['\t', 'Tab'], ['|', 'Pipe |']].map(([v, l]) => h('option', { value: v }, l)));
   const header = h('select', { id: 'header' },
