@@ -282,12 +282,12 @@ fn json_string(s: &str, out: &mut Vec<u8>) {
 }
 
 /// Compact, strict JSON of a checked array or object: white space between tokens dropped in
-/// one pass over the stored text (numbers keep their text). A value with escapes, `NaN` or
-/// an infinity goes through the parsed value instead: escapes written as JSON requires and
-/// no more, `NaN` and the infinities as `null` (JSON has no such numbers).
+/// one pass over the stored text (numbers keep their text; a string with escapes is written
+/// again with the escapes JSON requires and no more). A value with `NaN` or an infinity goes
+/// through the parsed value instead, those written `null` (JSON has no such numbers).
 fn write_compact_json(raw: &str, out: &mut Vec<u8>, text: &mut String) {
     let start = out.len();
-    if memchr::memchr(b'\\', raw.as_bytes()).is_none() && compact_copy(raw.as_bytes(), out) {
+    if compact_copy(raw, out, text) {
         return;
     }
     out.truncate(start);
@@ -297,16 +297,34 @@ fn write_compact_json(raw: &str, out: &mut Vec<u8>, text: &mut String) {
     }
 }
 
-/// Copies `b` without the white space between tokens; false (stopping midway) at a `NaN`
+/// Copies `raw` without the white space between tokens; false (stopping midway) at a `NaN`
 /// or `Infinity` token.
-fn compact_copy(b: &[u8], out: &mut Vec<u8>) -> bool {
+fn compact_copy(raw: &str, out: &mut Vec<u8>, text: &mut String) -> bool {
+    let b = raw.as_bytes();
     let mut run = 0;
     let mut i = 0;
     while i < b.len() {
         match b[i] {
             b'"' => {
-                // a string without escapes ends at the next quote
-                i += 1 + memchr::memchr(b'"', &b[i + 1..]).unwrap_or(b.len() - i - 1) + 1;
+                // the closing quote: the first one no backslash escapes
+                let mut j = i + 1;
+                let mut escaped = false;
+                while let Some(k) = memchr::memchr2(b'"', b'\\', &b[j..]) {
+                    if b[j + k] == b'"' {
+                        j += k;
+                        break;
+                    }
+                    escaped = true;
+                    j += k + 2;
+                }
+                if escaped {
+                    out.extend_from_slice(&b[run..i]);
+                    text.clear();
+                    decode_string(&raw[i + 1..j], text);
+                    json_string(text, out);
+                    run = j + 1;
+                }
+                i = j + 1;
             }
             b' ' | b'\t' | b'\n' | b'\r' => {
                 out.extend_from_slice(&b[run..i]);
@@ -317,7 +335,7 @@ fn compact_copy(b: &[u8], out: &mut Vec<u8>) -> bool {
             _ => i += 1,
         }
     }
-    out.extend_from_slice(&b[run..]);
+    out.extend_from_slice(&b[run.min(b.len())..]);
     true
 }
 
@@ -423,6 +441,10 @@ mod tests {
         let mut out = b"x".to_vec();
         write_compact_json("[1, NaN, {\"a\": -Infinity, \"b\": 1e3}]", &mut out, &mut String::new());
         assert_eq!(String::from_utf8(out).unwrap(), r#"x[1,null,{"a":null,"b":1000.0}]"#);
+        let mut out = Vec::new();
+        let raw = r#"[ "a\\", "Cable 3\" x", "\u00fc\/\n", "Nice", {"k\u0041": "\ud83d\ude00"} ]"#;
+        write_compact_json(raw, &mut out, &mut String::new());
+        assert_eq!(String::from_utf8(out).unwrap(), r#"["a\\","Cable 3\" x","ü/\n","Nice",{"kA":"😀"}]"#);
     }
 
     #[test]
