@@ -101,6 +101,19 @@ async fn xlsx_cells_have_the_json_types() {
     assert_eq!(e["row_count"], 4);
     assert_eq!(e["file_size"].as_u64(), Some(bytes.len() as u64));
 
+    // the header row: bold, frozen, with an autofilter over the columns and rows
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(&bytes)).unwrap();
+    let mut part = |name: &str| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut zip.by_name(name).unwrap(), &mut text).unwrap();
+        text
+    };
+    let sheet = part("xl/worksheets/sheet1.xml");
+    assert!(sheet.contains(r#"<autoFilter ref="A1:L5"/>"#), "{sheet}");
+    assert!(sheet.contains(r#"ySplit="1""#) && sheet.contains(r#"state="frozen""#), "{sheet}");
+    assert!(part("xl/styles.xml").contains("<b/>"), "a bold font");
+    assert!(!sheet.contains("<f>"), "no formulas");
+
     let mut book: Xlsx<_> = open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap();
     assert_eq!(book.sheet_names(), vec!["Receipts_ Q1_2024".to_string()]);
     let range = book.worksheet_range("Receipts_ Q1_2024").unwrap();
@@ -160,6 +173,17 @@ async fn xlsx_cells_have_the_json_types() {
     assert_eq!(row_of("007")[5], Data::String("123456789012345678".into()), "leading zeros kept, big ints as text");
     assert_eq!(row_of("=1+1")[4], Data::Empty, "a formula look-alike is text; null is empty");
     assert!(matches!(row_of("007")[8], Data::DateTime(_)), "a date cell");
+
+    // chosen columns and label headers in a workbook
+    let (e, bytes, _, _) =
+        s.export(json!({"format": "xlsx", "columns": ["total", "code"], "options": {"header": "label"}})).await;
+    assert_eq!(e["columns"], json!(["total", "code"]));
+    let mut book: Xlsx<_> = open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap();
+    let range = book.worksheet_range("Receipts_ Q1_2024").unwrap();
+    let rows: Vec<Vec<Data>> = range.rows().map(<[Data]>::to_vec).collect();
+    assert_eq!(rows[0], [Data::String("Total".into()), Data::String("Code".into())]);
+    assert_eq!(rows.len(), 5);
+    assert!(rows.contains(&vec![Data::Float(12.5), Data::String("007".into())]), "{rows:?}");
     s.app.stop().await;
 }
 
