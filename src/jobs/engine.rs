@@ -1,5 +1,6 @@
-//! Runs one export: rows stream from a SQLite cursor through the CSV formatter into a
-//! buffered writer. Shared by the worker threads and the `export` command.
+//! Runs one export: rows stream from a SQLite cursor through the row plan (CSV, JSON Lines or
+//! workbook cells) into a buffered writer, or into a workbook. Shared by the worker threads
+//! and the `export` command.
 
 use std::io::Write;
 use std::path::Path;
