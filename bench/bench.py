@@ -11,7 +11,9 @@ ratio to the anchor measured in the same run:
   upload      POST /v1/schemas/{id}/results with the same NDJSON: rate, server RSS above idle
   export      flat and expand_array=line_items `exports-api export` (CLI) vs the sqlite3 CLI
               (json_extract -> CSV; json_each for the expanded case) and a raw
-              `SELECT extraction` scan to /dev/null, on the same database
+              `SELECT extraction` scan to /dev/null, on the same database; then `--format jsonl`
+              and `--format xlsx` (flat, time and peak RSS against the flat CSV export's) and
+              an expanded xlsx (past Excel's 1,048,576 rows at 1M results: a second sheet)
   download    the signed URL of a completed export vs nginx (sendfile on) serving the same file
   http        GET /v1/exports?limit=20 (wrk -t2 -c32 -d8s) vs the floor app on the same
               database, and POST /v1/exports (wrk -c8), both while the workers are exporting
@@ -429,6 +431,24 @@ def main():
                 record("export", f"{label} export (CLI), peak RSS", peaks, "MB", fmt="{:,.0f}")
                 if raw and not expand:
                     record("export", "flat export (CLI) vs raw scan, s", ours, "s", "raw SELECT extraction > /dev/null", raw)
+                if not expand:
+                    flat_csv, flat_csv_peaks = ours, peaks
+            # issue 9: the other formats beside the flat CSV export (same data, same runs)
+            for fmt, expand in (("jsonl", None), ("xlsx", None), ("xlsx", "line_items")):
+                label = f"{fmt}{' expand_array=line_items' if expand else ''}"
+                fout = os.path.join(tmp, f"out.{fmt}")
+                cmd = [BIN, "export", "--schema", sid, "--start", "2000-01-01", "--end", "2100-01-01",
+                       "--format", fmt, "--out", fout, "--data-dir", data] + (["--expand-array", expand] if expand else [])
+                times, peaks = [], []
+                for _ in runs:
+                    dt, peak = measured(cmd, env)
+                    times.append(dt)
+                    peaks.append(peak)
+                say(f"  {label}: {os.path.getsize(fout) / 1e6:.0f} MB")
+                record("export", f"{label} export (CLI), s", times, "s",
+                       "flat CSV export (CLI)" if not expand else None, flat_csv if not expand else None)
+                record("export", f"{label} export (CLI), peak RSS", peaks, "MB",
+                       "flat CSV export's peak RSS", flat_csv_peaks, fmt="{:,.0f}")
             if raw:
                 record("export", "raw SELECT extraction > /dev/null, s", raw, "s")
 

@@ -5,9 +5,11 @@
 //!   exports.db (+ -wal, -shm)  the SQLite database and its write-ahead log
 //!   signing.key                the HMAC key of download URLs (unless --signing-key is given)
 //!   serve.lock                 held by the one server running on this folder
-//!   exports/<id>.csv[.gz]      finished export files
+//!   exports/<id>.csv[.gz]      finished export files (this name whatever the format; the
+//!                              download's name and type follow the export's format)
 //!   exports/.<id>.tmp          an export being written (renamed when whole)
 //!   uploads/*.part             NDJSON uploads spooled before they are imported
+//!   tmp/                       scratch files of running exports (a workbook's sheets)
 //! ```
 
 use std::fs::File;
@@ -21,6 +23,7 @@ const SIGNING_KEY_FILE: &str = "signing.key";
 const LOCK_FILE: &str = "serve.lock";
 const EXPORTS: &str = "exports";
 const UPLOADS: &str = "uploads";
+const SCRATCH: &str = "tmp";
 
 /// A data folder (`--data-dir`): every path the service uses inside it comes from here.
 #[derive(Clone, Debug)]
@@ -86,6 +89,13 @@ impl DataDir {
     /// before it is imported.
     pub fn uploads(&self) -> PathBuf {
         self.root.join(UPLOADS)
+    }
+
+    /// Where running exports keep scratch files (a workbook's sheets before they are
+    /// zipped): inside the data folder, because a container may have no writable /tmp.
+    /// Created by the export that needs it; what is in it is removed as soon as it closes.
+    pub fn scratch(&self) -> PathBuf {
+        self.root.join(SCRATCH)
     }
 
     /// Creates the folder 0700 if needed (see `private::create_data_dir`).

@@ -1,5 +1,6 @@
 //! exports-api: a self-hosted, single-binary service that turns extraction results into
-//! downloadable CSV files through asynchronous export jobs and signed URLs.
+//! downloadable CSV, Excel and JSON Lines files through asynchronous export jobs and signed
+//! URLs.
 //!
 //! Dependencies point one way, down the layers (`layers_tests.rs` holds the table and
 //! checks it): `cli` → `app` (wiring) → `api`, `server` → `error` → `state`, `services` → `jobs`,

@@ -1,4 +1,4 @@
-//! The signed download route: `/files/teams/{team_id}/{export_id}/{name}.csv?expires=&token=`.
+//! The signed download route: `/files/teams/{team_id}/{export_id}/{name}.{csv,jsonl,xlsx}?expires=&token=`.
 //! Needs no API key; the HMAC signature is the authority. Serves the file from disk in a
 //! stream, with `Range` (206/416), `ETag`/`If-None-Match` (304) and `HEAD`.
 //!
@@ -23,7 +23,7 @@ use std::io::{Read, Seek};
 use crate::api::{with_db, ApiTags};
 use crate::db::exports::ExportRow;
 use crate::domain::export::ExportStatus;
-use crate::domain::naming::{export_base_name, extension};
+use crate::domain::naming::export_base_name;
 use crate::domain::time::format_ms;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
@@ -31,7 +31,8 @@ use crate::state::AppState;
 /// The signed URL of a COMPLETED export and its expiry (Unix seconds).
 pub fn signed_url(state: &AppState, row: &ExportRow) -> (String, i64) {
     let name = export_base_name(row.schema_name.as_deref().unwrap_or("export"), row.start_ms, row.end_ms);
-    let path = format!("/files/teams/{}/{}/{name}.{}", row.team_id, row.id, extension(row.options.gzip));
+    let path =
+        format!("/files/teams/{}/{}/{name}.{}", row.team_id, row.id, row.options.format.extension(row.options.gzip));
     let expires = chrono::Utc::now().timestamp() + state.url_ttl.as_secs() as i64;
     let token = state.signer.sign(&path, expires);
     (format!("{}{path}?expires={expires}&token={token}", state.public_url), expires)
@@ -44,8 +45,10 @@ impl FilesApi {
     /// Download an export file
     ///
     /// The URL handed out by `GET /v1/exports/{id}/download`; it needs no API key. `GET`
-    /// and `HEAD` answer 200 with `text/csv; charset=utf-8` (`application/gzip` for
-    /// `.csv.gz`), `Content-Disposition: attachment`, `Content-Length`, `ETag` and
+    /// and `HEAD` answer 200 with the format's content type (`text/csv; charset=utf-8` for
+    /// `.csv`, `application/x-ndjson` for `.jsonl`, `application/gzip` for `.csv.gz` and
+    /// `.jsonl.gz`, `application/vnd.openxmlformats-officedocument.spreadsheetml.sheet` for
+    /// `.xlsx`), `Content-Disposition: attachment`, `Content-Length`, `ETag` and
     /// `Accept-Ranges: bytes`; a single `Range` gives 206 (416 when it lies past the end);
     /// `If-None-Match` with the ETag gives 304. A missing or wrong signature, or any change
     /// to the path or `expires`, is 403; so is an expired link (its message says so). A
@@ -61,7 +64,8 @@ impl FilesApi {
         team_id: Path<String>,
         /// Export UUID
         export_id: Path<String>,
-        /// File name, e.g. `invoices_2024-01-01_2024-01-31.csv`
+        /// File name, e.g. `invoices_2024-01-01_2024-01-31.csv` (`.csv.gz`, `.jsonl`,
+        /// `.jsonl.gz`, `.xlsx` by format)
         name: Path<String>,
         /// Expiry, Unix seconds
         expires: Query<Option<String>>,
@@ -122,7 +126,7 @@ async fn serve(
         Err(e) => return Err(ApiError::internal(format!("opening the file of export {}: {e}", row.id))),
     };
     let etag = format!("\"{}-{size}\"", row.id);
-    let content_type = if row.options.gzip { "application/gzip" } else { "text/csv; charset=utf-8" };
+    let content_type = row.options.format.content_type(row.options.gzip);
     let common = |b: poem::ResponseBuilder| {
         b.header(header::ETAG, etag.as_str())
             .header(header::ACCEPT_RANGES, "bytes")
@@ -295,11 +299,19 @@ impl ApiResponse for FileReply {
             vec![
                 MetaMediaType { content_type: "text/csv; charset=utf-8", schema: binary() },
                 MetaMediaType { content_type: "application/gzip", schema: binary() },
+                MetaMediaType { content_type: "application/x-ndjson", schema: binary() },
+                MetaMediaType {
+                    content_type: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    schema: binary(),
+                },
             ]
         };
         let file_headers = || {
             vec![
-                header_doc("Content-Disposition", "attachment; filename=\"{name}.csv\""),
+                header_doc(
+                    "Content-Disposition",
+                    "attachment; filename=\"{name}\" (`.csv`, `.csv.gz`, `.jsonl`, `.jsonl.gz` or `.xlsx`)",
+                ),
                 header_doc("Content-Length", "Bytes in this response"),
                 header_doc("ETag", "Identifies this file; send it back in If-None-Match"),
                 header_doc("Accept-Ranges", "bytes"),

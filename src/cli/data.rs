@@ -6,9 +6,9 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context};
 
-use super::{connect, open_db, ExportArgs, HeaderArg};
+use super::{connect, open_db, ExportArgs, FormatArg, HeaderArg};
 use crate::db;
-use crate::domain::export::HeaderStyle;
+use crate::domain::export::{ExportFormat, HeaderStyle};
 use crate::domain::export_input::{ExportField, ExportInput};
 use crate::domain::time::now_ms;
 use crate::import::ImportError;
@@ -57,6 +57,12 @@ fn flag(field: ExportField) -> &'static str {
         ExportField::StartDate => "--start",
         ExportField::EndDate => "--end",
         ExportField::Delimiter => "--delimiter",
+        ExportField::Bom => "--bom",
+        ExportField::FormulaGuard => "--formula-guard",
+        ExportField::Gzip => "--gzip",
+        ExportField::Format => "--format",
+        ExportField::Columns => "--columns",
+        ExportField::Timezone => "--timezone",
     }
 }
 
@@ -92,17 +98,17 @@ fn check_out(path: &Path) -> anyhow::Result<()> {
 
 pub fn export(data_dir: &Path, a: ExportArgs) -> anyhow::Result<()> {
     // the same checks, in the same order and with the same words, as POST /v1/exports
-    let delimiter = match a.delimiter.as_str() {
+    let delimiter = a.delimiter.as_deref().map(|d| match d {
         // how a tab is easiest to write in a shell
         "\\t" | "tab" => "\t",
         d => d,
-    };
+    });
     let new = ExportInput {
         schema_id: a.schema.clone(),
         start_date: &a.start,
         end_date: &a.end,
         expand_array: a.expand_array.clone(),
-        delimiter: Some(delimiter),
+        delimiter,
         bom: a.bom,
         header: Some(match a.header {
             HeaderArg::Key => HeaderStyle::Key,
@@ -110,6 +116,13 @@ pub fn export(data_dir: &Path, a: ExportArgs) -> anyhow::Result<()> {
         }),
         formula_guard: if a.no_formula_guard { Some(false) } else { a.formula_guard },
         gzip: a.gzip,
+        format: a.format.map(|f| match f {
+            FormatArg::Csv => ExportFormat::Csv,
+            FormatArg::Xlsx => ExportFormat::Xlsx,
+            FormatArg::Jsonl => ExportFormat::Jsonl,
+        }),
+        columns: a.columns.clone(),
+        timezone: a.timezone.as_deref(),
     }
     .check()
     .map_err(|e| anyhow!(e.message(flag)))?;
@@ -124,9 +137,15 @@ pub fn export(data_dir: &Path, a: ExportArgs) -> anyhow::Result<()> {
     if let Some(k) = &new.expand_array {
         crate::domain::export::check_expand_array(&schema.definition, k).map_err(|e| anyhow!(e))?;
     }
+    // the chosen columns, checked as POST /v1/exports checks them (the flag for the field)
+    crate::jobs::csv::CsvPlan::new(&schema.definition, new.expand_array.as_deref(), &new.options)
+        .map_err(|e| anyhow!(e.strip_prefix("columns:").map_or(e.clone(), |rest| format!("--columns:{rest}"))))?;
+    let scratch = crate::data_dir::DataDir::new(data_dir).scratch();
     let spec = ExportSpec {
         schema_id: &schema.id,
+        schema_name: &schema.name,
         schema: &schema.definition,
+        temp_dir: &scratch,
         start_ms: new.start_ms,
         end_ms: new.end_ms,
         expand_array: new.expand_array.as_deref(),

@@ -214,9 +214,9 @@ pub struct ExportArgs {
     /// export fails.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Field delimiter: , ; | or a tab (written \t or tab).
-    #[arg(long, default_value = ",", value_name = "CHAR")]
-    pub delimiter: String,
+    /// Field delimiter: , (default) ; | or a tab (written \t or tab). CSV only.
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<String>,
     /// Write a UTF-8 byte-order mark first (Excel on Windows needs it): --bom or --bom=true|false.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub bom: Option<bool>,
@@ -233,6 +233,26 @@ pub struct ExportArgs {
     /// Gzip-compress the output: --gzip or --gzip=true|false.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub gzip: Option<bool>,
+    /// File format: csv (default), xlsx (an Excel workbook with typed cells) or jsonl (JSON
+    /// Lines, one object per row).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<FormatArg>,
+    /// The columns to write, in this order, named as with --header key: id,file_name,createdAt,
+    /// field keys, parent.child, and the expanded sub-columns (line_items.sku). Default: all.
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
+    pub columns: Option<Vec<String>>,
+    /// An IANA time zone (Europe/Paris, America/New_York, UTC): createdAt and RFC 3339 values
+    /// of datetime fields are written in it.
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+}
+
+/// `export --format` (`format` in the API).
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum FormatArg {
+    Csv,
+    Xlsx,
+    Jsonl,
 }
 
 /// `export --header`: how header cells are named (`options.header` in the API).

@@ -50,7 +50,59 @@ pub enum HeaderStyle {
     Label,
 }
 
-/// The CSV options of one export (csv.md, "Options"). Stored with the job as JSON.
+/// The file format of an export (formats.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// CSV (csv.md).
+    #[default]
+    Csv,
+    /// An Office Open XML workbook with typed cells.
+    Xlsx,
+    /// JSON Lines: one JSON object per row.
+    Jsonl,
+}
+
+impl ExportFormat {
+    pub const ALL: [ExportFormat; 3] = [ExportFormat::Csv, ExportFormat::Xlsx, ExportFormat::Jsonl];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Xlsx => "xlsx",
+            ExportFormat::Jsonl => "jsonl",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ExportFormat> {
+        ExportFormat::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+
+    /// The file name's extension (`csv`, `csv.gz`, `jsonl`, `jsonl.gz`, `xlsx`).
+    pub fn extension(self, gzip: bool) -> &'static str {
+        match (self, gzip) {
+            (ExportFormat::Csv, false) => "csv",
+            (ExportFormat::Csv, true) => "csv.gz",
+            (ExportFormat::Jsonl, false) => "jsonl",
+            (ExportFormat::Jsonl, true) => "jsonl.gz",
+            (ExportFormat::Xlsx, _) => "xlsx",
+        }
+    }
+
+    /// The download's content type.
+    pub fn content_type(self, gzip: bool) -> &'static str {
+        match (self, gzip) {
+            (ExportFormat::Xlsx, _) => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            (_, true) => "application/gzip",
+            (ExportFormat::Csv, false) => "text/csv; charset=utf-8",
+            (ExportFormat::Jsonl, false) => "application/x-ndjson",
+        }
+    }
+}
+
+/// The options of one export (csv.md, "Options", and formats.md). Stored with the job as
+/// JSON; the members formats.md added are left out of that JSON when they are defaults, so
+/// older rows read as they were written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CsvOptions {
     pub delimiter: char,
@@ -58,11 +110,33 @@ pub struct CsvOptions {
     pub header: HeaderStyle,
     pub formula_guard: bool,
     pub gzip: bool,
+    #[serde(default, skip_serializing_if = "is_csv")]
+    pub format: ExportFormat,
+    /// The chosen columns, in order (names as `header: key` names them); all when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+    /// An IANA time zone name, checked when the export was created; `None`: as csv.md
+    /// writes times (UTC, `datetime` strings as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+}
+
+fn is_csv(f: &ExportFormat) -> bool {
+    *f == ExportFormat::Csv
 }
 
 impl Default for CsvOptions {
     fn default() -> Self {
-        CsvOptions { delimiter: ',', bom: false, header: HeaderStyle::Key, formula_guard: true, gzip: false }
+        CsvOptions {
+            delimiter: ',',
+            bom: false,
+            header: HeaderStyle::Key,
+            formula_guard: true,
+            gzip: false,
+            format: ExportFormat::Csv,
+            columns: None,
+            timezone: None,
+        }
     }
 }
 

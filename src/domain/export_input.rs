@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::export::{BadDelimiter, CsvOptions, Delimiter, HeaderStyle, NewExport};
+use super::export::{BadDelimiter, CsvOptions, Delimiter, ExportFormat, HeaderStyle, NewExport};
 use super::time::{format_ms, parse_instant, DayEnd};
 
 /// A new export's input before it is checked; `None` options take their defaults.
@@ -19,6 +19,11 @@ pub struct ExportInput<'a> {
     pub header: Option<HeaderStyle>,
     pub formula_guard: Option<bool>,
     pub gzip: Option<bool>,
+    /// `None`: CSV.
+    pub format: Option<ExportFormat>,
+    /// The chosen columns (checked against the schema once it is looked up).
+    pub columns: Option<Vec<String>>,
+    pub timezone: Option<&'a str>,
 }
 
 /// The input fields a refusal can name.
@@ -27,6 +32,12 @@ pub enum ExportField {
     StartDate,
     EndDate,
     Delimiter,
+    Bom,
+    FormulaGuard,
+    Gzip,
+    Format,
+    Columns,
+    Timezone,
 }
 
 impl ExportField {
@@ -36,6 +47,12 @@ impl ExportField {
             ExportField::StartDate => "start_date",
             ExportField::EndDate => "end_date",
             ExportField::Delimiter => "options.delimiter",
+            ExportField::Bom => "options.bom",
+            ExportField::FormulaGuard => "options.formula_guard",
+            ExportField::Gzip => "options.gzip",
+            ExportField::Format => "format",
+            ExportField::Columns => "columns",
+            ExportField::Timezone => "options.timezone",
         }
     }
 }
@@ -52,6 +69,12 @@ pub enum BadExportInput {
         end_ms: i64,
     },
     Delimiter(BadDelimiter),
+    /// An option given that the format does not use.
+    NotForFormat(ExportField, ExportFormat),
+    /// `columns` given as an empty list.
+    NoColumns,
+    /// A time zone name that is not in the IANA database.
+    Timezone(String),
 }
 
 impl BadExportInput {
@@ -67,6 +90,19 @@ impl BadExportInput {
                 format_ms(*end_ms)
             ),
             BadExportInput::Delimiter(bad) => format!("{} {bad}", name(ExportField::Delimiter)),
+            BadExportInput::NotForFormat(field, format) => format!(
+                "{} does not apply to {} {}; leave it out",
+                name(*field),
+                name(ExportField::Format),
+                format.as_str()
+            ),
+            BadExportInput::NoColumns => {
+                format!("{} is empty; name at least one column, or leave it out for all of them", name(ExportField::Columns))
+            }
+            BadExportInput::Timezone(zone) => format!(
+                "{} {zone:?} is not an IANA time zone name; use one such as \"Europe/Paris\", \"America/New_York\" or \"UTC\"",
+                name(ExportField::Timezone)
+            ),
         }
     }
 }
@@ -90,6 +126,31 @@ impl ExportInput<'_> {
         if start_ms > end_ms {
             return Err(BadExportInput::Reversed { start_ms, end_ms });
         }
+        let format = self.format.unwrap_or_default();
+        let not_for_format: &[(ExportField, bool)] = match format {
+            ExportFormat::Csv => &[],
+            ExportFormat::Jsonl => &[
+                (ExportField::Delimiter, self.delimiter.is_some()),
+                (ExportField::Bom, self.bom.is_some()),
+                (ExportField::FormulaGuard, self.formula_guard.is_some()),
+            ],
+            ExportFormat::Xlsx => &[
+                (ExportField::Delimiter, self.delimiter.is_some()),
+                (ExportField::Bom, self.bom.is_some()),
+                (ExportField::Gzip, self.gzip.is_some()),
+            ],
+        };
+        if let Some((field, _)) = not_for_format.iter().find(|(_, given)| *given) {
+            return Err(BadExportInput::NotForFormat(*field, format));
+        }
+        if self.columns.as_ref().is_some_and(Vec::is_empty) {
+            return Err(BadExportInput::NoColumns);
+        }
+        if let Some(zone) = self.timezone {
+            if zone.parse::<chrono_tz::Tz>().is_err() {
+                return Err(BadExportInput::Timezone(zone.to_string()));
+            }
+        }
         let d = CsvOptions::default();
         let delimiter = match self.delimiter {
             None => d.delimiter,
@@ -101,6 +162,9 @@ impl ExportInput<'_> {
             header: self.header.unwrap_or(d.header),
             formula_guard: self.formula_guard.unwrap_or(d.formula_guard),
             gzip: self.gzip.unwrap_or(d.gzip),
+            format,
+            columns: self.columns,
+            timezone: self.timezone.map(str::to_string),
         };
         Ok(NewExport { schema_id: self.schema_id, start_ms, end_ms, expand_array: self.expand_array, options })
     }
@@ -119,6 +183,12 @@ mod tests {
             ExportField::StartDate => "--start",
             ExportField::EndDate => "--end",
             ExportField::Delimiter => "--delimiter",
+            ExportField::Bom => "--bom",
+            ExportField::FormulaGuard => "--formula-guard",
+            ExportField::Gzip => "--gzip",
+            ExportField::Format => "--format",
+            ExportField::Columns => "--columns",
+            ExportField::Timezone => "--timezone",
         }
     }
 
@@ -152,5 +222,29 @@ mod tests {
         assert!(e.to_string().starts_with("end_date: "), "the dates come before the options: {e}");
         let e = ExportInput { delimiter: Some("x"), ..input("2024-01-01", "2024-01-02") }.check().unwrap_err();
         assert_eq!(e.message(cli_name), r#"--delimiter "x" is not allowed; use one of ",", ";", "\t", "|""#);
+    }
+
+    #[test]
+    fn formats_refuse_the_options_they_do_not_use_and_zones_are_iana_names() {
+        let at = |format, f: fn(ExportInput) -> ExportInput| {
+            f(ExportInput { format: Some(format), ..input("2024-01-01", "2024-01-02") }).check()
+        };
+        let e = at(ExportFormat::Jsonl, |i| ExportInput { bom: Some(false), ..i }).unwrap_err();
+        assert_eq!(e.to_string(), "options.bom does not apply to format jsonl; leave it out");
+        assert_eq!(e.message(cli_name), "--bom does not apply to --format jsonl; leave it out");
+        let e = at(ExportFormat::Xlsx, |i| ExportInput { gzip: Some(true), ..i }).unwrap_err();
+        assert_eq!(e.to_string(), "options.gzip does not apply to format xlsx; leave it out");
+        let e = at(ExportFormat::Xlsx, |i| ExportInput { delimiter: Some(";"), ..i }).unwrap_err();
+        assert_eq!(e.to_string(), "options.delimiter does not apply to format xlsx; leave it out");
+        assert!(at(ExportFormat::Jsonl, |i| ExportInput { gzip: Some(true), ..i }).is_ok());
+        assert!(at(ExportFormat::Xlsx, |i| ExportInput { formula_guard: Some(true), ..i }).is_ok());
+        assert!(at(ExportFormat::Csv, |i| ExportInput { bom: Some(true), gzip: Some(true), ..i }).is_ok());
+        let e = at(ExportFormat::Csv, |i| ExportInput { timezone: Some("Mars/Olympus"), ..i }).unwrap_err();
+        assert!(e.to_string().starts_with(r#"options.timezone "Mars/Olympus" is not an IANA time zone name"#), "{e}");
+        let ok = at(ExportFormat::Jsonl, |i| ExportInput { timezone: Some("Asia/Kolkata"), ..i }).unwrap();
+        assert_eq!(ok.options.timezone.as_deref(), Some("Asia/Kolkata"));
+        assert_eq!(ok.options.format, ExportFormat::Jsonl);
+        let e = at(ExportFormat::Csv, |i| ExportInput { columns: Some(vec![]), ..i }).unwrap_err();
+        assert!(e.to_string().starts_with("columns is empty"), "{e}");
     }
 }

@@ -1,20 +1,27 @@
-//! Runs one export: rows stream from a SQLite cursor through the CSV formatter into a
-//! buffered writer. Shared by the worker threads and the `export` command.
+//! Runs one export: rows stream from a SQLite cursor through the row plan (CSV, JSON Lines or
+//! workbook cells) into a buffered writer, or into a workbook. Shared by the worker threads
+//! and the `export` command.
 
 use std::io::Write;
+use std::path::Path;
 
 use rusqlite::Connection;
 
 use super::batches;
 use super::csv::CsvPlan;
+use super::xlsx::{XlsxSink, EXCEL_MAX_ROWS};
 use crate::db::{self, DbError};
-use crate::domain::export::CsvOptions;
+use crate::domain::export::{CsvOptions, ExportFormat};
 use crate::domain::schema::SchemaDef;
 
 /// What to export.
 pub struct ExportSpec<'a> {
     pub schema_id: &'a str,
+    /// The schema's name (a workbook's sheets are named after it).
+    pub schema_name: &'a str,
     pub schema: &'a SchemaDef,
+    /// Where a workbook keeps its temporary files (the data folder's scratch area).
+    pub temp_dir: &'a Path,
     pub start_ms: i64,
     pub end_ms: i64,
     pub expand_array: Option<&'a str>,
@@ -64,16 +71,38 @@ pub struct Progress {
 /// so). Returns the number of data records, or `None` when `should_stop` said to stop.
 ///
 /// The calling thread reads the SQLite cursor into batches; formatting threads (one per
-/// CPU) turn batches into CSV and write them to `out` in order. At most a few batches are in flight, so memory stays flat whatever the size
-/// of the export. `should_stop` is asked after every batch, with the figures so far.
+/// CPU) turn batches into records (CSV, JSON Lines or workbook cells) and write them to `out`
+/// in order. At most a few batches are in flight, so memory stays flat whatever the size of
+/// the export. `should_stop` is asked after every batch, with the figures so far.
 pub fn write_export<W: Write + Send>(
     conn: &Connection,
     spec: &ExportSpec,
     out: &mut W,
     should_stop: impl FnMut(Progress) -> bool,
 ) -> Result<Option<u64>, EngineError> {
+    write_export_with(conn, spec, out, should_stop, EXCEL_MAX_ROWS)
+}
+
+/// [`write_export`] with a workbook's sheets split at `sheet_rows` rows (tests use a few).
+pub(super) fn write_export_with<W: Write + Send>(
+    conn: &Connection,
+    spec: &ExportSpec,
+    out: &mut W,
+    should_stop: impl FnMut(Progress) -> bool,
+    sheet_rows: u32,
+) -> Result<Option<u64>, EngineError> {
     let plan = CsvPlan::new(spec.schema, spec.expand_array, spec.options).map_err(EngineError::Invalid)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if plan.format() == ExportFormat::Xlsx {
+        crate::private::create_dir(spec.temp_dir)?;
+        let mut sink = XlsxSink::new(spec.schema_name, plan.header(), spec.temp_dir, sheet_rows)?;
+        let written = write_records(conn, spec, &plan, &mut sink, threads, should_stop)?;
+        if written.is_some() {
+            sink.finish(spec.temp_dir, out)?;
+            out.flush()?;
+        }
+        return Ok(written);
+    }
     if !spec.options.gzip {
         return write_records(conn, spec, &plan, out, threads, should_stop);
     }

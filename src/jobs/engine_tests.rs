@@ -115,7 +115,9 @@ fn reference_records<W: Write>(conn: &rusqlite::Connection, spec: &ExportSpec, s
 fn spec<'a>(f: &'a Fixture, expand: Option<&'a str>, options: &'a CsvOptions) -> ExportSpec<'a> {
     ExportSpec {
         schema_id: &f.schema.id,
+        schema_name: &f.schema.name,
         schema: &f.schema.definition,
+        temp_dir: f._dir.path(),
         start_ms: i64::MIN,
         end_ms: i64::MAX,
         expand_array: expand,
@@ -137,7 +139,8 @@ fn byte_identical_to_the_tree_engine_for_every_option() {
                         if gzip && (i > 0 || formula_guard || header == HeaderStyle::Label) {
                             continue;
                         }
-                        let options = CsvOptions { delimiter, bom, header, formula_guard, gzip };
+                        let options =
+                            CsvOptions { delimiter, bom, header, formula_guard, gzip, ..CsvOptions::default() };
                         for expand in [None, Some("line_items"), Some("tags")] {
                             let spec = spec(&f, expand, &options);
                             let expected = reference_export(&conn, &spec);
@@ -251,5 +254,140 @@ fn an_extraction_that_is_not_utf8_fails_the_export() {
             matches!(&err, EngineError::Db(db::DbError::Sqlite(rusqlite::Error::Utf8Error(3, _)))),
             "{threads} threads: {err:?}"
         );
+    }
+}
+
+/// The general row path (chosen columns) writes what the CSV path writes when the columns
+/// chosen are all of them, in their order: for every option and `expand_array`.
+#[test]
+fn all_columns_chosen_write_the_default_bytes() {
+    let f = fixture(300);
+    let conn = f.pool.get().unwrap();
+    for expand in [None, Some("line_items"), Some("tags")] {
+        for header in [HeaderStyle::Key, HeaderStyle::Label] {
+            let options = CsvOptions { header, delimiter: ';', ..CsvOptions::default() };
+            let keys = CsvPlan::new(&f.schema.definition, expand, &CsvOptions::default()).unwrap().header();
+            let chosen = CsvOptions { columns: Some(keys), ..options.clone() };
+            let mut plain = Vec::new();
+            write_export(&conn, &spec(&f, expand, &options), &mut plain, |_| false).unwrap();
+            let mut general = Vec::new();
+            write_export(&conn, &spec(&f, expand, &chosen), &mut general, |_| false).unwrap();
+            assert!(plain == general, "{expand:?} {header:?}");
+        }
+    }
+}
+
+/// A workbook past its row limit goes on over sheets `Name (2)`, `Name (3)`, each with the
+/// header row again; every row is written once, in order.
+#[test]
+fn workbooks_split_at_the_row_limit() {
+    use calamine::{open_workbook_from_rs, Data, Reader, Xlsx};
+    let f = fixture(120);
+    let conn = f.pool.get().unwrap();
+    let csv_options = CsvOptions::default();
+    let mut csv = Vec::new();
+    let rows = write_export(&conn, &spec(&f, None, &csv_options), &mut csv, |_| false).unwrap().unwrap();
+    let ids: Vec<String> = csv::Reader::from_reader(&csv[..]).records().map(|r| r.unwrap()[0].to_string()).collect();
+    let options = CsvOptions { format: crate::domain::export::ExportFormat::Xlsx, ..CsvOptions::default() };
+    let mut xlsx = Vec::new();
+    let written =
+        super::engine::write_export_with(&conn, &spec(&f, None, &options), &mut xlsx, |_| false, 50).unwrap().unwrap();
+    assert_eq!(written, rows);
+    let mut book: Xlsx<_> = open_workbook_from_rs(std::io::Cursor::new(xlsx)).unwrap();
+    let sheets = (rows as usize).div_ceil(49);
+    let mut names = vec!["Invoices".to_string()];
+    names.extend((2..=sheets).map(|n| format!("Invoices ({n})")));
+    assert_eq!(book.sheet_names(), names);
+    let header = CsvPlan::new(&f.schema.definition, None, &options).unwrap().header();
+    let mut seen = Vec::new();
+    for name in &names {
+        let range = book.worksheet_range(name).unwrap();
+        let mut r = range.rows();
+        let head: Vec<String> = r.next().unwrap().iter().map(|c| c.to_string()).collect();
+        assert_eq!(head, header, "{name}");
+        for row in r {
+            match &row[0] {
+                Data::String(id) => seen.push(id.clone()),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(range.height() <= 50, "{name}: {}", range.height());
+    }
+    assert_eq!(seen, ids);
+    // nothing is left in the scratch folder
+    assert_eq!(
+        std::fs::read_dir(f._dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_none()).count(),
+        1
+    );
+}
+
+/// Equal JSON, numbers compared by value (CSV writes them as Python's `repr`, JSON Lines
+/// keeps their text).
+fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.to_string().parse::<f64>().unwrap(), y.to_string().parse::<f64>().unwrap());
+            x == y || (x.is_infinite() && y.is_infinite())
+        }
+        // a number too large for a double: its JSON text in JSON Lines, Infinity (then null here) in CSV
+        (Value::Number(x), Value::Null) | (Value::Null, Value::Number(x)) => {
+            x.to_string().parse::<f64>().is_ok_and(f64::is_infinite)
+        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|((kx, vx), (ky, vy))| kx == ky && same_json(vx, vy))
+        }
+        _ => a == b,
+    }
+}
+
+/// JSON Lines on the generated data and the awkward rows (invalid documents, repeated keys,
+/// escapes, lone surrogates, NaN, huge numbers): every line is strict JSON, its keys are the
+/// columns, and every value is the one the CSV export writes, by type.
+#[test]
+fn jsonl_lines_are_strict_json_with_the_csv_values() {
+    use serde_json::Value;
+    let f = fixture(400);
+    let conn = f.pool.get().unwrap();
+    for expand in [None, Some("line_items"), Some("tags")] {
+        let csv_options = CsvOptions { formula_guard: false, ..CsvOptions::default() };
+        let mut csv_bytes = Vec::new();
+        write_export(&conn, &spec(&f, expand, &csv_options), &mut csv_bytes, |_| false).unwrap();
+        let mut rdr = csv::Reader::from_reader(&csv_bytes[..]);
+        let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+        let records: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+        let options = CsvOptions { format: crate::domain::export::ExportFormat::Jsonl, ..CsvOptions::default() };
+        let mut out = Vec::new();
+        let rows = write_export(&conn, &spec(&f, expand, &options), &mut out, |_| false).unwrap().unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.split_terminator('\n').collect();
+        assert_eq!((lines.len(), records.len()), (rows as usize, rows as usize), "{expand:?}");
+        for (line, rec) in lines.iter().zip(&records) {
+            let obj: serde_json::Map<String, Value> =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{expand:?}: {e}: {line}"));
+            assert_eq!(obj.keys().collect::<Vec<_>>(), header.iter().collect::<Vec<_>>());
+            for ((name, v), field) in obj.iter().zip(rec.iter()) {
+                let ok = match v {
+                    // NaN and the infinities have no JSON text
+                    Value::Null => {
+                        field.is_empty() || matches!(field, "nan" | "inf" | "-inf" | "NaN" | "Infinity" | "-Infinity")
+                    }
+                    Value::Bool(b) => field == b.to_string(),
+                    Value::String(s) => field == s,
+                    Value::Number(_) => {
+                        field.parse::<f64>().is_ok_and(|x| same_json(v, &serde_json::json!(x)))
+                            || field.parse::<f64>().is_ok_and(|x| x.is_infinite())
+                    }
+                    Value::Array(_) | Value::Object(_) => {
+                        // CSV writes NaN and the infinities as Python does; JSON Lines as null
+                        let strict =
+                            field.replace("-Infinity", "null").replace("Infinity", "null").replace("NaN", "null");
+                        serde_json::from_str::<Value>(&strict).is_ok_and(|c| same_json(v, &c))
+                    }
+                };
+                assert!(ok, "{expand:?} {name}: jsonl {v} vs csv {field:?}");
+            }
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! Export jobs: the CSV engine and the worker threads that run it.
+//! Export jobs: the export engine (CSV, JSON Lines, workbooks) and the worker threads that
+//! run it.
 
 mod batches;
 pub mod csv;
@@ -9,3 +10,4 @@ pub mod json;
 mod priority;
 pub mod runner;
 pub mod write_behind;
+pub mod xlsx;

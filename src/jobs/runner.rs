@@ -421,9 +421,12 @@ fn produce_file(s: &Shared, job: &db::exports::ExportRow) -> Result<Outcome, Eng
     let Some(schema) = db::schemas::get(&conn, &job.team_id, &job.schema_id)? else {
         return Err(EngineError::Invalid("The schema of this export was deleted before it ran.".into()));
     };
+    let scratch = s.data_dir.scratch();
     let spec = ExportSpec {
         schema_id: &job.schema_id,
+        schema_name: &schema.name,
         schema: &schema.definition,
+        temp_dir: &scratch,
         start_ms: job.start_ms,
         end_ms: job.end_ms,
         expand_array: job.expand_array.as_deref(),

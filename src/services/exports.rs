@@ -20,6 +20,9 @@ pub enum CreateError {
     /// `expand_array` does not name a top-level array field of the schema (the message says
     /// which fields would do).
     ExpandArray(String),
+    /// `columns` names a column the export does not have, or one twice (the message lists
+    /// the names allowed).
+    Columns(String),
     /// The team is at one of its quotas.
     Quota(QuotaExceeded),
     Db(DbError),
@@ -52,6 +55,9 @@ pub fn create(c: &Connection, team: String, new: NewExport, quotas: Quotas) -> R
     if let Some(key) = &new.expand_array {
         check_expand_array(&schema.definition, key).map_err(CreateError::ExpandArray)?;
     }
+    // the chosen columns exist (and are named once): the plan the job will run
+    crate::jobs::csv::CsvPlan::new(&schema.definition, new.expand_array.as_deref(), &new.options)
+        .map_err(CreateError::Columns)?;
     let now = now_ms();
     let row = ExportRow {
         id: uuid::Uuid::now_v7().to_string(),

@@ -87,6 +87,7 @@ export function render(root) {
       cell('Schema', '',
         h('div', {}, schemaName),
         e.expand_array ? h('div', { class: 'muted' }, `rows per ${e.expand_array}`) : null,
+        e.format && e.format !== 'csv' ? h('div', { class: 'muted' }, e.format) : null,
         h('div', { class: 'muted mono', title: e.id }, e.id.slice(0, 8) + '…')),
       cell('Dates', 'nowrap', `${fmtDate(e.start_date)} → ${fmtDate(e.end_date)}`),
       cell('Rows', 'num', fmtNum(e.row_count)),

@@ -1,5 +1,5 @@
-// New export: a schema, a date range, expand_array among the schema's array fields, and the
-// CSV options; a 400 is shown next to the field it names.
+// New export: a schema, a date range, expand_array among the schema's array fields, the file
+// format, a time zone and the format's options; a 400 is shown next to the field it names.
 import { api } from './api.js';
 import { clearErrors, showError } from './errors.js';
 import { field, fill, h, toast } from './dom.js';
@@ -23,6 +23,12 @@ export function render(root, params) {
   const start = h('input', { type: 'date', id: 'start_date', name: 'start_date' });
   const end = h('input', { type: 'date', id: 'end_date', name: 'end_date' });
   const expand = h('select', { id: 'expand_array', name: 'expand_array' });
+  const format = h('select', { id: 'format', name: 'format' },
+    h('option', { value: 'csv' }, 'CSV (.csv)'),
+    h('option', { value: 'xlsx' }, 'Excel workbook (.xlsx)'),
+    h('option', { value: 'jsonl' }, 'JSON Lines (.jsonl)'));
+  const browserZone = (Intl.DateTimeFormat().resolvedOptions().timeZone) || 'UTC';
+  const timezone = h('input', { type: 'text', id: 'timezone', name: 'timezone', placeholder: browserZone === 'UTC' ? 'UTC' : `UTC (e.g. ${browserZone})`, autocomplete: 'off', spellcheck: false });
   const delimiter = h('select', { id: 'delimiter' },
     [[',', 'Comma ,'], [';', 'Semicolon ;'], ['\t', 'Tab'], ['|', 'Pipe |']].map(([v, l]) => h('option', { value: v }, l)));
   const header = h('select', { id: 'header' },
@@ -38,6 +44,8 @@ export function render(root, params) {
     start_date: field('From', start, 'Results created on or after this day (UTC).'),
     end_date: field('To', end, 'Results created up to the end of this day (UTC).'),
     expand_array: field('Rows', expand, 'One row per result, or one row per item of an array field.'),
+    format: field('Format', format, 'Excel keeps numbers, dates and leading zeros; JSON Lines keeps every JSON type.'),
+    'options.timezone': field('Time zone', timezone, 'An IANA name such as Europe/Paris: createdAt and date-times are written in it. Empty: UTC.'),
     'options.delimiter': field('Delimiter', delimiter),
     'options.header': field('Header', header),
   };
@@ -63,12 +71,23 @@ export function render(root, params) {
   }
   schema.addEventListener('change', fillExpand);
 
+  // the options a format does not use (formats.md) are disabled and not sent
+  const unused = { csv: [], jsonl: ['options.delimiter', 'options.bom', 'options.formula_guard'], xlsx: ['options.delimiter', 'options.bom', 'options.gzip'] };
+  const applies = (name) => !unused[format.value].includes(name);
+  function fitFormat() {
+    for (const name of ['options.delimiter', 'options.bom', 'options.formula_guard', 'options.gzip']) {
+      fields[name].control.disabled = !applies(name);
+    }
+  }
+  format.addEventListener('change', fitFormat);
+
   const form = h('form', { novalidate: true, id: 'new-export-form' },
     top,
     f.schema_id.wrap,
     h('div', { class: 'grid2' }, f.start_date.wrap, f.end_date.wrap),
     f.expand_array.wrap,
-    h('fieldset', {}, h('legend', {}, 'CSV options'),
+    h('div', { class: 'grid2' }, f.format.wrap, f['options.timezone'].wrap),
+    h('fieldset', {}, h('legend', {}, 'File options'),
       h('div', { class: 'grid2' }, f['options.delimiter'].wrap, f['options.header'].wrap),
       checks['options.bom'].wrap, checks['options.formula_guard'].wrap, checks['options.gzip'].wrap),
     h('div', { class: 'actions' }, submit, h('a', { href: '#/exports' }, 'Cancel')));
@@ -76,12 +95,10 @@ export function render(root, params) {
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     clearErrors(fields, top);
-    const body = {
-      schema_id: schema.value,
-      start_date: start.value,
-      end_date: end.value,
-      options: { delimiter: delimiter.value, header: header.value, bom: bom.checked, formula_guard: guard.checked, gzip: gzip.checked },
-    };
+    const options = { delimiter: delimiter.value, header: header.value, bom: bom.checked, formula_guard: guard.checked, gzip: gzip.checked };
+    for (const k of Object.keys(options)) if (!applies(`options.${k}`)) delete options[k];
+    if (timezone.value.trim()) options.timezone = timezone.value.trim();
+    const body = { schema_id: schema.value, start_date: start.value, end_date: end.value, format: format.value, options };
     if (expand.value) body.expand_array = expand.value;
     submit.disabled = true;
     try {

@@ -9,14 +9,17 @@ use crate::helpers::{
 };
 use serde_json::{json, Value};
 
-/// Every key of an export object (api.md, "Exports").
-const EXPORT_KEYS: [&str; 14] = [
+/// Every key of an export object: api.md's, with `format` and `columns` (formats.md) and
+/// `progress` (events.md).
+const EXPORT_KEYS: [&str; 16] = [
     "id",
     "schema_id",
     "status",
     "start_date",
     "end_date",
     "expand_array",
+    "format",
+    "columns",
     "options",
     "row_count",
     "progress",

@@ -33,6 +33,10 @@ fn args_of(body: &Value) -> Vec<String> {
                 }
             }
             Value::String(s) => args.extend([flag_of(k), s.clone()]),
+            Value::Array(a) => {
+                let list: Vec<&str> = a.iter().map(|v| v.as_str().unwrap()).collect();
+                args.extend([flag_of(k), list.join(",")]);
+            }
             other => panic!("{k}: {other}"),
         }
     }
@@ -91,6 +95,11 @@ async fn export_options_write_what_the_server_writes_and_bad_ones_are_refused_al
         with(
             json!({"options": {"header": "key", "bom": false, "gzip": false, "formula_guard": true, "delimiter": "|"}}),
         ),
+        with(
+            json!({"format": "jsonl", "expand_array": "line_items", "columns": ["line_items.description", "createdAt", "total"],
+                    "options": {"timezone": "Asia/Kolkata", "gzip": true}}),
+        ),
+        with(json!({"format": "csv", "columns": ["total", "id"], "options": {"timezone": "Europe/Paris"}})),
     ];
     for (i, body) in cases.iter().enumerate() {
         let e = app.export_and_wait(body).await;
@@ -134,7 +143,26 @@ async fn export_options_write_what_the_server_writes_and_bad_ones_are_refused_al
         assert_eq!(text(&out.stderr).trim(), format!("error: {cli_words}"), "API: {api}");
         assert!(!out_file.exists(), "{args:?} wrote {}", out_file.display());
     }
-    assert_eq!(std::fs::read_dir(files.path()).unwrap().count(), 3, "only the three good exports were written");
+    // formats.md's refusals, with the flags' names
+    let refused = [
+        (with(json!({"options": {"timezone": "Mars/Olympus"}})), "options.timezone", "--timezone"),
+        (with(json!({"format": "jsonl", "options": {"bom": true}})), "options.bom", "--bom"),
+        (with(json!({"format": "xlsx", "options": {"gzip": true}})), "options.gzip", "--gzip"),
+        (with(json!({"columns": ["total", "nope"]})), "columns:", "--columns:"),
+    ];
+    for (body, api_name, flag) in &refused {
+        let r = app.post_json("/v1/exports", body).send().await.unwrap();
+        let api = helpers::assert_error(r, 400).await;
+        assert!(api.starts_with(api_name), "{api}");
+        let cli_words = format!("{flag}{}", &api[api_name.len()..]).replace("to format ", "to --format ");
+        let mut args = args_of(body);
+        args.extend(["--out".into(), files.path().join("refused.csv").display().to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(dir, &args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_eq!(text(&out.stderr).trim(), format!("error: {cli_words}"), "API: {api}");
+    }
+    assert_eq!(std::fs::read_dir(files.path()).unwrap().count(), 5, "only the five good exports were written");
     app.stop().await;
 }
 

@@ -15,6 +15,7 @@ mod csv_export;
 mod data_dir_lock;
 mod downloads;
 mod first_hour_api;
+mod formats;
 mod hardening_bodies;
 mod hardening_connections;
 mod hardening_errors;

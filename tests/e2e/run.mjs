@@ -260,6 +260,42 @@ describe('console', () => {
     await page.context().close();
   });
 
+  test('an Excel export in a time zone: the options it does not use are off, the file is .xlsx', async () => {
+    const page = await newPage(WIDE);
+    await signIn(page);
+    await page.getByRole('link', { name: 'New export' }).first().click();
+    await page.getByLabel('Schema').selectOption({ label: 'Invoices' });
+    await page.getByLabel('From').fill('2024-01-01');
+    await page.getByLabel('To').fill('2024-01-31');
+    await page.getByLabel('Format').selectOption('xlsx');
+    assert.equal(await page.getByLabel('Delimiter').isDisabled(), true);
+    assert.equal(await page.getByLabel('Gzip').isDisabled(), true);
+    await page.getByLabel('Time zone').fill('Nowhere/City');
+    const refused = page.waitForResponse((r) => r.url().endsWith('/v1/exports') && r.request().method() === 'POST');
+    await page.getByRole('button', { name: 'Create export' }).click();
+    assert.equal((await refused).status(), 400);
+    await page.locator('#timezone-error').filter({ hasText: 'options.timezone' }).waitFor();
+    await page.getByLabel('Time zone').fill('Europe/Paris');
+    const created = page.waitForResponse((r) => r.url().endsWith('/v1/exports') && r.request().method() === 'POST');
+    await page.getByRole('button', { name: 'Create export' }).click();
+    const resp = await created;
+    assert.equal(resp.status(), 201);
+    const exp = await resp.json();
+    assert.equal(exp.format, 'xlsx');
+    assert.equal(exp.options.timezone, 'Europe/Paris');
+    const row = page.locator(`tr[data-export-id="${exp.id}"]`);
+    await row.locator('.badge', { hasText: 'COMPLETED' }).waitFor({ timeout: 30000 });
+    const downloading = page.waitForEvent('download');
+    await row.getByRole('button', { name: 'Download' }).click();
+    const download = await downloading;
+    assert.equal(download.suggestedFilename(), 'invoices_2024-01-01_2024-01-31.xlsx');
+    const got = readFileSync(await download.path());
+    assert.equal(got.subarray(0, 2).toString(), 'PK', 'a zip container');
+    await checkLayout(page, 'exports-xlsx-1280');
+    assert.deepEqual(page.problems, []);
+    await page.context().close();
+  });
+
   test('a 400 is shown next to the field it names', async () => {
     const page = await newPage(NARROW);
     await signIn(page);

@@ -109,7 +109,7 @@ impl From<CreateError> for ApiError {
     fn from(e: CreateError) -> Self {
         match e {
             CreateError::SchemaNotFound => ApiError::not_found("Schema not found"),
-            CreateError::ExpandArray(m) => ApiError::bad_request(m),
+            CreateError::ExpandArray(m) | CreateError::Columns(m) => ApiError::bad_request(m),
             CreateError::Quota(q) => quota_error(q),
             CreateError::Db(e) => e.into(),
         }

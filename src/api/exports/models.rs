@@ -6,7 +6,7 @@ use poem_openapi::{Enum, Object};
 use crate::api::list::{Meta, SchemaRef, Sparse};
 use crate::api::types::Text;
 use crate::db::exports::ExportRow;
-use crate::domain::export::{CsvOptions, ExportStatus, HeaderStyle, NewExport};
+use crate::domain::export::{CsvOptions, ExportFormat, ExportStatus, HeaderStyle, NewExport};
 use crate::domain::export_input::ExportInput;
 use crate::domain::time::format_ms;
 use crate::error::ApiError;
@@ -60,7 +60,39 @@ impl From<HeaderOption> for HeaderStyle {
     }
 }
 
-/// CSV options, as in effect for an export.
+/// The file format: `csv` (default; RFC 4180, `text/csv`), `xlsx` (an Excel workbook with
+/// typed cells: numbers, booleans, dates and date-times, text that stays text) or `jsonl`
+/// (JSON Lines: one JSON object per row, `application/x-ndjson`). Rows, columns and
+/// `expand_array` are the same in every format.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum FormatOption {
+    Csv,
+    Xlsx,
+    Jsonl,
+}
+
+impl From<ExportFormat> for FormatOption {
+    fn from(f: ExportFormat) -> Self {
+        match f {
+            ExportFormat::Csv => FormatOption::Csv,
+            ExportFormat::Xlsx => FormatOption::Xlsx,
+            ExportFormat::Jsonl => FormatOption::Jsonl,
+        }
+    }
+}
+
+impl From<FormatOption> for ExportFormat {
+    fn from(f: FormatOption) -> Self {
+        match f {
+            FormatOption::Csv => ExportFormat::Csv,
+            FormatOption::Xlsx => ExportFormat::Xlsx,
+            FormatOption::Jsonl => ExportFormat::Jsonl,
+        }
+    }
+}
+
+/// The options in effect for an export.
 #[derive(Object, Clone)]
 pub struct ExportOptions {
     /// Field delimiter: `,` `;` `\t` or `|`.
@@ -71,11 +103,17 @@ pub struct ExportOptions {
     pub header: HeaderOption,
     /// Prefix `'` to text starting with `=`, `+`, `-`, `@`, tab or CR (CWE-1236).
     pub formula_guard: bool,
-    /// Gzip-compress the file (`.csv.gz`).
+    /// Gzip-compress the file (`.csv.gz`, `.jsonl.gz`).
     pub gzip: bool,
+    /// The IANA time zone times are written in; null when none was given (UTC, and
+    /// `datetime` strings in CSV and JSON Lines as they were stored).
+    #[oai(nullable)]
+    pub timezone: Option<String>,
 }
 
-/// CSV options for a new export; all optional.
+/// Options for a new export; all optional. `delimiter`, `bom` and `formula_guard` are for
+/// `csv` (a 400 with `jsonl`); `gzip` for `csv` and `jsonl` (a 400 with `xlsx`, which is
+/// compressed already); `delimiter` and `bom` are a 400 with `xlsx`.
 #[derive(Object, Clone, Default)]
 #[oai(deny_unknown_fields)]
 pub struct ExportOptionsInput {
@@ -94,6 +132,13 @@ pub struct ExportOptionsInput {
     /// Gzip-compress the file (default false).
     #[oai(nullable)]
     pub gzip: Option<bool>,
+    /// An IANA time zone name (`Europe/Paris`, `America/New_York`, `UTC`; unknown names are
+    /// a 400). `createdAt`, and the values of `datetime` fields that are RFC 3339 strings,
+    /// are written in that zone: `2024-03-31T03:00:00.000+02:00` (`Z` for UTC) in `csv` and
+    /// `jsonl`, local date-time cells in `xlsx` (default UTC). Strings that do not parse
+    /// stay as they are. `start_date` and `end_date` are not affected.
+    #[oai(nullable)]
+    pub timezone: Option<Text>,
 }
 
 /// An export job.
@@ -112,7 +157,12 @@ pub struct Export {
     /// The array field expanded into one row per item, if any.
     #[oai(nullable)]
     pub expand_array: Option<String>,
-    /// CSV options in effect.
+    /// The file format.
+    pub format: FormatOption,
+    /// The columns chosen, in file order; null when all columns were asked for.
+    #[oai(nullable)]
+    pub columns: Option<Vec<String>>,
+    /// Options in effect.
     pub options: ExportOptions,
     /// Data records written (after expansion; header not counted): so far while PROCESSING
     /// (updated at least once a second), all of them once COMPLETED. Null while PENDING and
@@ -152,6 +202,8 @@ impl Example for Export {
             start_date: "2024-01-01T00:00:00.000Z".into(),
             end_date: "2024-01-31T23:59:59.999Z".into(),
             expand_array: None,
+            format: FormatOption::Csv,
+            columns: None,
             options: options_out(&CsvOptions::default()),
             row_count: None,
             progress: None,
@@ -224,7 +276,16 @@ pub struct CreateExport {
     /// Key of a top-level array field to expand into one row per item.
     #[oai(nullable)]
     pub expand_array: Option<Text>,
-    /// CSV options.
+    /// `csv` (default), `xlsx` or `jsonl`.
+    #[oai(nullable)]
+    pub format: Option<FormatOption>,
+    /// The columns to write, in this order, named as with `header: key`: `id`,
+    /// `file_name`, `createdAt`, field keys, `parent.child` for object sub-fields and, with
+    /// `expand_array`, the expanded sub-columns (`line_items.sku`). Default: all columns.
+    /// An unknown or repeated name is a 400 that lists the names allowed.
+    #[oai(nullable)]
+    pub columns: Option<Vec<Text>>,
+    /// Format options.
     #[oai(nullable)]
     pub options: Option<ExportOptionsInput>,
 }
@@ -236,7 +297,9 @@ impl Example for CreateExport {
             start_date: "2024-01-01T00:00:00.000Z".into(),
             end_date: "2024-01-31T23:59:59.999Z".into(),
             expand_array: None,
-            options: None,
+            format: Some(FormatOption::Xlsx),
+            columns: Some(["createdAt", "invoice_number", "vendor_name", "total"].map(Text::from).to_vec()),
+            options: Some(ExportOptionsInput { timezone: Some("Europe/Paris".into()), ..Default::default() }),
         }
     }
 }
@@ -304,6 +367,7 @@ pub(super) fn options_out(o: &CsvOptions) -> ExportOptions {
         header: o.header.into(),
         formula_guard: o.formula_guard,
         gzip: o.gzip,
+        timezone: o.timezone.clone(),
     }
 }
 
@@ -323,6 +387,9 @@ impl TryFrom<CreateExport> for NewExport {
             header: o.header.map(HeaderStyle::from),
             formula_guard: o.formula_guard,
             gzip: o.gzip,
+            format: body.format.map(ExportFormat::from),
+            columns: body.columns.map(|c| c.into_iter().map(|t| t.0).collect()),
+            timezone: o.timezone.as_ref().map(|t| t.0.as_str()),
         }
         .check()
         .map_err(|e| ApiError::bad_request(e.to_string()))
@@ -337,6 +404,8 @@ pub fn to_api(e: &ExportRow, with_schema: bool) -> Export {
         start_date: format_ms(e.start_ms),
         end_date: format_ms(e.end_ms),
         expand_array: e.expand_array.clone(),
+        format: e.options.format.into(),
+        columns: e.options.columns.clone(),
         options: options_out(&e.options),
         row_count: match e.status {
             ExportStatus::Processing | ExportStatus::Completed => e.row_count,

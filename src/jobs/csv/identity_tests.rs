@@ -235,6 +235,7 @@ fn random_options(rng: &mut Rng) -> CsvOptions {
         header: *rng.pick(&[HeaderStyle::Key, HeaderStyle::Label]),
         formula_guard: rng.percent(50),
         gzip: false,
+        ..CsvOptions::default()
     }
 }
 

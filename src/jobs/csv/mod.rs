@@ -3,16 +3,19 @@
 //! database: records are appended to a byte buffer.
 
 mod bytes;
+pub mod cells;
 mod compact;
+mod general;
 #[cfg(test)]
 mod reference;
 mod scan;
+mod zone;
 
 use compact::{write_compact, write_compact_field, write_tidy_field, CompactScratch};
 use scan::{decode_string, Kind, RowSpans, ScanPlan, Span};
 
 use super::json::{is_repr_literal, write_float_literal};
-use crate::domain::export::{check_expand_array, CsvOptions, HeaderStyle, DELIMITERS};
+use crate::domain::export::{check_expand_array, CsvOptions, ExportFormat, HeaderStyle, DELIMITERS};
 use crate::domain::schema::{FieldDef, FieldType, SchemaDef};
 use crate::domain::time::format_ms;
 
@@ -92,6 +95,9 @@ pub struct CsvPlan {
     scan: ScanPlan,
     /// How many schema columns come before the expanded array.
     before_width: usize,
+    /// Set when rows take the general path (formats.md): another format, chosen columns or
+    /// a time zone. The CSV of csv.md takes the path above, as it always did.
+    general: Option<general::General>,
 }
 
 impl CsvPlan {
@@ -105,29 +111,35 @@ impl CsvPlan {
             check_expand_array(schema, key)?;
         }
         let style = options.header;
-        let mut header: Vec<String> = vec!["id".into(), "file_name".into(), "createdAt".into()];
+        let mut cols = Cols::default();
+        for (name, ty) in
+            [("id", FieldType::String), ("file_name", FieldType::String), ("createdAt", FieldType::Datetime)]
+        {
+            cols.push(name.into(), name.into(), ty);
+        }
         let mut before = Vec::new();
         let mut after = Vec::new();
         let mut expand = None;
         for f in &schema.fields {
-            let name = column_name(None, f, style);
+            let name = ColName { shown: column_name(None, f, style), key: f.key.clone() };
             if expand.is_none() && expand_array == Some(f.key.as_str()) {
-                let cols = match &f.fields {
+                let nodes = match &f.fields {
                     Some(sub) => {
-                        let (children, width) = build_nodes(sub, Some(&name), style, &mut header);
+                        let (children, width) = build_nodes(sub, Some(&name), style, &mut cols);
                         Expanded::Objects { children, width }
                     }
                     None => {
-                        header.push(name);
+                        cols.push(name.shown, name.key, f.ty);
                         Expanded::Scalars
                     }
                 };
-                expand = Some((f.key.clone(), cols));
+                expand = Some((f.key.clone(), nodes));
             } else {
                 let target = if expand.is_some() { &mut after } else { &mut before };
-                target.push(build_node(f, name, style, &mut header).0);
+                target.push(build_node(f, name, style, &mut cols).0);
             }
         }
+        let header = cols.shown.clone();
         let delimiter = options.delimiter_byte();
         let items = expand.as_ref().map(|(key, cols): &(String, Expanded)| match cols {
             Expanded::Objects { children, .. } => (key.as_str(), Some(children.as_slice())),
@@ -135,6 +147,8 @@ impl CsvPlan {
         });
         let scan = ScanPlan::new(&[&before, &after], items);
         let before_width = before.iter().map(Node::width).sum();
+        let expand_width = expand.as_ref().map_or(0, |(_, e): &(String, Expanded)| e.width());
+        let general = general::General::new(options, cols, before_width, expand_width)?;
         Ok(CsvPlan {
             header,
             before,
@@ -144,22 +158,38 @@ impl CsvPlan {
             formula_guard: options.formula_guard,
             scan,
             before_width,
+            general,
         })
     }
 
     /// The column names, in order (key or label style, as the options said).
     pub fn header(&self) -> Vec<String> {
-        self.header.clone()
+        match &self.general {
+            Some(g) => g.header(),
+            None => self.header.clone(),
+        }
     }
 
     /// How many fields every record has.
     pub fn column_count(&self) -> usize {
-        self.header.len()
+        match &self.general {
+            Some(g) => g.width(),
+            None => self.header.len(),
+        }
+    }
+
+    /// The file format the rows are written in.
+    pub fn format(&self) -> ExportFormat {
+        self.general.as_ref().map_or(ExportFormat::Csv, |g| g.format())
     }
 
     /// Appends the header record, `\r\n` included (no byte-order mark: the caller writes it).
-    /// Names are guarded like text values: a label can start like a formula.
+    /// Names are guarded like text values: a label can start like a formula. JSON Lines
+    /// and workbooks have no header record here (the workbook writes its own header row).
     pub fn write_header(&self, out: &mut Vec<u8>) {
+        if let Some(g) = &self.general {
+            return self.write_general_header(g, out);
+        }
         for (i, name) in self.header.iter().enumerate() {
             if i > 0 {
                 out.push(self.delimiter);
@@ -199,6 +229,9 @@ impl CsvPlan {
         out: &mut Vec<u8>,
         scratch: &mut RowScratch,
     ) -> usize {
+        if let Some(g) = &self.general {
+            return self.write_general(g, id, file_name, created_at_ms, extraction, out, scratch);
+        }
         let RowScratch { spans, text, compact, tail } = scratch;
         self.scan.scan(extraction, spans);
         let d = self.delimiter;
@@ -358,6 +391,38 @@ fn push_n(out: &mut Vec<u8>, byte: u8, n: usize) {
     out.resize(out.len() + n, byte);
 }
 
+/// Every column of a plan, in order: its header name, its `header: key` name (what
+/// `columns` names it by) and the type of the field it comes from.
+#[derive(Debug, Default)]
+struct Cols {
+    shown: Vec<String>,
+    keys: Vec<String>,
+    types: Vec<FieldType>,
+}
+
+impl Cols {
+    fn push(&mut self, shown: String, key: String, ty: FieldType) {
+        self.shown.push(shown);
+        self.keys.push(key);
+        self.types.push(ty);
+    }
+}
+
+/// A column's (or a parent's) names: as shown in the header, and in key style.
+struct ColName {
+    shown: String,
+    key: String,
+}
+
+impl ColName {
+    fn child(parent: Option<&ColName>, f: &FieldDef, style: HeaderStyle) -> ColName {
+        ColName {
+            shown: column_name(parent.map(|p| p.shown.as_str()), f, style),
+            key: column_name(parent.map(|p| p.key.as_str()), f, HeaderStyle::Key),
+        }
+    }
+}
+
 /// The header name of field `f` under the parent column name `parent`.
 fn column_name(parent: Option<&str>, f: &FieldDef, style: HeaderStyle) -> String {
     let (own, sep) = match style {
@@ -370,15 +435,15 @@ fn column_name(parent: Option<&str>, f: &FieldDef, style: HeaderStyle) -> String
     }
 }
 
-/// The node of one field named `name`, pushing its column names; returns it and its width.
-fn build_node(f: &FieldDef, name: String, style: HeaderStyle, header: &mut Vec<String>) -> (Node, usize) {
+/// The node of one field named `name`, pushing its columns; returns it and its width.
+fn build_node(f: &FieldDef, name: ColName, style: HeaderStyle, cols: &mut Cols) -> (Node, usize) {
     match (&f.ty, &f.fields) {
         (FieldType::Object, Some(sub)) => {
-            let (children, width) = build_nodes(sub, Some(&name), style, header);
+            let (children, width) = build_nodes(sub, Some(&name), style, cols);
             (Node::Object { key: f.key.clone(), children, width }, width)
         }
         _ => {
-            header.push(name);
+            cols.push(name.shown, name.key, f.ty);
             (Node::Value(f.key.clone()), 1)
         }
     }
@@ -386,14 +451,14 @@ fn build_node(f: &FieldDef, name: String, style: HeaderStyle, header: &mut Vec<S
 
 fn build_nodes(
     fields: &[FieldDef],
-    parent: Option<&str>,
+    parent: Option<&ColName>,
     style: HeaderStyle,
-    header: &mut Vec<String>,
+    cols: &mut Cols,
 ) -> (Vec<Node>, usize) {
     let mut nodes = Vec::with_capacity(fields.len());
     let mut width = 0;
     for f in fields {
-        let (node, w) = build_node(f, column_name(parent, f, style), style, header);
+        let (node, w) = build_node(f, ColName::child(parent, f, style), style, cols);
         nodes.push(node);
         width += w;
     }
