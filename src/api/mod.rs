@@ -89,6 +89,15 @@ pub async fn with_writer<T: Send + 'static>(
     state.writer.run_async(f).await
 }
 
+/// [`with_writer`] for a large write (a bulk upload): a transaction of its own, not shared
+/// with other writes (see `db::Writer::run_alone_async`).
+pub async fn with_writer_alone<T: Send + 'static>(
+    state: &Arc<AppState>,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    state.writer.run_alone_async(f).await
+}
+
 /// Parses a path id as a UUID; anything else is a 400 naming the parameter.
 pub fn parse_id(name: &str, value: &str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(value)

@@ -14,7 +14,7 @@ use super::body::JsonBody;
 use super::list::{default_limit, default_page, Includes, ListParams, ListSpec, Meta, SchemaRef, SortOrder, Sparse};
 use super::ndjson::Ndjson;
 use super::types::{JsonObject, Text};
-use super::{parse_id, with_db, with_writer, ApiTags, Message};
+use super::{parse_id, with_db, with_writer, with_writer_alone, ApiTags, Message};
 use crate::db::results::{NewResult, ResultRecord};
 use crate::db::Conn;
 use crate::domain::list::ListQuery;
@@ -239,7 +239,7 @@ impl ResultsApi {
         let dir = state.data_dir.uploads();
         let spool =
             body.stream_into(move |input| crate::import::spool(&dir, now, input).map_err(ApiError::from)).await?;
-        let n = with_writer(&state, move |c| {
+        let n = with_writer_alone(&state, move |c| {
             let mut spool = spool;
             crate::db::schemas::get(c, &team, &schema_id)?.ok_or_else(schema_missing)?;
             spool.import_into(c, &team, &schema_id, now).map_err(ApiError::from)

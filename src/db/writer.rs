@@ -77,7 +77,7 @@ impl Writer {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        match self.submit(f) {
+        match self.submit(f, false) {
             Ok(reply) => reply.blocking_recv().unwrap_or_else(|_| Err(panicked())),
             Err(e) => Err(e),
         }
@@ -89,7 +89,27 @@ impl Writer {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        match self.submit(f) {
+        match self.submit(f, false) {
+            Ok(reply) => reply.await.unwrap_or_else(|_| Err(panicked())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `run_async` for a large write (a bulk upload): `f` runs in a transaction of its own,
+    /// not batched with other jobs and without a savepoint. Inside a savepoint SQLite keeps
+    /// the original of every page the job changes in memory (the statement journal, with
+    /// `temp_store = MEMORY`) until the savepoint ends: for an upload whose rows land among
+    /// existing index entries (a team's results already there) that was ~100 MB of server
+    /// memory per million results already stored.
+    pub async fn run_alone_async<T, E>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        match self.submit(f, true) {
             Ok(reply) => reply.await.unwrap_or_else(|_| Err(panicked())),
             Err(e) => Err(e),
         }
@@ -98,15 +118,19 @@ impl Writer {
     /// Queues `f` and returns at once, for a write whose outcome nobody waits for (a job's
     /// progress): `f` runs in its own savepoint like any job, after the writes queued before it.
     pub fn send(&self, f: impl FnOnce(&Connection) + Send + 'static) {
-        let _ = self.submit(move |c| -> Result<(), DbError> {
-            f(c);
-            Ok(())
-        });
+        let _ = self.submit(
+            move |c| -> Result<(), DbError> {
+                f(c);
+                Ok(())
+            },
+            false,
+        );
     }
 
     fn submit<T, E>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        alone: bool,
     ) -> Result<oneshot::Receiver<Result<T, E>>, E>
     where
         T: Send + 'static,
@@ -117,7 +141,7 @@ impl Writer {
         let span = tracing::Span::current();
         let f = move |c: &Connection| span.in_scope(|| f(c));
         self.jobs
-            .send(Box::new(Queued { f, reply }))
+            .send(Box::new(Queued { f, reply, alone }))
             .map_err(|_| E::from(DbError::Interrupted("the database writer has stopped")))?;
         Ok(answer)
     }
@@ -134,6 +158,8 @@ trait Job: Send {
     fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Ran>;
     /// The job did not run (its batch could not start): tell the caller why.
     fn refuse(self: Box<Self>, e: DbError);
+    /// The job runs in a transaction of its own, without a savepoint.
+    fn alone(&self) -> bool;
 }
 
 /// A job that ran, waiting for its batch's commit.
@@ -146,6 +172,7 @@ trait Ran: Send {
 struct Queued<F, T, E> {
     f: F,
     reply: oneshot::Sender<Result<T, E>>,
+    alone: bool,
 }
 
 struct Done<T, E> {
@@ -166,6 +193,10 @@ where
     fn refuse(self: Box<Self>, e: DbError) {
         let _ = self.reply.send(Err(E::from(e)));
     }
+
+    fn alone(&self) -> bool {
+        self.alone
+    }
 }
 
 impl<T: Send, E: From<DbError> + Send> Ran for Done<T, E> {
@@ -182,15 +213,73 @@ impl<T: Send, E: From<DbError> + Send> Ran for Done<T, E> {
 }
 
 fn write_loop(conn: Connection, queue: Receiver<Box<dyn Job>>) {
-    while let Ok(first) = queue.recv() {
+    // a job that must run alone, met while gathering a batch: it goes next, on its own
+    let mut held: Option<Box<dyn Job>> = None;
+    loop {
+        let first = match held.take() {
+            Some(job) => job,
+            None => match queue.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        if first.alone() {
+            run_alone(&conn, first);
+            continue;
+        }
         let mut batch = VecDeque::from([first]);
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
+                Ok(job) if job.alone() => {
+                    held = Some(job);
+                    break;
+                }
                 Ok(job) => batch.push_back(job),
                 Err(_) => break,
             }
         }
         run_batch(&conn, batch);
+    }
+}
+
+/// Runs one job in a transaction of its own, without a savepoint (see
+/// [`Writer::run_alone_async`]): committed when it succeeds, rolled back when it fails.
+fn run_alone(conn: &Connection, job: Box<dyn Job>) {
+    let started = Instant::now();
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        return job.refuse(copy_error(&e));
+    }
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(conn)));
+    let ran = started.elapsed();
+    let done = match outcome {
+        Ok(done) => done,
+        Err(_) => {
+            tracing::error!("a database write panicked; it was undone");
+            let _ = conn.execute_batch("ROLLBACK");
+            return;
+        }
+    };
+    if !done.succeeded() {
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        return done.answer(None);
+    }
+    if conn.is_autocommit() {
+        // SQLite rolled the transaction back itself (a full disk, an I/O error)
+        return done.answer(Some(DbError::Interrupted("the write was rolled back; retry")));
+    }
+    let committed = conn.execute_batch("COMMIT");
+    let took = started.elapsed();
+    if took > SLOW_BATCH {
+        tracing::debug!(took_ms = took.as_millis() as u64, job_ms = ran.as_millis() as u64, "a large write ran alone");
+    }
+    match committed {
+        Ok(()) => done.answer(None),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            done.answer(Some(copy_error(&e)));
+        }
     }
 }
 
@@ -413,21 +502,27 @@ mod tests {
         let (_dir, writer, pool) = open();
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let first = writer
-            .submit(move |c: &Connection| -> Result<(), DbError> {
-                hold.recv().unwrap();
-                insert("a", false)(c)
-            })
+            .submit(
+                move |c: &Connection| -> Result<(), DbError> {
+                    hold.recv().unwrap();
+                    insert("a", false)(c)
+                },
+                false,
+            )
             .unwrap();
         // queued behind the first job, so they run as one batch
-        let ok_b = writer.submit(insert("b", false)).unwrap();
-        let failing = writer.submit(insert("c", true)).unwrap();
+        let ok_b = writer.submit(insert("b", false), false).unwrap();
+        let failing = writer.submit(insert("c", true), false).unwrap();
         let panicking = writer
-            .submit(|c: &Connection| -> Result<(), DbError> {
-                c.execute("INSERT INTO t (v) VALUES ('p')", [])?;
-                panic!("a bug in a write")
-            })
+            .submit(
+                |c: &Connection| -> Result<(), DbError> {
+                    c.execute("INSERT INTO t (v) VALUES ('p')", [])?;
+                    panic!("a bug in a write")
+                },
+                false,
+            )
             .unwrap();
-        let ok_d = writer.submit(insert("d", false)).unwrap();
+        let ok_d = writer.submit(insert("d", false), false).unwrap();
         release.send(()).unwrap();
         assert!(first.blocking_recv().unwrap().is_ok());
         assert!(ok_b.blocking_recv().unwrap().is_ok());
@@ -435,6 +530,43 @@ mod tests {
         assert!(panicking.blocking_recv().is_err(), "the panicking job's reply is dropped");
         assert!(ok_d.blocking_recv().unwrap().is_ok());
         assert_eq!(stored(&pool), ["a", "b", "d"]);
+    }
+
+    /// A job that runs alone is not batched with the jobs queued around it and has no
+    /// savepoint (so SQLite keeps no statement journal for it): it commits on its own, or
+    /// rolls back on its own when it fails; the jobs before and after it still commit.
+    #[test]
+    fn a_job_that_runs_alone_has_a_transaction_of_its_own() {
+        let (_dir, writer, pool) = open();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let first = writer
+            .submit(
+                move |c: &Connection| -> Result<(), DbError> {
+                    hold.recv().unwrap();
+                    insert("a", false)(c)
+                },
+                false,
+            )
+            .unwrap();
+        let in_own_transaction = |v: &'static str, fail: bool| {
+            move |c: &Connection| -> Result<bool, DbError> {
+                // inside a transaction, but no savepoint to release
+                let no_savepoint = !c.is_autocommit() && c.execute_batch("RELEASE job").is_err();
+                insert(v, fail)(c)?;
+                Ok(no_savepoint)
+            }
+        };
+        let alone = writer.submit(in_own_transaction("b", false), true).unwrap();
+        let after = writer.submit(insert("c", false), false).unwrap();
+        let failing = writer.submit(in_own_transaction("d", true), true).unwrap();
+        let last = writer.submit(insert("e", false), false).unwrap();
+        release.send(()).unwrap();
+        assert!(first.blocking_recv().unwrap().is_ok());
+        assert!(alone.blocking_recv().unwrap().unwrap(), "ran in a savepoint, or outside a transaction");
+        assert!(after.blocking_recv().unwrap().is_ok());
+        assert!(matches!(failing.blocking_recv().unwrap(), Err(DbError::Interrupted("the job's own failure"))));
+        assert!(last.blocking_recv().unwrap().is_ok());
+        assert_eq!(stored(&pool), ["a", "b", "c", "e"]);
     }
 
     /// A caller hears back only after the commit: what `run` returned is visible to every
@@ -462,7 +594,7 @@ mod tests {
         let writer = Writer::open(&path, Duration::from_millis(50)).unwrap();
         let other = Connection::open(&path).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let answers: Vec<_> = ["a", "b"].map(|v| writer.submit(insert(v, false)).unwrap()).into();
+        let answers: Vec<_> = ["a", "b"].map(|v| writer.submit(insert(v, false), false).unwrap()).into();
         for a in answers {
             assert!(matches!(a.blocking_recv().unwrap(), Err(DbError::Busy(_))));
         }
