@@ -110,7 +110,10 @@ PEAKS = {}
 
 
 def measured(cmd, env=None, stdout=subprocess.DEVNULL, stdin=None):
-    """Runs a command; (seconds, its own peak RSS in MB)."""
+    """Runs a command; (seconds, its own peak RSS in MB). The disk's write-back queue is
+    emptied first (`sync`), so that no run, ours or an anchor's, pays for the files the steps
+    before it wrote (the generated NDJSON, an earlier run's output)."""
+    os.sync()
     t = time.perf_counter()
     p = subprocess.Popen(cmd, env=env, stdout=stdout, stdin=stdin)
     _, status, usage = os.wait4(p.pid, 0)
