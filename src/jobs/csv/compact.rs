@@ -69,13 +69,7 @@ pub(super) fn write_tidy_field(src: &str, delimiter: u8, out: &mut Vec<u8>) {
     }
     out.reserve(b.len() + b.len() / 8 + 2);
     out.push(b'"');
-    let mut start = 0;
-    for i in memchr::memchr_iter(b'"', b) {
-        out.extend_from_slice(&b[start..=i]);
-        out.push(b'"');
-        start = i + 1;
-    }
-    out.extend_from_slice(&b[start..]);
+    super::bytes::push_doubling_quotes(b, out);
     out.push(b'"');
 }
 
