@@ -468,6 +468,22 @@ fn fallback_message(status: StatusCode, text: String) -> String {
 /// 503 carry `Retry-After`; unlisted statuses become 500.
 #[macro_export]
 macro_rules! api_errors {
+    // `Name: keyed_json_body { … }` / `Name: keyed_writes { … }`: a POST, which may carry an
+    // `Idempotency-Key` (api::idempotency answers 409 and 422 for it): those two added
+    ($(#[$meta:meta])* $name:ident: keyed_json_body { $($body:tt)* }) => {
+        $crate::api_errors!($(#[$meta])* $name: json_body {
+            $($body)*
+            Conflict = 409: "A request with the same `Idempotency-Key` is still running: retry after `Retry-After` seconds to get its answer",
+            UnprocessableEntity = 422: "The `Idempotency-Key` was used in the last 24 hours for another request (another method, path or body): send a new key",
+        });
+    };
+    ($(#[$meta:meta])* $name:ident: keyed_writes { $($body:tt)* }) => {
+        $crate::api_errors!($(#[$meta])* $name: writes {
+            $($body)*
+            Conflict = 409: "A request with the same `Idempotency-Key` is still running: retry after `Retry-After` seconds to get its answer",
+            UnprocessableEntity = 422: "The `Idempotency-Key` was used in the last 24 hours for another request (another method, path or body): send a new key",
+        });
+    };
     // `Name: json_body { … }`: an operation that takes a JSON body and writes: 413, 415 and 507
     // added (end each entry with a comma)
     ($(#[$meta:meta])* $name:ident: json_body { $($body:tt)* }) => {

@@ -134,11 +134,11 @@ api_ok!(ResultListOk::Ok = 200: ResultList, "A page of results.");
 
 api_ok!(ResultDeleted::Ok = 200: Message, "Result deleted.");
 
-api_errors!(CreateResultErrors: json_body {
+api_errors!(CreateResultErrors: keyed_json_body {
     BadRequest = 400: "Invalid request body: extraction not an object, bad createdAt, malformed schema_id, JSON nested more than 64 levels",
     NotFound = 404: "Schema not found",
 });
-api_errors!(BulkErrors: writes {
+api_errors!(BulkErrors: keyed_writes {
     BadRequest = 400: "A line is invalid or nested more than 64 levels (the message names it); nothing was stored",
     NotFound = 404: "Schema not found",
     PayloadTooLarge = 413: "The body is larger than the configured limit (`--max-body`, default 256 MB)",

@@ -54,7 +54,7 @@ api_ok!(DownloadOk::Ok = 200: DownloadUrl, "Download URL returned.");
 
 api_ok!(ExportDeleted::Ok = 200: Message, "Export deleted.");
 
-api_errors!(CreateExportErrors: json_body {
+api_errors!(CreateExportErrors: keyed_json_body {
     BadRequest = 400: "Invalid request body: malformed JSON or id, unparsable dates, start_date after end_date, an expand_array that is not a top-level array field, a bad option, JSON nested more than 64 levels",
     NotFound = 404: "Schema not found",
 });

@@ -45,7 +45,7 @@ api_ok!(SchemaListOk::Ok = 200: SchemaList, "A page of schemas.");
 
 api_ok!(SchemaDeleted::Ok = 200: Message, "Schema deleted.");
 
-api_errors!(CreateSchemaErrors: json_body {
+api_errors!(CreateSchemaErrors: keyed_json_body {
     BadRequest = 400: "Invalid request body or schema definition, or JSON nested more than 64 levels",
 });
 api_errors!(UpdateSchemaErrors: json_body {

@@ -39,7 +39,7 @@ api_ok!(WebhookDeleted::Ok = 200: Message, "Webhook endpoint deleted.");
 
 api_ok!(DeliveriesOk::Ok = 200: WebhookDeliveryList, "The endpoint's recent deliveries, newest first.");
 
-api_errors!(CreateWebhookErrors: json_body {
+api_errors!(CreateWebhookErrors: keyed_json_body {
     BadRequest = 400: "Invalid request body: a URL that is not absolute http(s) (or, with --webhook-allow-private false, names a private address), an unknown event (the message lists the allowed ones), a description over 500 characters",
 });
 api_errors!(ListWebhooksErrors {
@@ -50,6 +50,10 @@ api_errors!(GetWebhookErrors {
     NotFound = 404: "Webhook not found",
 });
 api_errors!(WriteWebhookErrors: writes {
+    BadRequest = 400: "Malformed webhook id",
+    NotFound = 404: "Webhook not found",
+});
+api_errors!(RotateWebhookErrors: keyed_writes {
     BadRequest = 400: "Malformed webhook id",
     NotFound = 404: "Webhook not found",
 });
@@ -228,7 +232,7 @@ impl WebhooksApi {
         /// included, and changes nothing; see "Safe retries" in the API description.
         #[oai(name = "Idempotency-Key")]
         _idempotency_key: poem_openapi::param::Header<Option<String>>,
-    ) -> Result<WebhookRotated, WriteWebhookErrors> {
+    ) -> Result<WebhookRotated, RotateWebhookErrors> {
         let (team, id) = (auth.0.id, id.0.to_string());
         let secret = crate::webhooks::new_secret();
         let row = with_writer(&state, move |c| Ok(crate::db::webhooks::set_secret(c, &team, &id, &secret, now_ms())?))
