@@ -180,6 +180,9 @@ const MIGRATIONS: &[&str] = &[
         BEGIN UPDATE row_deletions SET n = n + 1 WHERE tbl = 'results'; END;",
 ];
 
+/// The migration that stores a result's ids as 16 bytes.
+const RESULT_IDS_AS_BYTES: usize = 7;
+
 /// Before migration 7 (which turns them into 16 bytes): every result's id, team id and schema
 /// id is a UUID as the API writes them (lowercase, hyphenated), else the migration stops with
 /// the first row that is not, and the database is left as it was.
@@ -218,7 +221,7 @@ pub fn migrate(conn: &mut Connection) -> DbResult<()> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if i + 1 == 7 {
+        if i + 1 == RESULT_IDS_AS_BYTES {
             check_results_ids(&tx)?;
         }
         tx.execute_batch(sql)?;
