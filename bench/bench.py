@@ -206,17 +206,28 @@ def schema_columns(schema):
     return paths, items
 
 
+def id_key(sid):
+    """A UUID as the blob literal results store it as (16 bytes, migration 7)."""
+    return "x'" + sid.replace("-", "") + "'"
+
+
+def id_text(col):
+    """SQL giving the lowercase hyphenated text of a 16-byte id column, as the export writes it."""
+    h = f"lower(hex({col}))"
+    return " || '-' || ".join(f"substr({h}, {a}, {n})" for a, n in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12)))
+
+
 def sqlite_anchor_sql(sid, schema, out, expanded):
     paths, items = schema_columns(schema)
     cols = ", ".join(f"json_extract(r.extraction, '{p}')" for p in paths if not (expanded and p == "$.line_items"))
     head = f".headers on\n.mode csv\n.output {out}\n"
     if not expanded:
-        return head + (f"SELECT r.id, r.file_name, r.created_at, {cols} FROM results r "
-                       f"WHERE r.schema_id = '{sid}' ORDER BY r.created_at, r.id;\n")
+        return head + (f"SELECT {id_text('r.id')}, r.file_name, r.created_at, {cols} FROM results r "
+                       f"WHERE r.schema_id = {id_key(sid)} ORDER BY r.created_at, r.id;\n")
     item_cols = ", ".join(f"json_extract(j.value, '$.{k}')" for k in items)
-    return head + (f"SELECT r.id, r.file_name, r.created_at, {cols}, {item_cols} FROM results r "
+    return head + (f"SELECT {id_text('r.id')}, r.file_name, r.created_at, {cols}, {item_cols} FROM results r "
                    f"LEFT JOIN json_each(r.extraction, '$.line_items') j "
-                   f"WHERE r.schema_id = '{sid}' ORDER BY r.created_at, r.id, j.key;\n")
+                   f"WHERE r.schema_id = {id_key(sid)} ORDER BY r.created_at, r.id, j.key;\n")
 
 
 def export_via_api(srv, sid, expand=None, start="2000-01-01", end="2100-01-01", key=KEY):
@@ -428,7 +439,7 @@ def main():
             out = os.path.join(tmp, "out.csv")
             raw = [timed(["sqlite3", "-readonly", db_path],
                          stdin=open_sql(tmp, f".output /dev/null\nSELECT extraction FROM results "
-                                             f"WHERE schema_id = '{sid}' ORDER BY created_at, id;\n"))
+                                             f"WHERE schema_id = {id_key(sid)} ORDER BY created_at, id;\n"))
                    for _ in runs] if "sqlite3" in have else None
             for expand in (None, "line_items"):
                 label = "expand_array=line_items" if expand else "flat"

@@ -29,8 +29,9 @@ pub(crate) const MAX_MARKS: usize = 65_536;
 /// Lists remembered at most.
 pub(crate) const MAX_LISTS: usize = 1024;
 
-/// A sort key: the sort column's value and the row's id.
-pub(crate) type Mark = (Value, String);
+/// A sort key: the sort column's value and the row's id (text, or 16 bytes for a table whose
+/// ids are stored so: db/ids.rs).
+pub(crate) type Mark = (Value, Value);
 
 struct Entry {
     stamp: Stamp,
@@ -109,13 +110,13 @@ impl Bookmarks {
             let mut args = walk.args.to_vec();
             if let Some((v, id)) = &last {
                 args.push(v.clone());
-                args.push(id.clone().into());
+                args.push(id.clone());
             }
             let next = walk
                 .conn
                 .prepare_cached(&sql)?
                 .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                    Ok((r.get::<_, Value>(0)?, r.get::<_, String>(1)?))
+                    Ok((r.get::<_, Value>(0)?, r.get::<_, Value>(1)?))
                 })?
                 .next()
                 .transpose()?;

@@ -171,6 +171,7 @@ pub fn list(
         // a job's status and updated_at change as it runs (counted by a trigger, migration 4)
         moving: &["status", "updated_at"],
         indexed: &["created_at", "updated_at", "status", "start_ms", "end_ms"],
+        binary_ids: false,
     };
     let (rows, total) = list_page(conn, &src, team_id, q, counts, from_row)?;
     Ok((rows.into_iter().collect::<DbResult<_>>()?, total))

@@ -28,6 +28,8 @@ pub(crate) struct ListSource<'a> {
     /// The sort columns with a covering (team column, sort column, id) index: only lists
     /// sorted by them keep bookmarks (making one for another column would sort the list).
     pub indexed: &'a [&'a str],
+    /// The team column and `id` hold UUIDs as 16 bytes (`results`, see db/ids.rs), not text.
+    pub binary_ids: bool,
 }
 
 /// One page of a team's rows and the total count, with the filters every list shares
@@ -92,7 +94,7 @@ pub(crate) fn list_page<T>(
             Some((at, (value, id))) => {
                 let mut args = sql.args.clone();
                 args.push(value);
-                args.push(id.into());
+                args.push(id);
                 (list_sql(src, team_key, q, Some(offset - at)).page, args)
             }
             None => (sql.page.clone(), sql.args.clone()),
@@ -117,7 +119,12 @@ struct ListSql {
 fn filter(src: &ListSource, team_key: &str, q: &ListQuery, bound: bool) -> (String, Vec<Value>) {
     let p = src.prefix;
     let mut filter = format!("{p}{} = ?1", src.team_column);
-    let mut args: Vec<Value> = vec![team_key.to_string().into()];
+    let team = match src.binary_ids {
+        // NULL equals nothing: a key that is not a UUID selects no row
+        true => super::ids::key(team_key).map_or(Value::Null, |k| Value::Blob(k.to_vec())),
+        false => team_key.to_string().into(),
+    };
+    let mut args: Vec<Value> = vec![team];
     // From a bookmark in a list sorted by created_at, the bookmark starts the index range, not
     // the created_at bound on the same side (which it implies): a unary `+` keeps SQLite from
     // using that bound for the range, so it seeks to the bookmark instead of walking to it.
@@ -273,6 +280,7 @@ mod tests {
             search: &["s.name"],
             moving: &["status", "updated_at"],
             indexed: &["created_at", "updated_at", "status", "start_ms", "end_ms"],
+            binary_ids: false,
         };
         for sort in ["created_at", "updated_at", "status", "start_ms", "end_ms"] {
             for desc in [true, false] {
@@ -291,11 +299,11 @@ mod tests {
         let src = results_src();
         for desc in [true, false] {
             for after in [None, Some(5)] {
-                assert_index_only(&c, &src, "t1", &query("created_at", desc, after));
+                assert_index_only(&c, &src, T1, &query("created_at", desc, after));
                 let both = ListQuery { created_before: Some(9), ..query("created_at", desc, after) };
-                assert_index_only(&c, &src, "t1", &both);
+                assert_index_only(&c, &src, T1, &both);
                 let by_schema = ListSource { team_column: "schema_id", ..src };
-                assert_index_only(&c, &by_schema, "s1", &query("created_at", desc, after));
+                assert_index_only(&c, &by_schema, S1, &query("created_at", desc, after));
             }
         }
     }
@@ -311,17 +319,35 @@ mod tests {
             search: &[],
             moving: &[],
             indexed: &["created_at"],
+            binary_ids: true,
         }
     }
 
-    fn add_result(c: &Connection, id: &str, team: &str, schema: &str) {
-        c.execute("INSERT INTO results VALUES (?1, ?2, ?3, NULL, '{}', 1, 1)", [id, team, schema]).unwrap();
+    /// Teams and schemas of the results tests (results hold their ids as 16 bytes).
+    const T1: &str = "00000000-0000-7000-8000-0000000000f1";
+    const T2: &str = "00000000-0000-7000-8000-0000000000f2";
+    const S1: &str = "00000000-0000-7000-8000-0000000000e1";
+    const S2: &str = "00000000-0000-7000-8000-0000000000e2";
+
+    /// Result `n` (`n` its id's last digits and its createdAt) of a team's schema.
+    fn add_result(c: &Connection, n: u8, team: &str, schema: &str) {
+        let key = |s: &str| super::super::ids::key(s).unwrap();
+        let id = key(&format!("00000000-0000-7000-8000-0000000000{n:02x}"));
+        c.execute(
+            "INSERT INTO results VALUES (?1, ?2, ?3, NULL, '{}', ?4, 1)",
+            rusqlite::params![id, key(team), key(schema), n],
+        )
+        .unwrap();
+    }
+
+    fn delete_result(c: &Connection, n: u8) {
+        c.execute("DELETE FROM results WHERE created_at = ?1", [n]).unwrap();
     }
 
     fn total(c: &Connection, counts: &ListCounts, team: &str) -> u64 {
         let src = results_src();
         let q = ListQuery { page: 1, ..query("created_at", true, None) };
-        let (rows, total) = list_page(c, &src, team, &q, Some(counts), |r| r.get::<_, String>(0)).unwrap();
+        let (rows, total) = list_page(c, &src, team, &q, Some(counts), |r| super::super::ids::text_at(r, 0)).unwrap();
         assert_eq!(rows.len() as u64, total.min(20));
         total
     }
@@ -330,28 +356,28 @@ mod tests {
     fn remembered_totals_are_used_while_the_table_is_unchanged_and_stay_exact() {
         let c = db();
         let counts = ListCounts::default();
-        for id in ["a", "b", "c"] {
-            add_result(&c, id, "t1", "s1");
+        for n in [0xa, 0xb, 0xc] {
+            add_result(&c, n, T1, S1);
         }
-        assert_eq!(total(&c, &counts, "t1"), 3);
+        assert_eq!(total(&c, &counts, T1), 3);
         assert_eq!(counts.hits(), 0);
-        assert_eq!(total(&c, &counts, "t1"), 3);
+        assert_eq!(total(&c, &counts, T1), 3);
         assert_eq!(counts.hits(), 1, "an unchanged table answers from memory");
 
-        add_result(&c, "d", "t2", "s2"); // another team's row changes the table
-        assert_eq!(total(&c, &counts, "t1"), 3);
-        assert_eq!(total(&c, &counts, "t2"), 1);
-        add_result(&c, "e", "t1", "s1");
-        assert_eq!(total(&c, &counts, "t1"), 4);
+        add_result(&c, 0xd, T2, S2); // another team's row changes the table
+        assert_eq!(total(&c, &counts, T1), 3);
+        assert_eq!(total(&c, &counts, T2), 1);
+        add_result(&c, 0xe, T1, S1);
+        assert_eq!(total(&c, &counts, T1), 4);
         // deleting the newest row and adding one reuses its rowid: the deletion count tells
-        c.execute("DELETE FROM results WHERE id = 'e'", []).unwrap();
-        add_result(&c, "f", "t2", "s2");
-        assert_eq!(total(&c, &counts, "t1"), 3);
-        assert_eq!(total(&c, &counts, "t2"), 2);
-        c.execute("DELETE FROM results WHERE id = 'a'", []).unwrap();
-        assert_eq!(total(&c, &counts, "t1"), 2);
+        delete_result(&c, 0xe);
+        add_result(&c, 0xf, T2, S2);
+        assert_eq!(total(&c, &counts, T1), 3);
+        assert_eq!(total(&c, &counts, T2), 2);
+        delete_result(&c, 0xa);
+        assert_eq!(total(&c, &counts, T1), 2);
         let hits = counts.hits();
-        assert_eq!(total(&c, &counts, "t1"), 2);
+        assert_eq!(total(&c, &counts, T1), 2);
         assert_eq!(counts.hits(), hits + 1);
     }
 
@@ -365,6 +391,7 @@ mod tests {
             search: &["s.name"],
             moving: &["status", "updated_at"],
             indexed: &["created_at", "updated_at", "status", "start_ms", "end_ms"],
+            binary_ids: false,
         }
     }
 
@@ -429,6 +456,61 @@ mod tests {
         c.execute("DELETE FROM exports WHERE rowid % 6 = 2 OR rowid = (SELECT max(rowid) FROM exports)", []).unwrap();
         add_export(&c, 46, "t1"); // may take the deleted newest row's rowid
         assert_pages_equal_offset(&c, &counts);
+    }
+
+    /// Results (ids stored as 16 bytes): every page of a team's and a schema's list, both
+    /// orders, from bookmarks that end among equal createdAt, equals the plain OFFSET page,
+    /// also after a delete; ids come back in the text's order.
+    #[test]
+    fn result_pages_from_bookmarks_equal_plain_offset_pages() {
+        let c = db();
+        let counts = ListCounts::new(3);
+        let ids = |r: &rusqlite::Row| super::super::ids::text_at(r, 0);
+        let created_at = |c: &Connection, id: &str| -> i64 {
+            let id = super::super::ids::key(id).unwrap();
+            c.query_row("SELECT created_at FROM results WHERE id = ?1", [id], |r| r.get(0)).unwrap()
+        };
+        // createdAt n / 4: ties of four, ids inserted out of their order
+        for n in (0u32..60).map(|i| (i * 37 % 61) as u8) {
+            let key = |s: &str| super::super::ids::key(s).unwrap();
+            let id = key(&format!("00000000-0000-7000-8000-0000000000{n:02x}"));
+            let (team, schema) = if n % 7 == 0 { (T2, S2) } else { (T1, S1) };
+            c.execute(
+                "INSERT INTO results VALUES (?1, ?2, ?3, NULL, '{}', ?4, 1)",
+                rusqlite::params![id, key(team), key(schema), n / 4],
+            )
+            .unwrap();
+        }
+        let check = |c: &Connection| {
+            for (src, key) in [(results_src(), T1), (ListSource { team_column: "schema_id", ..results_src() }, S1)] {
+                for descending in [true, false] {
+                    let q = |page| ListQuery { page, limit: 4, ..query("created_at", descending, Some(2)) };
+                    let (all, total) = list_page(c, &src, key, &ListQuery { limit: 100, ..q(1) }, None, ids).unwrap();
+                    assert_eq!(all.len() as u64, total);
+                    assert!(total > 30);
+                    for page in 1..=total.div_ceil(4) as u32 + 1 {
+                        let marked = list_page(c, &src, key, &q(page), Some(&counts), ids).unwrap();
+                        assert_eq!(marked, list_page(c, &src, key, &q(page), None, ids).unwrap(), "{:?}", q(page));
+                        let start = ((page - 1) * 4) as usize;
+                        assert_eq!(marked.0, all[start.min(all.len())..(start + 4).min(all.len())]);
+                        // ties by id, in the text's order
+                        for w in marked.0.windows(2) {
+                            if created_at(c, &w[0]) == created_at(c, &w[1]) {
+                                assert_eq!(w[0] < w[1], !descending, "{w:?}");
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        check(&c);
+        assert!(counts.marks.held() > 0, "deep pages made bookmarks");
+        c.execute("DELETE FROM results WHERE created_at = 9", []).unwrap();
+        check(&c);
+        // a key that is not a UUID selects nothing
+        let (rows, total) =
+            list_page(&c, &results_src(), "t1", &query("created_at", true, None), Some(&counts), ids).unwrap();
+        assert_eq!((rows.len(), total), (0, 0));
     }
 
     #[test]

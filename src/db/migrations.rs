@@ -1,7 +1,7 @@
 //! Versioned schema migrations, embedded in the binary. `PRAGMA user_version` records how many
 //! have run; a newer binary runs the missing ones in order, each in its own transaction.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::{DbError, DbResult};
 
@@ -152,7 +152,65 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (team_id, key)
     ) WITHOUT ROWID;
     CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);",
+    // 7: a result's id, team id and schema id as the UUID's 16 bytes instead of its 36
+    // characters (db/ids.rs): the table and its three indexes hold them on every row, and
+    // smaller entries make a bulk import's inserts cheaper. Rows keep their rowids (the
+    // remembered list totals go by them) and their order (the bytes sort as the lowercase
+    // text did). The two ids have no foreign keys any more: `teams.id` and `schemas.id` stay
+    // text, and a blob never equals a text (results are only stored for a schema the team
+    // owns, and a schema with results is not deleted). `check_results_ids` runs first.
+    "CREATE TABLE results_new (
+        id          BLOB PRIMARY KEY,
+        team_id     BLOB NOT NULL,
+        schema_id   BLOB NOT NULL,
+        file_name   TEXT,
+        extraction  TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    INSERT INTO results_new (rowid, id, team_id, schema_id, file_name, extraction, created_at, updated_at)
+        SELECT rowid, unhex(id, '-'), unhex(team_id, '-'), unhex(schema_id, '-'), file_name, extraction,
+               created_at, updated_at
+        FROM results ORDER BY rowid;
+    DROP TABLE results;
+    ALTER TABLE results_new RENAME TO results;
+    CREATE INDEX results_schema_created ON results(schema_id, created_at, id);
+    CREATE INDEX results_team_created ON results(team_id, created_at, id);
+    CREATE TRIGGER results_deleted AFTER DELETE ON results
+        BEGIN UPDATE row_deletions SET n = n + 1 WHERE tbl = 'results'; END;",
 ];
+
+/// The migration that stores a result's ids as 16 bytes.
+const RESULT_IDS_AS_BYTES: usize = 7;
+
+/// Before migration 7 (which turns them into 16 bytes): every result's id, team id and schema
+/// id is a UUID as the API writes them (lowercase, hyphenated), else the migration stops with
+/// the first row that is not, and the database is left as it was.
+fn check_results_ids(tx: &rusqlite::Transaction) -> DbResult<()> {
+    let hex = |n: usize| "[0-9a-f]".repeat(n);
+    let pattern = [hex(8), hex(4), hex(4), hex(4), hex(12)].join("-");
+    let bad: Option<(String, String, String)> = tx
+        .query_row(
+            "SELECT CAST(id AS TEXT), CAST(team_id AS TEXT), CAST(schema_id AS TEXT) FROM results
+             WHERE NOT (typeof(id) = 'text' AND id GLOB ?1 AND typeof(team_id) = 'text' AND team_id GLOB ?1
+                        AND typeof(schema_id) = 'text' AND schema_id GLOB ?1)
+             LIMIT 1",
+            [&pattern],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    match bad {
+        None => Ok(()),
+        Some((id, team_id, schema_id)) => Err(DbError::Corrupt {
+            table: "results",
+            id,
+            what: format!(
+                "its id, team_id ({team_id}) or schema_id ({schema_id}) is not a lowercase hyphenated UUID, \
+which this version stores as 16 bytes; nothing was changed"
+            ),
+        }),
+    }
+}
 
 /// Runs the migrations the database lacks. A database from a newer binary (more migrations
 /// than this one knows) is refused with `DbError::TooNew` and left untouched.
@@ -163,6 +221,9 @@ pub fn migrate(conn: &mut Connection) -> DbResult<()> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if i + 1 == RESULT_IDS_AS_BYTES {
+            check_results_ids(&tx)?;
+        }
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
@@ -192,17 +253,18 @@ mod tests {
             c.execute_batch(sql).unwrap();
         }
         c.pragma_update(None, "user_version", 4).unwrap();
-        c.execute_batch(
-            "INSERT INTO teams VALUES ('t', 't', 0);
-             INSERT INTO schemas VALUES ('s', 't', 's', NULL, '{\"fields\":[]}', 0, 0);
-             INSERT INTO results VALUES ('r1', 't', 's', NULL, '{}', 10, 0), ('r2', 't', 's', NULL, '{}', 20, 0),
-                                        ('r3', 't', 's', NULL, '{}', 30, 0);
+        c.execute_batch(&format!(
+            "INSERT INTO teams VALUES ('{T}', 't', 0);
+             INSERT INTO schemas VALUES ('{S}', '{T}', 's', NULL, '{{\"fields\":[]}}', 0, 0);
+             INSERT INTO results VALUES ('{R}1', '{T}', '{S}', NULL, '{{}}', 10, 0),
+                                        ('{R}2', '{T}', '{S}', NULL, '{{}}', 20, 0),
+                                        ('{R}3', '{T}', '{S}', NULL, '{{}}', 30, 0);
              INSERT INTO exports (id, team_id, schema_id, status, start_ms, end_ms, expand_array, options, row_count,
                                   created_at, updated_at)
-                 VALUES ('done', 't', 's', 'COMPLETED', 10, 20, NULL, '{}', 2, 0, 0),
-                        ('expanded', 't', 's', 'COMPLETED', 10, 30, 'items', '{}', 7, 0, 0),
-                        ('waiting', 't', 's', 'PENDING', 0, 99, NULL, '{}', NULL, 0, 0);",
-        )
+                 VALUES ('done', '{T}', '{S}', 'COMPLETED', 10, 20, NULL, '{{}}', 2, 0, 0),
+                        ('expanded', '{T}', '{S}', 'COMPLETED', 10, 30, 'items', '{{}}', 7, 0, 0),
+                        ('waiting', '{T}', '{S}', 'PENDING', 0, 99, NULL, '{{}}', NULL, 0, 0);"
+        ))
         .unwrap();
         migrate(&mut c).unwrap();
         let figures = |id: &str| -> (Option<i64>, Option<i64>) {
@@ -214,6 +276,133 @@ mod tests {
         assert_eq!(figures("done"), (Some(2), Some(2)), "one record per result");
         assert_eq!(figures("expanded"), (Some(3), Some(3)), "its range counted");
         assert_eq!(figures("waiting"), (None, None));
+    }
+
+    const T: &str = "019760a0-0000-7000-8000-000000000000";
+    const S: &str = "019760a0-0001-7000-8000-000000000001";
+    /// Result ids: this and one more hex digit.
+    const R: &str = "019760a0-0002-7000-8000-00000000000";
+
+    /// A database as version 6 of the schema left it.
+    fn at_version_6() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..6] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 6).unwrap();
+        c.execute_batch(&format!(
+            "INSERT INTO teams VALUES ('{T}', 't', 0);
+             INSERT INTO schemas VALUES ('{S}', '{T}', 's', NULL, '{{}}', 0, 0);"
+        ))
+        .unwrap();
+        c
+    }
+
+    /// Every row of `results` in rowid order: (rowid, its three ids as text, the other
+    /// columns as text), read the way that matches how the ids are stored.
+    fn results_rows(c: &Connection) -> Vec<(i64, [String; 3], String)> {
+        let binary = c.query_row("SELECT count(*) = 0 OR typeof(min(id)) = 'blob' FROM results", [], |r| r.get(0));
+        let binary: bool = binary.unwrap();
+        let mut st = c
+            .prepare(
+                "SELECT rowid, id, team_id, schema_id, quote(file_name) || extraction || created_at || '/' || updated_at
+                 FROM results ORDER BY rowid",
+            )
+            .unwrap();
+        let rows = st.query_map([], |r| {
+            let id = |i| if binary { super::super::ids::text_at(r, i) } else { r.get(i) };
+            Ok((r.get(0)?, [id(1)?, id(2)?, id(3)?], r.get(4)?))
+        });
+        rows.unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
+    /// The rowids of the results in `ORDER BY created_at, id` of the schema's index.
+    fn schema_order(c: &Connection) -> Vec<i64> {
+        let mut st = c.prepare("SELECT rowid FROM results ORDER BY schema_id, created_at, id").unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
+    /// Migration 7 keeps every result (rowid, ids as text, every other column) and the order
+    /// of ids within equal createdAt, stores the ids as 16 bytes, and rebuilds the indexes and
+    /// the deletions trigger.
+    #[test]
+    fn result_ids_become_16_bytes_and_nothing_else_changes() {
+        let mut c = at_version_6();
+        // ties in createdAt, ids inserted out of order, hex digits above and below '9', a
+        // deleted row (a rowid gap), NULL and non-ASCII file names
+        for (n, created) in [(0xc, 5), (0x3, 5), (0xa, 5), (0x9, 4), (0xf, 7), (0x1, 5), (0xb, 4)] {
+            let file = if n % 2 == 0 { "NULL".to_string() } else { format!("'Ü{n}.pdf'") };
+            c.execute_batch(&format!(
+                "INSERT INTO results VALUES ('{R}{n:x}', '{T}', '{S}', {file}, '{{\"n\":{n}}}', {created}, 99)"
+            ))
+            .unwrap();
+        }
+        c.execute_batch(&format!("DELETE FROM results WHERE id = '{R}9'")).unwrap();
+        let before = results_rows(&c);
+        let order = schema_order(&c);
+        assert_eq!(before.len(), 6);
+
+        migrate(&mut c).unwrap();
+        assert_eq!(results_rows(&c), before, "same rows, rowids and ids");
+        assert_eq!(schema_order(&c), order, "same order by createdAt, then id");
+        let kinds: String = c
+            .query_row(
+                "SELECT group_concat(DISTINCT typeof(id) || typeof(team_id) || typeof(schema_id)) FROM results",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(kinds, "blobblobblob");
+        let indexes: Vec<String> = c
+            .prepare("SELECT name FROM sqlite_master WHERE tbl_name = 'results' AND type IN ('index', 'trigger') ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            indexes,
+            ["results_deleted", "results_schema_created", "results_team_created", "sqlite_autoindex_results_1"]
+        );
+        let deletions = |c: &Connection| -> i64 {
+            c.query_row("SELECT n FROM row_deletions WHERE tbl = 'results'", [], |r| r.get(0)).unwrap()
+        };
+        let n = deletions(&c);
+        c.execute("DELETE FROM results WHERE created_at = 7", []).unwrap();
+        assert_eq!(deletions(&c), n + 1, "the trigger counts deletions again");
+        let plan: Vec<String> = c
+            .prepare("EXPLAIN QUERY PLAN SELECT id FROM results WHERE schema_id = x'00' ORDER BY created_at, id")
+            .unwrap()
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(plan.iter().any(|l| l.contains("COVERING INDEX results_schema_created")), "{plan:?}");
+    }
+
+    /// A result whose id (or team or schema id) is not a lowercase UUID, which no API answer
+    /// made, stops migration 7 with a message naming the row, and the database stays as it was.
+    #[test]
+    fn an_id_that_is_not_a_uuid_stops_migration_7_and_changes_nothing() {
+        for (id, team) in
+            [("r1", T.to_string()), (&format!("{R}1").to_uppercase(), T.to_string()), (&format!("{R}1"), "t".into())]
+        {
+            let mut c = at_version_6();
+            c.execute_batch(&format!(
+                "INSERT INTO teams VALUES ('t', 'text id', 0);
+                 INSERT INTO results VALUES ('{R}2', '{T}', '{S}', NULL, '{{}}', 1, 1);
+                 INSERT INTO results VALUES ('{id}', '{team}', '{S}', NULL, '{{}}', 2, 2);"
+            ))
+            .unwrap();
+            let before = results_rows(&c);
+            let err = migrate(&mut c).unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, DbError::Corrupt { table: "results", .. }), "{err:?}");
+            assert!(msg.contains(id) && msg.contains("not a lowercase hyphenated UUID"), "{msg}");
+            let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+            assert_eq!(v, 6);
+            assert_eq!(results_rows(&c), before, "left as it was");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod counts;
 pub mod deliveries;
 pub mod exports;
 pub mod idempotency;
+mod ids;
 pub mod keys;
 mod list;
 mod migrations;

@@ -2,6 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
+use super::ids::{self, key, key_to_store};
 use super::{list_page, DbResult, ListSource};
 use crate::domain::list::ListQuery;
 pub use crate::domain::result::NewResult;
@@ -21,9 +22,9 @@ pub struct ResultRecord {
 
 fn from_row(r: &Row) -> rusqlite::Result<ResultRecord> {
     Ok(ResultRecord {
-        id: r.get(0)?,
-        team_id: r.get(1)?,
-        schema_id: r.get(2)?,
+        id: ids::text_at(r, 0)?,
+        team_id: ids::text_at(r, 1)?,
+        schema_id: ids::text_at(r, 2)?,
         file_name: r.get(3)?,
         extraction: r.get(4)?,
         created_at: r.get(5)?,
@@ -52,12 +53,13 @@ pub fn insert_in(
     rows: impl IntoIterator<Item = NewResult>,
 ) -> DbResult<Vec<String>> {
     let now = crate::domain::time::now_ms();
+    let (team, schema) = (key_to_store(team_id)?, key_to_store(schema_id)?);
     let mut stmt = conn.prepare_cached(INSERT)?;
     let mut ids = Vec::new();
     for r in rows {
-        let id = uuid::Uuid::now_v7().to_string();
-        stmt.execute(params![id, team_id, schema_id, r.file_name, r.extraction, r.created_at, now])?;
-        ids.push(id);
+        let id = uuid::Uuid::now_v7();
+        stmt.execute(params![id.as_bytes(), team, schema, r.file_name, r.extraction, r.created_at, now])?;
+        ids.push(id.to_string());
     }
     Ok(ids)
 }
@@ -78,8 +80,8 @@ pub fn insert_streamed<T, E: From<super::DbError>>(
 ) -> Result<T, E> {
     let mut ins = BulkInserter {
         conn,
-        team_id,
-        schema_id,
+        team_id: key_to_store(team_id).map_err(|e| E::from(e.into()))?,
+        schema_id: key_to_store(schema_id).map_err(|e| E::from(e.into()))?,
         now: crate::domain::time::now_ms(),
         stmt: None,
         open: OpenTransaction(conn, false),
@@ -112,8 +114,8 @@ impl Drop for OpenTransaction<'_> {
 /// statement whose team, schema and `updatedAt` are bound once.
 pub struct BulkInserter<'c> {
     conn: &'c Connection,
-    team_id: &'c str,
-    schema_id: &'c str,
+    team_id: [u8; 16],
+    schema_id: [u8; 16],
     now: i64,
     stmt: Option<rusqlite::CachedStatement<'c>>,
     open: OpenTransaction<'c>,
@@ -139,9 +141,7 @@ impl BulkInserter<'_> {
                 self.stmt.insert(s)
             }
         };
-        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut id);
-        stmt.raw_bind_parameter(1, &*id)?;
+        stmt.raw_bind_parameter(1, uuid::Uuid::now_v7().as_bytes())?;
         stmt.raw_bind_parameter(4, file_name)?;
         stmt.raw_bind_parameter(5, extraction)?;
         stmt.raw_bind_parameter(6, created_at)?;
@@ -156,19 +156,30 @@ impl BulkInserter<'_> {
     }
 }
 
+/// The result `id` of the team; `None` when there is none (also for an id that is not a
+/// UUID).
 pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<ResultRecord>> {
+    let (Some(id), Some(team)) = (key(id), key(team_id)) else { return Ok(None) };
     Ok(conn
         .query_row(
             "SELECT id, team_id, schema_id, file_name, extraction, created_at, updated_at
              FROM results WHERE id = ?1 AND team_id = ?2",
-            [id, team_id],
+            [id, team],
             from_row,
         )
         .optional()?)
 }
 
+/// Deletes the result `id` of the team; false when there is none.
 pub fn delete(conn: &Connection, team_id: &str, id: &str) -> DbResult<bool> {
-    Ok(conn.execute("DELETE FROM results WHERE id = ?1 AND team_id = ?2", [id, team_id])? > 0)
+    let (Some(id), Some(team)) = (key(id), key(team_id)) else { return Ok(false) };
+    Ok(conn.execute("DELETE FROM results WHERE id = ?1 AND team_id = ?2", [id, team])? > 0)
+}
+
+/// How many results a schema has.
+pub fn count_for_schema(conn: &Connection, schema_id: &str) -> DbResult<i64> {
+    let Some(schema) = key(schema_id) else { return Ok(0) };
+    Ok(conn.query_row("SELECT COUNT(*) FROM results WHERE schema_id = ?1", [schema], |r| r.get(0))?)
 }
 
 pub fn list(
@@ -195,6 +206,7 @@ pub fn list(
         moving: &[],
         // no index on updated_at: see the README's benchmark notes
         indexed: &["created_at"],
+        binary_ids: true,
     };
     let Some(schema_id) = schema_id else { return list_page(conn, &src, team_id, q, counts, from_row) };
     // A schema's results all belong to the schema's team (they are stored for it), so once the
@@ -214,7 +226,9 @@ pub fn list(
 /// One result as an export reads it, borrowed from the SQLite cursor (valid until the
 /// next row is read).
 pub struct ExportSourceRow<'a> {
-    pub id: &'a str,
+    /// Stored as 16 bytes: formatted as text by the export's formatting threads, not by the
+    /// one thread reading the cursor.
+    pub id: uuid::Uuid,
     pub file_name: Option<&'a str>,
     pub created_at: i64,
     /// The stored JSON text, not yet checked to be UTF-8: the export's formatting threads
@@ -229,10 +243,11 @@ const EXPORT_CHUNK: i64 = 4096;
 /// Results of `schema_id` created in `start..=end` (both in ms): an export's total, counted
 /// from the `results_schema_created` index alone (no result row is read).
 pub fn count_for_export(conn: &Connection, schema_id: &str, start: i64, end: i64) -> super::DbResult<u64> {
+    let Some(schema) = key(schema_id) else { return Ok(0) };
     let n: i64 = conn.query_row(
         "SELECT COUNT(*) FROM results INDEXED BY results_schema_created
          WHERE schema_id = ?1 AND created_at >= ?2 AND created_at <= ?3",
-        params![schema_id, start, end],
+        params![schema, start, end],
         |r| r.get(0),
     )?;
     Ok(n.max(0) as u64)
@@ -264,8 +279,9 @@ pub fn stream_for_export<E: From<super::DbError>>(
         v.as_bytes_or_null().map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, v.data_type(), Box::new(e)))
     }
     let missing = |i: usize| rusqlite::Error::InvalidColumnType(i, "NULL".into(), rusqlite::types::Type::Null);
-    // the last (created_at, id) read; the id's buffer is reused
-    let mut last: Option<(i64, String)> = None;
+    let Some(schema) = key(schema_id) else { return Ok(()) };
+    // the last (created_at, id) read
+    let mut last: Option<(i64, uuid::Uuid)> = None;
     loop {
         let mut stmt = match &last {
             None => conn.prepare_cached(
@@ -281,23 +297,21 @@ pub fn stream_for_export<E: From<super::DbError>>(
         }
         .map_err(db)?;
         let mut rows = match &last {
-            None => stmt.query(params![schema_id, start, end, EXPORT_CHUNK]),
-            Some((at, id)) => stmt.query(params![schema_id, at, end, EXPORT_CHUNK, id]),
+            None => stmt.query(params![schema, start, end, EXPORT_CHUNK]),
+            Some((at, id)) => stmt.query(params![schema, at, end, EXPORT_CHUNK, id.as_bytes()]),
         }
         .map_err(db)?;
         let mut read = 0;
         let mut next = last.take().unwrap_or_default();
         while let Some(r) = rows.next().map_err(db)? {
             let row = ExportSourceRow {
-                id: text(r, 0).map_err(db)?.ok_or_else(|| db(missing(0)))?,
+                id: ids::uuid_at(r, 0).map_err(db)?,
                 file_name: text(r, 1).map_err(db)?,
                 created_at: r.get(2).map_err(db)?,
                 extraction: bytes(r, 3).map_err(db)?.ok_or_else(|| db(missing(3)))?,
             };
             read += 1;
-            next.0 = row.created_at;
-            next.1.clear();
-            next.1.push_str(row.id);
+            next = (row.created_at, row.id);
             if !each(row)? {
                 return Ok(());
             }
@@ -314,6 +328,8 @@ mod tests {
     use super::*;
     use crate::domain::result::NewResult;
 
+    const S1: &str = "019760a0-0001-7000-8000-000000000051";
+
     /// Across chunk boundaries (many results sharing one createdAt, ties ordered by id), every
     /// result in the range comes exactly once, in order; the range's ends hold; stopping early
     /// stops.
@@ -324,7 +340,7 @@ mod tests {
         let mut conn = pool.get().unwrap();
         let team = crate::db::keys::create_team(&conn, "t").unwrap();
         let schema = crate::db::schemas::SchemaRow {
-            id: "s1".into(),
+            id: S1.into(),
             team_id: team.id.clone(),
             name: "S".into(),
             description: None,
@@ -340,17 +356,17 @@ mod tests {
             created_at: 10 + (i % 5) as i64,
             extraction: format!("{{\"n\": {i}}}"),
         });
-        crate::db::results::insert_many(&mut conn, &team.id, "s1", rows).unwrap();
+        crate::db::results::insert_many(&mut conn, &team.id, S1, rows).unwrap();
         let expected: Vec<String> = conn
             .prepare("SELECT id FROM results WHERE created_at BETWEEN 11 AND 14 ORDER BY created_at, id")
             .unwrap()
-            .query_map([], |r| r.get(0))
+            .query_map([], |r| super::ids::text_at(r, 0))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
         assert!(expected.len() as i64 > 2 * EXPORT_CHUNK);
         let mut got = Vec::new();
-        stream_for_export::<crate::db::DbError>(&conn, "s1", 11, 14, |r| {
+        stream_for_export::<crate::db::DbError>(&conn, S1, 11, 14, |r| {
             got.push(r.id.to_string());
             Ok(true)
         })
@@ -359,7 +375,7 @@ mod tests {
         assert!(got == expected, "every result once, in createdAt then id order");
 
         let mut seen = 0;
-        stream_for_export::<crate::db::DbError>(&conn, "s1", 11, 14, |_| {
+        stream_for_export::<crate::db::DbError>(&conn, S1, 11, 14, |_| {
             seen += 1;
             Ok(seen < EXPORT_CHUNK + 3)
         })

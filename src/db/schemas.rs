@@ -80,6 +80,7 @@ pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<Sc
         search: &["name", "description"],
         moving: &["updated_at"],
         indexed: &["created_at"],
+        binary_ids: false,
     };
     let (rows, total) = list_page(conn, &src, team_id, q, None, from_row)?;
     Ok((rows.into_iter().collect::<DbResult<_>>()?, total))
@@ -130,7 +131,7 @@ pub fn delete(conn: &Connection, team_id: &str, id: &str) -> DbResult<DeleteOutc
     if !exists {
         return Ok(DeleteOutcome::NotFound);
     }
-    let results: i64 = tx.query_row("SELECT COUNT(*) FROM results WHERE schema_id = ?1", [id], |r| r.get(0))?;
+    let results = super::results::count_for_schema(tx, id)?;
     let exports: i64 = tx.query_row("SELECT COUNT(*) FROM exports WHERE schema_id = ?1", [id], |r| r.get(0))?;
     if results > 0 || exports > 0 {
         return Ok(DeleteOutcome::InUse(results, exports));

@@ -103,6 +103,7 @@ pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<En
         search: &["url", "description"],
         moving: &["updated_at"],
         indexed: &["created_at"],
+        binary_ids: false,
     };
     let (rows, total) = list_page(conn, &src, team_id, q, None, from_row)?;
     Ok((rows.into_iter().collect::<DbResult<_>>()?, total))

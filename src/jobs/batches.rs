@@ -34,9 +34,11 @@ struct Batch {
     ends: Vec<usize>,
 }
 
-/// Where one row's parts end in the batch text (each starts where the previous one ends).
+/// One row: its id, and where its parts end in the batch text (the first starts at the end
+/// of the previous row's, each next one where the previous one ends).
 struct RowAt {
-    id_end: usize,
+    /// Stored as 16 bytes: formatted as text here, on the formatting threads.
+    id: uuid::Uuid,
     /// `None` for a result without a file name.
     file_end: Option<usize>,
     extraction_end: usize,
@@ -65,11 +67,12 @@ impl Batch {
         };
         let mut records = 0;
         let mut at = 0;
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
         for r in &self.rows {
-            let id = part(at, r.id_end, 0)?;
+            let id = &*r.id.hyphenated().encode_lower(&mut id);
             let (file_name, file_end) = match r.file_end {
-                Some(end) => (Some(part(r.id_end, end, 1)?), end),
-                None => (None, r.id_end),
+                Some(end) => (Some(part(at, end, 1)?), end),
+                None => (None, at),
             };
             let extraction = part(file_end, r.extraction_end, 3)?;
             records += plan.write_row(id, file_name, r.created_at_ms, extraction, out, scratch) as u64;
@@ -118,21 +121,19 @@ impl<W: Write> Batches<'_, '_, W> {
     /// cancellation).
     pub(super) fn push(
         &mut self,
-        id: &str,
+        id: uuid::Uuid,
         file_name: Option<&str>,
         created_at_ms: i64,
         extraction: &[u8],
     ) -> Result<bool, EngineError> {
         self.read += 1;
         let b = &mut self.current;
-        b.text.extend_from_slice(id.as_bytes());
-        let id_end = b.text.len();
         let file_end = file_name.map(|f| {
             b.text.extend_from_slice(f.as_bytes());
             b.text.len()
         });
         b.text.extend_from_slice(extraction);
-        b.rows.push(RowAt { id_end, file_end, extraction_end: b.text.len(), created_at_ms });
+        b.rows.push(RowAt { id, file_end, extraction_end: b.text.len(), created_at_ms });
         if b.rows.len() < BATCH_ROWS && b.text.len() < BATCH_BYTES {
             return Ok(false);
         }

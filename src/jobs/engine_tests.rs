@@ -11,6 +11,9 @@ use crate::domain::result::{parse_ndjson_line, NewResult};
 use crate::domain::schema::SchemaDef;
 use crate::jobs::csv::{CsvPlan, TestResult};
 
+/// The fixture schema's id (stored results hold it as a UUID's 16 bytes).
+const SCHEMA_ID: &str = "019760a0-0001-7000-8000-000000000051";
+
 struct Fixture {
     _dir: tempfile::TempDir,
     pool: db::Pool,
@@ -35,7 +38,7 @@ fn fixture(count: usize) -> Fixture {
     let mut conn = pool.get().unwrap();
     let team = db::keys::create_team(&conn, "t").unwrap();
     let schema = SchemaRow {
-        id: "s1".into(),
+        id: SCHEMA_ID.into(),
         team_id: team.id.clone(),
         name: "Invoices".into(),
         description: None,
@@ -67,7 +70,7 @@ fn fixture(count: usize) -> Fixture {
             extraction: e.to_string(),
         });
     }
-    db::results::insert_many(&mut conn, &team.id, "s1", rows).unwrap();
+    db::results::insert_many(&mut conn, &team.id, SCHEMA_ID, rows).unwrap();
     drop(conn);
     Fixture { _dir: dir, pool, schema }
 }
@@ -181,7 +184,8 @@ fn byte_identical_to_the_tree_engine_for_every_option() {
 
 #[test]
 fn stops_when_asked_between_batches() {
-    let f = fixture(3000);
+    // two batches (~750 results each, by their bytes) are well under half of these
+    let f = fixture(4000);
     let conn = f.pool.get().unwrap();
     let options = CsvOptions::default();
     let spec = spec(&f, None, &options);

@@ -261,7 +261,9 @@ fn stored(data_dir: &Path, schema_id: &str) -> Vec<(Option<String>, i64, String)
     let db = rusqlite::Connection::open(data_dir.join("exports.db")).unwrap();
     let mut st =
         db.prepare("SELECT file_name, created_at, extraction FROM results WHERE schema_id = ?1 ORDER BY id").unwrap();
-    let rows = st.query_map([schema_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
+    // results keep their schema's id as the UUID's 16 bytes
+    let schema = uuid::Uuid::parse_str(schema_id).unwrap();
+    let rows = st.query_map([schema.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
     rows.collect::<Result<_, _>>().unwrap()
 }
 

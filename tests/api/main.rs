@@ -6,6 +6,7 @@ mod helpers;
 mod api_auth_errors;
 mod api_exports;
 mod api_schemas_results;
+mod binary_ids;
 mod cli;
 mod cli_export;
 mod cli_help;
