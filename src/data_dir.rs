@@ -5,7 +5,7 @@
 //!   exports.db (+ -wal, -shm)  the SQLite database and its write-ahead log
 //!   signing.key                the HMAC key of download URLs (unless --signing-key is given)
 //!   serve.lock                 held by the one server running on this folder
-//!   exports/<id>.csv[.gz]      finished export files (this name whatever the format; the
+//!   exports/<id>.csv[.gz]      finished export files (unless --storage-url names another place) (this name whatever the format; the
 //!                              download's name and type follow the export's format)
 //!   exports/.<id>.tmp          an export being written (renamed when whole)
 //!   uploads/*.part             NDJSON uploads spooled before they are imported
@@ -77,12 +77,12 @@ impl DataDir {
 
     /// Where a finished export's file is kept.
     pub fn export_file(&self, export_id: &str, gzip: bool) -> PathBuf {
-        self.exports().join(format!("{export_id}.{}", crate::domain::naming::extension(gzip)))
+        export_file_in(&self.exports(), export_id, gzip)
     }
 
     /// The temporary name an export is written under until it is whole.
     pub fn export_temp(&self, export_id: &str) -> PathBuf {
-        self.exports().join(format!(".{export_id}.tmp"))
+        export_temp_in(&self.exports(), export_id)
     }
 
     /// The folder an NDJSON upload is spooled to (one private temporary file per upload)
@@ -139,6 +139,27 @@ pub fn permission_hint(path: &Path) -> String {
     } else {
         format!("; {shown} (mode {:o}) is not writable by its owner, this process", meta.mode() & 0o7777)
     }
+}
+
+/// A finished export's file in an exports folder (`exports/` of the data folder, or the folder
+/// of `--storage-url file:///…`): `<id>.csv` or `<id>.csv.gz`, whatever the format.
+pub fn export_file_in(dir: &Path, export_id: &str, gzip: bool) -> PathBuf {
+    dir.join(format!("{export_id}.{}", crate::domain::naming::extension(gzip)))
+}
+
+/// The temporary name an export is written under, in the same folder, until it is whole.
+pub fn export_temp_in(dir: &Path, export_id: &str) -> PathBuf {
+    dir.join(format!(".{export_id}.tmp"))
+}
+
+/// Whether a file name in an exports folder is a temporary one (an export being written).
+pub fn is_export_temp(name: &str) -> bool {
+    name.ends_with(".tmp")
+}
+
+/// The export id a file name in an exports folder belongs to.
+pub fn export_id_of(name: &str) -> Option<&str> {
+    name.split('.').next().filter(|id| !id.is_empty())
 }
 
 /// Whether an I/O error means the disk (or the user's quota) is full: ENOSPC or EDQUOT.

@@ -295,9 +295,7 @@ impl ExportsApi {
         let (row, hooks) = with_writer(&state, move |c| Ok(services::exports::delete(c, &team, &id)?)).await?;
         let (state, span) = (state.clone(), tracing::Span::current());
         tokio::task::spawn_blocking(move || {
-            span.in_scope(|| {
-                services::exports::finish_delete(&state.jobs, &state.data_dir, &state.metrics, &row, hooks)
-            })
+            span.in_scope(|| services::exports::finish_delete(&state.jobs, &state.metrics, &row, hooks))
         })
         .await
         .map_err(ApiError::internal)?;
