@@ -252,7 +252,10 @@ impl ExportsApi {
     ///
     /// Returns a time-limited download URL for a completed export file. Use the returned
     /// url to download the CSV file (e.g., with `curl -OJ` or via a browser redirect); it
-    /// needs no API key and is valid until `expiresAt`.
+    /// needs no API key and is valid until `expiresAt`. Where the server keeps export files
+    /// in S3-compatible object storage, the URL is a presigned URL of the object store (the
+    /// file's name and content type come back in its `Content-Disposition` and
+    /// `Content-Type`); otherwise it is this server's `/files/...` route.
     #[oai(path = "/exports/:id/download", method = "get", tag = "ApiTags::Exports")]
     async fn download_export(
         &self,
