@@ -162,6 +162,23 @@ pub fn export_id_of(name: &str) -> Option<&str> {
     name.split('.').next().filter(|id| !id.is_empty())
 }
 
+/// Whether a file name is one an export's file (`<uuid>.csv`, `<uuid>.csv.gz`) or its
+/// temporary (`.<uuid>.tmp`) takes: in a folder or bucket the service shares with other
+/// things, only such names are ever removed.
+pub fn is_export_file_name(name: &str) -> bool {
+    let is_uuid = |s: &str| {
+        s.len() == 36
+            && s.bytes().enumerate().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => c == b'-',
+                _ => c.is_ascii_hexdigit(),
+            })
+    };
+    if let Some(id) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) {
+        return is_uuid(id);
+    }
+    name.split_once('.').is_some_and(|(id, ext)| is_uuid(id) && (ext == "csv" || ext == "csv.gz"))
+}
+
 /// Whether an I/O error means the disk (or the user's quota) is full: ENOSPC or EDQUOT.
 pub fn is_disk_full(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded) || e.raw_os_error() == Some(28)
@@ -199,5 +216,16 @@ mod tests {
         assert_eq!(data.export_file("x", false), Path::new("/d/exports/x.csv"));
         assert_eq!(data.export_file("x", true), Path::new("/d/exports/x.csv.gz"));
         assert_eq!(data.export_temp("x"), Path::new("/d/exports/.x.tmp"));
+    }
+
+    #[test]
+    fn export_file_names_are_told_from_others() {
+        let id = "019760a0-0050-7000-8000-000000000050";
+        for ours in [format!("{id}.csv"), format!("{id}.csv.gz"), format!(".{id}.tmp")] {
+            assert!(is_export_file_name(&ours), "{ours}");
+        }
+        for other in ["notes.txt", "x.csv", &format!("{id}.xlsx"), &format!("{id}.csv.bak"), &format!("{id}.tmp")] {
+            assert!(!is_export_file_name(other), "{other}");
+        }
     }
 }

@@ -6,17 +6,20 @@ use std::path::{Path, PathBuf};
 
 use super::write_behind::WriteBehind;
 use super::{Finished, Publish, StorageError};
-use crate::data_dir::{export_file_in, export_id_of, export_temp_in, is_export_temp};
+use crate::data_dir::{export_file_in, export_id_of, export_temp_in, is_export_file_name, is_export_temp};
 
 pub struct LocalStore {
     dir: PathBuf,
+    /// The data folder's own `exports/`: every file in it is the service's. In a folder named
+    /// by `--storage-url`, only files with an export's name are.
+    own_folder: bool,
 }
 
 impl LocalStore {
     /// The store in `dir`, created 0700 if it is missing.
-    pub fn new(dir: PathBuf) -> Result<LocalStore, StorageError> {
+    pub fn new(dir: PathBuf, own_folder: bool) -> Result<LocalStore, StorageError> {
         crate::private::create_dir(&dir)?;
-        Ok(LocalStore { dir })
+        Ok(LocalStore { dir, own_folder })
     }
 
     pub fn dir(&self) -> &Path {
@@ -54,6 +57,9 @@ impl LocalStore {
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().to_string();
+            if !self.own_folder && !is_export_file_name(&name) {
+                continue;
+            }
             if is_export_temp(&name) || !export_id_of(&name).is_some_and(owned) {
                 let _ = std::fs::remove_file(entry.path());
             } else {

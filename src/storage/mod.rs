@@ -19,7 +19,7 @@ pub mod s3;
 pub mod write_behind;
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::data_dir::DataDir;
@@ -196,8 +196,10 @@ impl Store {
     /// or key is a startup error.
     pub async fn open(config: &StorageConfig, data_dir: &DataDir) -> Result<Store, StorageError> {
         let inner = match &config.location {
-            None => Inner::Local(local::LocalStore::new(data_dir.exports())?),
-            Some(Location::Local(dir)) => Inner::Local(local::LocalStore::new(dir.clone())?),
+            None => Inner::Local(local::LocalStore::new(data_dir.exports(), true)?),
+            Some(Location::Local(dir)) => {
+                Inner::Local(local::LocalStore::new(dir.clone(), dir == &data_dir.exports())?)
+            }
             Some(Location::S3 { bucket, prefix }) => {
                 let Some(settings) = &config.s3 else {
                     return Err(StorageError::Config(
@@ -211,24 +213,11 @@ impl Store {
         Ok(Store { inner: Arc::new(inner) })
     }
 
-    /// A local store in `dir` (created if needed), for tools and tests.
-    pub fn local(dir: impl Into<PathBuf>) -> Result<Store, StorageError> {
-        Ok(Store { inner: Arc::new(Inner::Local(local::LocalStore::new(dir.into())?)) })
-    }
-
     /// In words, for the startup log: the folder, or the bucket and how downloads are served.
     pub fn describe(&self) -> String {
         match &*self.inner {
             Inner::Local(l) => format!("folder {}", l.dir().display()),
             Inner::S3(s) => s.describe(),
-        }
-    }
-
-    /// The local folder, when the store is one.
-    pub fn local_dir(&self) -> Option<&Path> {
-        match &*self.inner {
-            Inner::Local(l) => Some(l.dir()),
-            Inner::S3(_) => None,
         }
     }
 
@@ -273,7 +262,9 @@ impl Store {
     }
 
     /// At start: removes what no export owns (`owned` says which ids exist) and, locally,
-    /// half-written files; returns the bytes of the files kept. Multipart uploads left open by
+    /// half-written files; returns the bytes of the files kept. In a folder or bucket prefix
+    /// given by `--storage-url`, only names an export's file takes are touched (other files
+    /// may live there). Multipart uploads left open by
     /// a process that died are not listed by S3 here: a bucket lifecycle rule
     /// (`AbortIncompleteMultipartUpload`) removes them (see the README).
     pub fn tidy(&self, owned: &dyn Fn(&str) -> bool) -> Result<u64, StorageError> {
@@ -400,4 +391,36 @@ pub struct Opened {
 pub enum Source {
     File(std::fs::File),
     Object(s3::ObjectReader),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_urls() {
+        assert_eq!(Location::parse("file:///srv/exports/").unwrap(), Location::Local("/srv/exports".into()));
+        assert_eq!(
+            Location::parse("s3://my-bucket").unwrap(),
+            Location::S3 { bucket: "my-bucket".into(), prefix: String::new() }
+        );
+        assert_eq!(
+            Location::parse("s3://my.bucket/a/b/").unwrap(),
+            Location::S3 { bucket: "my.bucket".into(), prefix: "a/b".into() }
+        );
+        for bad in [
+            "",
+            "/srv",
+            "file://srv",
+            "http://x",
+            "s3://",
+            "s3://ab",
+            "s3://-ab",
+            "s3://a_b",
+            "s3://b/../x",
+            "s3://b/a b",
+        ] {
+            assert!(Location::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -171,8 +171,8 @@ impl S3Store {
         })
     }
 
-    /// Deletes the objects directly under the prefix whose export is gone; returns the bytes
-    /// of those kept. Open multipart uploads are left to the bucket's lifecycle rule.
+    /// Deletes the objects directly under the prefix that have an export's name but whose
+    /// export is gone; returns the bytes of those kept. Open multipart uploads are left to the bucket's lifecycle rule.
     pub fn tidy(&self, owned: &dyn Fn(&str) -> bool) -> Result<u64, StorageError> {
         let (store, prefix) = (self.store.clone(), self.prefix_path());
         let listed = self.block_on(async move { store.list_with_delimiter(prefix.as_ref()).await })?;
@@ -180,6 +180,10 @@ impl S3Store {
         let mut stray = Vec::new();
         for object in listed.objects {
             let name = object.location.filename().unwrap_or_default();
+            if !crate::data_dir::is_export_file_name(name) {
+                // not an export's: the prefix may hold other things
+                continue;
+            }
             if crate::data_dir::export_id_of(name).is_some_and(owned) {
                 kept += object.size;
             } else {

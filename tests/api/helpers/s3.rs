@@ -135,6 +135,12 @@ impl Moto {
         elements(&xml, "Upload").iter().map(|u| element(u, "Key").to_string()).collect()
     }
 
+    /// Puts an object (moto needs no signature).
+    pub async fn put(&self, bucket: &str, key: &str, body: &'static [u8]) {
+        let r = self.client.put(format!("{}/{bucket}/{key}", self.endpoint)).body(body).send().await.unwrap();
+        assert_eq!(r.status(), 200, "PUT {bucket}/{key}");
+    }
+
     /// An object's bytes (moto needs no signature), `None` when it is not there.
     pub async fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
         let r = self.client.get(format!("{}/{bucket}/{key}", self.endpoint)).send().await.unwrap();
