@@ -287,7 +287,7 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
                     s.store.discard(file);
                     tracing::error!(export_id = %job.id, error = %e, "export failed: its file could not be renamed");
                     let message = format!(
-                        "The export could not be written: {e}. Create it again; if it keeps failing, check the server's disk and log."
+                        "The export could not be written: {e}. Create it again; if it keeps failing, check the server's storage (disk or object store) and log."
                     );
                     failed(s, &job, started, message);
                 }
@@ -321,7 +321,7 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
                 }
                 other => {
                     tracing::error!(export_id = %job.id, error = %other, "export could not be written");
-                    format!("The export could not be written: {other}. Create it again; if it keeps failing, check the server's disk and log.")
+                    format!("The export could not be written: {other}. Create it again; if it keeps failing, check the server's storage (disk or object store) and log.")
                 }
             };
             failed(s, &job, started, message);
