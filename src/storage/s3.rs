@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    BackoffConfig, ClientOptions, GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload,
+    BackoffConfig, ClientOptions, GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayloadMut,
     RetryConfig,
 };
 use tokio::runtime::{Handle, Runtime};
@@ -143,17 +143,7 @@ impl S3Store {
     pub fn create(&self, id: &str, gzip: bool) -> Result<S3Upload, StorageError> {
         let (store, path) = (self.store.clone(), self.path(id, gzip));
         let upload = self.block_on(async move { store.put_multipart(&path).await })?;
-        Ok(S3Upload {
-            handle: self.handle.clone(),
-            upload: Some(upload),
-            buffer: Vec::new(),
-            part_size: self.settings.part_size,
-            parts_in_flight: self.settings.parts_in_flight.max(1),
-            in_flight: VecDeque::new(),
-            size: 0,
-            id: id.to_string(),
-            gzip,
-        })
+        Ok(S3Upload::new(self.handle.clone(), upload, self.settings.part_size, self.settings.parts_in_flight, id, gzip))
     }
 
     /// Removes an object; `Ok(false)` when there was none (S3's DELETE does not say, so a
@@ -289,6 +279,16 @@ impl ObjectReader {
     }
 }
 
+/// The blocks a part is made of. A part goes to the HTTP client as a stream of these, which
+/// it may copy into its write buffer one at a time, rather than as one block it may copy
+/// whole (measured with 5 MB parts, 2 in flight: a 116 MB export's peak memory grew by
+/// 49-54 MB with blocks, 58-76 MB without).
+const PART_BLOCK: usize = 256 << 10;
+
+fn new_part() -> PutPayloadMut {
+    PutPayloadMut::new().with_block_size(PART_BLOCK)
+}
+
 /// An export written to S3 as a multipart upload: parts of `part_size` bytes, at most
 /// `parts_in_flight` uploading while the next one fills, so an export holds at most
 /// `(parts_in_flight + 1) × part_size` bytes whatever its size. Dropped unfinished (a
@@ -300,7 +300,7 @@ impl ObjectReader {
 pub struct S3Upload {
     handle: Handle,
     upload: Option<Box<dyn MultipartUpload>>,
-    buffer: Vec<u8>,
+    buffer: PutPayloadMut,
     part_size: usize,
     parts_in_flight: usize,
     in_flight: VecDeque<JoinHandle<object_store::Result<()>>>,
@@ -310,6 +310,27 @@ pub struct S3Upload {
 }
 
 impl S3Upload {
+    fn new(
+        handle: Handle,
+        upload: Box<dyn MultipartUpload>,
+        part_size: usize,
+        parts_in_flight: usize,
+        id: &str,
+        gzip: bool,
+    ) -> S3Upload {
+        S3Upload {
+            handle,
+            upload: Some(upload),
+            buffer: new_part(),
+            part_size,
+            parts_in_flight: parts_in_flight.max(1),
+            in_flight: VecDeque::new(),
+            size: 0,
+            id: id.to_string(),
+            gzip,
+        }
+    }
+
     fn upload(&mut self) -> &mut Box<dyn MultipartUpload> {
         self.upload.as_mut().expect("an unfinished upload")
     }
@@ -328,7 +349,7 @@ impl S3Upload {
         while self.in_flight.len() >= self.parts_in_flight {
             self.wait_oldest()?;
         }
-        let part = PutPayload::from(std::mem::take(&mut self.buffer));
+        let part = std::mem::replace(&mut self.buffer, new_part()).freeze();
         let upload = self.upload().put_part(part);
         self.in_flight.push_back(self.handle.spawn(upload));
         Ok(())
@@ -355,13 +376,10 @@ impl S3Upload {
 
 impl io::Write for S3Upload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.buffer.capacity() == 0 {
-            self.buffer.reserve_exact(self.part_size);
-        }
-        let n = buf.len().min(self.part_size - self.buffer.len());
+        let n = buf.len().min(self.part_size - self.buffer.content_length());
         self.buffer.extend_from_slice(&buf[..n]);
         self.size += n as u64;
-        if self.buffer.len() == self.part_size {
+        if self.buffer.content_length() == self.part_size {
             self.send_part()?;
         }
         Ok(n)
@@ -389,5 +407,143 @@ impl Drop for S3Upload {
         } else {
             self.handle.spawn(abort);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    /// What a fake multipart upload saw.
+    #[derive(Debug, Default)]
+    struct Seen {
+        parts: Mutex<Vec<(usize, Vec<u8>)>>,
+        /// Bytes of parts sent and not yet answered, now and at most.
+        in_flight: AtomicUsize,
+        peak: AtomicUsize,
+        completed: AtomicUsize,
+        aborted: AtomicUsize,
+    }
+
+    /// A multipart upload whose parts take a while to answer; part `fail_at` fails.
+    #[derive(Debug)]
+    struct Fake {
+        seen: Arc<Seen>,
+        next: usize,
+        fail_at: Option<usize>,
+    }
+
+    #[async_trait::async_trait]
+    impl MultipartUpload for Fake {
+        fn put_part(&mut self, data: object_store::PutPayload) -> object_store::UploadPart {
+            let (seen, index) = (self.seen.clone(), self.next);
+            self.next += 1;
+            let fail = self.fail_at == Some(index);
+            let len = data.content_length();
+            let now = seen.in_flight.fetch_add(len, Ordering::SeqCst) + len;
+            seen.peak.fetch_max(now, Ordering::SeqCst);
+            Box::pin(async move {
+                // an object store's latency, so that parts pile up if nothing held them back
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                seen.in_flight.fetch_sub(len, Ordering::SeqCst);
+                if fail {
+                    return Err(object_store::Error::Generic { store: "fake", source: "part refused".into() });
+                }
+                let bytes: Vec<u8> = data.iter().flat_map(|b| b.iter().copied()).collect();
+                seen.parts.lock().unwrap().push((index, bytes));
+                Ok(())
+            })
+        }
+
+        async fn complete(&mut self) -> object_store::Result<object_store::PutResult> {
+            self.seen.completed.fetch_add(1, Ordering::SeqCst);
+            Ok(object_store::PutResult { e_tag: None, version: None })
+        }
+
+        async fn abort(&mut self) -> object_store::Result<()> {
+            self.seen.aborted.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn runtime() -> Runtime {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    }
+
+    const PART: usize = 64 << 10;
+
+    fn upload(rt: &Runtime, fail_at: Option<usize>) -> (S3Upload, Arc<Seen>) {
+        let seen = Arc::new(Seen::default());
+        let fake = Fake { seen: seen.clone(), next: 0, fail_at };
+        (S3Upload::new(rt.handle().clone(), Box::new(fake), PART, 2, "x", false), seen)
+    }
+
+    /// 100 parts' worth written in uneven pieces: the parts arrive whole and in order, at
+    /// most 2 are in flight at once, and the upload is completed once.
+    #[test]
+    fn parts_are_bounded_in_flight_and_arrive_whole() {
+        let rt = runtime();
+        let (mut up, seen) = upload(&rt, None);
+        let data: Vec<u8> = (0..100 * PART + 123).map(|i| (i * 31 % 251) as u8).collect();
+        for piece in data.chunks(7919) {
+            up.write_all(piece).unwrap();
+            assert!(up.buffer.content_length() < PART, "a full part is sent at once");
+        }
+        let finished = up.finish().unwrap();
+        assert_eq!(finished.size, data.len() as u64);
+        let mut parts = std::mem::take(&mut *seen.parts.lock().unwrap());
+        parts.sort_by_key(|(i, _)| *i);
+        assert_eq!(parts.len(), 101);
+        assert!(parts.iter().enumerate().all(|(n, (i, _))| n == *i));
+        assert!(parts.concat_bytes() == data);
+        let peak = seen.peak.load(Ordering::SeqCst);
+        assert!(peak <= 2 * PART, "{peak} bytes in flight at most");
+        assert!(peak > PART, "parts overlap: {peak}");
+        assert_eq!(seen.completed.load(Ordering::SeqCst), 1);
+        assert_eq!(seen.aborted.load(Ordering::SeqCst), 0);
+    }
+
+    trait Concat {
+        fn concat_bytes(&self) -> Vec<u8>;
+    }
+
+    impl Concat for Vec<(usize, Vec<u8>)> {
+        fn concat_bytes(&self) -> Vec<u8> {
+            self.iter().flat_map(|(_, b)| b.iter().copied()).collect()
+        }
+    }
+
+    /// A part that fails fails the export (a write or the finish) and aborts the upload;
+    /// nothing is completed.
+    #[test]
+    fn a_failed_part_aborts_the_upload() {
+        let rt = runtime();
+        let (mut up, seen) = upload(&rt, Some(3));
+        let data = vec![7u8; 10 * PART];
+        let written = data.chunks(PART / 2).try_for_each(|piece| up.write_all(piece));
+        let result = match written {
+            Ok(()) => up.finish().map(|_| ()).map_err(io::Error::from),
+            Err(e) => {
+                drop(up);
+                Err(e)
+            }
+        };
+        assert!(result.unwrap_err().to_string().contains("part refused"));
+        assert_eq!(seen.completed.load(Ordering::SeqCst), 0);
+        assert_eq!(seen.aborted.load(Ordering::SeqCst), 1);
+    }
+
+    /// Dropped unfinished (a cancelled export): aborted, not completed.
+    #[test]
+    fn an_unfinished_upload_is_aborted_when_dropped() {
+        let rt = runtime();
+        let (mut up, seen) = upload(&rt, None);
+        up.write_all(&vec![1u8; 3 * PART + 5]).unwrap();
+        drop(up);
+        assert_eq!(seen.aborted.load(Ordering::SeqCst), 1);
+        assert_eq!(seen.completed.load(Ordering::SeqCst), 0);
     }
 }

