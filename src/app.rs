@@ -112,12 +112,16 @@ impl App {
                 base_url.clone()
             }
         };
+        let store = crate::storage::Store::open(&config.storage, &data_dir)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the store of export files: {e}"))?;
         let metrics = Arc::new(Metrics::new());
         let doorbell = crate::db::deliveries::Doorbell::default();
         let jobs = Jobs::start(
             pool.clone(),
             writer.clone(),
             data_dir.clone(),
+            store,
             crate::jobs::runner::Settings {
                 workers: config.workers,
                 retention: config.retention,

@@ -34,6 +34,8 @@ pub struct Config {
     pub metrics: bool,
     /// How webhook deliveries are made.
     pub webhooks: WebhookConfig,
+    /// Where export files live (`--storage-url`, `--storage-proxy`, `EXPORTS_S3_*`).
+    pub storage: crate::storage::StorageConfig,
     /// Settings with no flag, for tests and embedding.
     pub tuning: Tuning,
 }
@@ -156,9 +158,34 @@ impl Config {
             demo: false,
             metrics: true,
             webhooks: WebhookConfig::default(),
+            storage: crate::storage::StorageConfig::default(),
             tuning: Tuning::default(),
         }
     }
+}
+
+/// `--storage-url`: `file:///absolute/folder` or `s3://bucket/prefix`.
+pub fn parse_storage_url(s: &str) -> Result<crate::storage::Location, String> {
+    crate::storage::Location::parse(s)
+}
+
+/// `EXPORTS_S3_ENDPOINT`: `http(s)://host[:port]`, no path.
+pub fn parse_s3_endpoint(s: &str) -> Result<String, String> {
+    let t = s.trim().trim_end_matches('/');
+    let rest = t.strip_prefix("http://").or_else(|| t.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ', '@']) => Ok(t.to_string()),
+        _ => Err(format!("'{s}' is not an endpoint like https://s3.example.com or http://127.0.0.1:9000 (no path)")),
+    }
+}
+
+/// `--storage-part-size`: S3's smallest part (5 MiB) to 1 GiB.
+pub fn parse_part_size(s: &str) -> Result<usize, String> {
+    let n = parse_size(s)?;
+    if !(crate::storage::MIN_PART_SIZE..=1 << 30).contains(&n) {
+        return Err("must be between 5MB (S3's smallest part) and 1GB".into());
+    }
+    Ok(n)
 }
 
 /// An address to listen on, like `127.0.0.1:8080`, `[::]:8080` or `localhost:8080` (a host

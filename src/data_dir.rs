@@ -5,7 +5,7 @@
 //!   exports.db (+ -wal, -shm)  the SQLite database and its write-ahead log
 //!   signing.key                the HMAC key of download URLs (unless --signing-key is given)
 //!   serve.lock                 held by the one server running on this folder
-//!   exports/<id>.csv[.gz]      finished export files (this name whatever the format; the
+//!   exports/<id>.csv[.gz]      finished export files (unless --storage-url names another place) (this name whatever the format; the
 //!                              download's name and type follow the export's format)
 //!   exports/.<id>.tmp          an export being written (renamed when whole)
 //!   uploads/*.part             NDJSON uploads spooled before they are imported
@@ -77,12 +77,12 @@ impl DataDir {
 
     /// Where a finished export's file is kept.
     pub fn export_file(&self, export_id: &str, gzip: bool) -> PathBuf {
-        self.exports().join(format!("{export_id}.{}", crate::domain::naming::extension(gzip)))
+        export_file_in(&self.exports(), export_id, gzip)
     }
 
     /// The temporary name an export is written under until it is whole.
     pub fn export_temp(&self, export_id: &str) -> PathBuf {
-        self.exports().join(format!(".{export_id}.tmp"))
+        export_temp_in(&self.exports(), export_id)
     }
 
     /// The folder an NDJSON upload is spooled to (one private temporary file per upload)
@@ -141,6 +141,44 @@ pub fn permission_hint(path: &Path) -> String {
     }
 }
 
+/// A finished export's file in an exports folder (`exports/` of the data folder, or the folder
+/// of `--storage-url file:///…`): `<id>.csv` or `<id>.csv.gz`, whatever the format.
+pub fn export_file_in(dir: &Path, export_id: &str, gzip: bool) -> PathBuf {
+    dir.join(format!("{export_id}.{}", crate::domain::naming::extension(gzip)))
+}
+
+/// The temporary name an export is written under, in the same folder, until it is whole.
+pub fn export_temp_in(dir: &Path, export_id: &str) -> PathBuf {
+    dir.join(format!(".{export_id}.tmp"))
+}
+
+/// Whether a file name in an exports folder is a temporary one (an export being written).
+pub fn is_export_temp(name: &str) -> bool {
+    name.ends_with(".tmp")
+}
+
+/// The export id a file name in an exports folder belongs to.
+pub fn export_id_of(name: &str) -> Option<&str> {
+    name.split('.').next().filter(|id| !id.is_empty())
+}
+
+/// Whether a file name is one an export's file (`<uuid>.csv`, `<uuid>.csv.gz`) or its
+/// temporary (`.<uuid>.tmp`) takes: in a folder or bucket the service shares with other
+/// things, only such names are ever removed.
+pub fn is_export_file_name(name: &str) -> bool {
+    let is_uuid = |s: &str| {
+        s.len() == 36
+            && s.bytes().enumerate().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => c == b'-',
+                _ => c.is_ascii_hexdigit(),
+            })
+    };
+    if let Some(id) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) {
+        return is_uuid(id);
+    }
+    name.split_once('.').is_some_and(|(id, ext)| is_uuid(id) && (ext == "csv" || ext == "csv.gz"))
+}
+
 /// Whether an I/O error means the disk (or the user's quota) is full: ENOSPC or EDQUOT.
 pub fn is_disk_full(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded) || e.raw_os_error() == Some(28)
@@ -178,5 +216,16 @@ mod tests {
         assert_eq!(data.export_file("x", false), Path::new("/d/exports/x.csv"));
         assert_eq!(data.export_file("x", true), Path::new("/d/exports/x.csv.gz"));
         assert_eq!(data.export_temp("x"), Path::new("/d/exports/.x.tmp"));
+    }
+
+    #[test]
+    fn export_file_names_are_told_from_others() {
+        let id = "019760a0-0050-7000-8000-000000000050";
+        for ours in [format!("{id}.csv"), format!("{id}.csv.gz"), format!(".{id}.tmp")] {
+            assert!(is_export_file_name(&ours), "{ours}");
+        }
+        for other in ["notes.txt", "x.csv", &format!("{id}.xlsx"), &format!("{id}.csv.bak"), &format!("{id}.tmp")] {
+            assert!(!is_export_file_name(other), "{other}");
+        }
     }
 }

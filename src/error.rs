@@ -16,6 +16,7 @@ use poem_openapi::{Object, OpenApi};
 use crate::db::DbError;
 use crate::domain::request_id::RequestId;
 use crate::import::ImportError;
+use crate::storage::StorageError;
 
 /// The body of every error response.
 #[derive(Debug, Clone, Object, serde::Serialize)]
@@ -160,6 +161,26 @@ Nothing was changed; retry after the time in Retry-After.",
             DbError::Pool(e) => {
                 tracing::error!(cause = %e, "database pool exhausted or unavailable");
                 ApiError::unavailable("The database is busy or unavailable; try again shortly", BUSY_RETRY_AFTER)
+            }
+            e => ApiError::internal(e),
+        }
+    }
+}
+
+/// A file store that failed a download: a file that is gone is a 404; an object store that
+/// refuses or does not answer is a 502 (the cause is logged, not shown).
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        if e.is_not_found() {
+            return ApiError::not_found("Export not found: its file is gone");
+        }
+        match e {
+            StorageError::Object(e) => {
+                tracing::error!(cause = %e, "the object store failed a request");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "The object store holding export files did not answer as expected; try again shortly",
+                )
             }
             e => ApiError::internal(e),
         }

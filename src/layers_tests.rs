@@ -15,6 +15,8 @@ const LAYERS: &[(&str, u8)] = &[
     // storage, signatures
     ("db", 3),
     ("signing", 3),
+    // where export files live: a local folder or an S3-compatible bucket
+    ("storage", 3),
     // what the service counts (Prometheus metrics), used from the jobs up
     ("metrics", 3),
     // work on the data: export jobs, import, configuration, first-start data

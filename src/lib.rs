@@ -4,7 +4,7 @@
 //!
 //! Dependencies point one way, down the layers (`layers_tests.rs` holds the table and
 //! checks it): `cli` → `app` (wiring) → `api`, `server` → `error` → `state`, `services` → `jobs`,
-//! `import`, `config`, `webhooks` → `db`, `signing`, `metrics` → `data_dir` → `private` → `domain`.
+//! `import`, `config`, `webhooks` → `db`, `signing`, `metrics`, `storage` → `data_dir` → `private` → `domain`.
 
 pub mod api;
 pub mod app;
@@ -24,6 +24,7 @@ pub mod server;
 pub mod services;
 pub mod signing;
 pub mod state;
+pub mod storage;
 pub mod webhooks;
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The signed download route: `/files/teams/{team_id}/{export_id}/{name}.{csv,jsonl,xlsx}?expires=&token=`.
-//! Needs no API key; the HMAC signature is the authority. Serves the file from disk in a
-//! stream, with `Range` (206/416), `ETag`/`If-None-Match` (304) and `HEAD`.
+//! Needs no API key; the HMAC signature is the authority. Serves the file from disk (or, with
+//! `--storage-proxy`, from the S3 object) in a stream, with `Range` (206/416),
+//! `ETag`/`If-None-Match` (304) and `HEAD`. With S3 and no proxy, download URLs are presigned
+//! S3 URLs instead, and this route is not used.
 //!
 //! hyper cannot `sendfile`, so the body is read in large chunks on a blocking thread and
 //! handed to hyper through a short queue: few system calls and no copy besides the read
@@ -27,13 +29,21 @@ use crate::domain::naming::export_base_name;
 use crate::domain::time::format_ms;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
+use crate::storage::Source;
 
-/// The signed URL of a COMPLETED export and its expiry (Unix seconds).
+/// The download URL of a COMPLETED export and its expiry (Unix seconds): a presigned S3 URL
+/// when its file is an object served straight from the bucket, else our signed route.
 pub fn signed_url(state: &AppState, row: &ExportRow) -> (String, i64) {
     let name = export_base_name(row.schema_name.as_deref().unwrap_or("export"), row.start_ms, row.end_ms);
-    let path =
-        format!("/files/teams/{}/{}/{name}.{}", row.team_id, row.id, row.options.format.extension(row.options.gzip));
+    let file_name = format!("{name}.{}", row.options.format.extension(row.options.gzip));
     let expires = chrono::Utc::now().timestamp() + state.url_ttl.as_secs() as i64;
+    let content_type = row.options.format.content_type(row.options.gzip);
+    let disposition = format!("attachment; filename=\"{file_name}\"");
+    if let Some(url) = state.jobs.store().presigned_get(&row.id, row.options.gzip, &disposition, content_type, expires)
+    {
+        return (url, expires);
+    }
+    let path = format!("/files/teams/{}/{}/{file_name}", row.team_id, row.id);
     let token = state.signer.sign(&path, expires);
     (format!("{}{path}?expires={expires}&token={token}", state.public_url), expires)
 }
@@ -110,22 +120,11 @@ async fn serve(
     let row = row
         .filter(|r| r.status == ExportStatus::Completed)
         .ok_or_else(|| ApiError::not_found("Export not found: it was deleted"))?;
-    let file_path = state.data_dir.export_file(&row.id, row.options.gzip);
-    let opened = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&file_path)?;
-        let size = file.metadata()?.len();
-        Ok::<_, std::io::Error>((file, size, file_path))
-    })
-    .await
-    .map_err(ApiError::internal)?;
-    let (file, size) = match opened {
-        Ok((f, size, _)) => (f, size),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::not_found("Export not found: its file is gone"))
-        }
-        Err(e) => return Err(ApiError::internal(format!("opening the file of export {}: {e}", row.id))),
-    };
-    let etag = format!("\"{}-{size}\"", row.id);
+    let opened = state.jobs.store().open_read(&row.id, row.options.gzip).await?;
+    let size = opened.size;
+    // a local file's ETag is its export's id and size (an export's file never changes); an
+    // object has its own
+    let etag = opened.etag.unwrap_or_else(|| format!("\"{}-{size}\"", row.id));
     let content_type = row.options.format.content_type(row.options.gzip);
     let common = |b: poem::ResponseBuilder| {
         b.header(header::ETAG, etag.as_str())
@@ -172,7 +171,11 @@ async fn serve(
     if req.method() == poem::http::Method::HEAD || len == 0 {
         return Ok(b.body(Body::empty()));
     }
-    Ok(b.body(counted(stream_file(file, start, len), state.metrics.download_bytes.clone())))
+    let body = match opened.source {
+        Source::File(file) => stream_file(file, start, len),
+        Source::Object(object) => Body::from_bytes_stream(object.stream(start, len)),
+    };
+    Ok(b.body(counted(body, state.metrics.download_bytes.clone())))
 }
 
 /// Bytes read from the file per chunk.

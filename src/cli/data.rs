@@ -33,7 +33,7 @@ pub fn import(data_dir: &Path, schema_id: &str, file: &str) -> anyhow::Result<()
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     let input = crate::import::read_chunks(reader);
     let started = std::time::Instant::now();
-    let write_behind = crate::jobs::write_behind::WalWriteBehind::start(data.database_wal());
+    let write_behind = crate::storage::write_behind::WalWriteBehind::start(data.database_wal());
     let imported = crate::import::import(&conn, &schema.team_id, &schema.id, now_ms(), input);
     drop(write_behind);
     let count = match imported {

@@ -152,6 +152,25 @@ pub struct ServeArgs {
     /// delivery, after DNS resolution.
     #[arg(long, env = "EXPORTS_WEBHOOK_ALLOW_PRIVATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub webhook_allow_private: bool,
+    /// Where export files live: file:///absolute/folder (default: DATA/exports) or
+    /// s3://bucket/prefix (an S3-compatible store: EXPORTS_S3_ENDPOINT, EXPORTS_S3_REGION, and
+    /// the credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, plus AWS_SESSION_TOKEN
+    /// for temporary ones).
+    #[arg(long, env = "EXPORTS_STORAGE_URL", value_name = "URL", value_parser = Checked(config::parse_storage_url))]
+    pub storage_url: Option<crate::storage::Location>,
+    /// With s3:// storage: downloads stream through this server's signed route instead of
+    /// presigned S3 URLs (for a store the clients cannot reach).
+    #[arg(long, env = "EXPORTS_STORAGE_PROXY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub storage_proxy: bool,
+    /// With s3:// storage: the store's address, e.g. http://minio:9000 (unset: AWS S3).
+    #[arg(long, env = "EXPORTS_S3_ENDPOINT", value_name = "URL", value_parser = Checked(config::parse_s3_endpoint))]
+    pub s3_endpoint: Option<String>,
+    /// With s3:// storage: the bucket's region (MinIO and most others accept us-east-1).
+    #[arg(long, env = "EXPORTS_S3_REGION", default_value = "us-east-1", value_name = "REGION")]
+    pub s3_region: String,
+    /// With s3:// storage: bytes per part of an export's multipart upload (for tests).
+    #[arg(long, hide = true, default_value = "8MB", value_parser = Checked(config::parse_part_size))]
+    pub storage_part_size: usize,
     /// Multiplies webhook retry waits and the day they are retried for (for tests).
     #[arg(long, hide = true, default_value_t = 1.0, value_parser = Checked(config::parse_retry_scale))]
     pub webhook_retry_scale: f64,

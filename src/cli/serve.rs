@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Context};
 use super::ServeArgs;
 use crate::app::App;
 use crate::config::{self, Config};
+use crate::storage::{Location, S3Settings, StorageConfig};
 
 pub fn serve(data_dir: &Path, a: ServeArgs) -> anyhow::Result<()> {
     if a.max_connections == 0 {
@@ -21,6 +22,7 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> anyhow::Result<()> {
         Some(n) => n,
         None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
     };
+    let storage = storage_config(&a)?;
     let cfg = Config {
         data_dir: data_dir.to_path_buf(),
         listen: a.listen,
@@ -51,6 +53,7 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> anyhow::Result<()> {
         demo: a.demo,
         metrics: a.metrics,
         webhooks: config::WebhookConfig { allow_private: a.webhook_allow_private, retry_scale: a.webhook_retry_scale },
+        storage,
         tuning: config::Tuning::default(),
     };
     let rt =
@@ -61,6 +64,33 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("{}", startup_block(&cfg, &app));
         app.run_until_stopped(stop).await.context("server error")
     })
+}
+
+/// Where export files live: `--storage-url` and its companions; S3's credentials come from
+/// the standard variables only (a flag would show them in `ps`).
+fn storage_config(a: &ServeArgs) -> anyhow::Result<StorageConfig> {
+    let is_s3 = matches!(a.storage_url, Some(Location::S3 { .. }));
+    if a.storage_proxy && !is_s3 {
+        bail!(
+            "--storage-proxy / EXPORTS_STORAGE_PROXY applies to s3:// storage only (local files are always served by \
+             this server); set --storage-url s3://bucket/prefix or leave the proxy off"
+        );
+    }
+    let s3 = if is_s3 {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let (Some(key_id), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) else {
+            bail!("s3:// storage needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+        };
+        let mut s3 = S3Settings::new(key_id, secret);
+        s3.session_token = var("AWS_SESSION_TOKEN");
+        s3.endpoint = a.s3_endpoint.clone();
+        s3.region = a.s3_region.clone();
+        s3.part_size = a.storage_part_size;
+        Some(s3)
+    } else {
+        None
+    };
+    Ok(StorageConfig { location: a.storage_url.clone(), s3, proxy: a.storage_proxy })
 }
 
 /// What the operator needs to know once the server listens, in one log line of several
@@ -90,6 +120,7 @@ fn startup_block(cfg: &Config, app: &App) -> String {
         format!("  docs         {base}/docs"),
         format!("  metrics      {metrics}"),
         format!("  data folder  {}", cfg.data_dir.display()),
+        format!("  files        {}", app.state().jobs.store().describe()),
         format!("  workers      {} export jobs at once; retention {retention}", cfg.workers),
         format!("  downloads    links valid {}", duration(cfg.url_ttl)),
         format!("  bodies       JSON up to {}, NDJSON upload up to {}", size(l.max_json_body), size(l.max_body)),

@@ -9,5 +9,5 @@ mod engine_tests;
 pub mod json;
 mod priority;
 pub mod runner;
-pub mod write_behind;
+
 pub mod xlsx;

@@ -1,5 +1,6 @@
 //! The worker pool: named threads that claim export jobs from SQLite, write their files
-//! (temporary name, fsync, rename), and record the outcome. Also the retention sweeper.
+//! through the file store (a local temporary name, fsync, rename; or an S3 multipart upload),
+//! and record the outcome. Also the retention sweeper.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -10,12 +11,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::engine::{write_export, EngineError, ExportSpec, Progress};
-use super::write_behind::WriteBehind;
 use crate::data_dir::DataDir;
 use crate::db::{self, Pool};
 use crate::domain::time::{now_ms, Clock};
 use crate::domain::webhook::EventType;
 use crate::metrics::{self, Metrics};
+use crate::storage::write_behind::WriteBehind;
+use crate::storage::{Finished, Publish, Store};
 
 /// Handle on the running workers; cheap to clone.
 #[derive(Clone)]
@@ -27,6 +29,8 @@ struct Shared {
     pool: Pool,
     writer: db::Writer,
     data_dir: DataDir,
+    /// Where export files live.
+    store: Store,
     /// Identifies this run of the service; a PROCESSING job claimed under another run id
     /// belongs to a process that died, and is taken up again.
     run_id: String,
@@ -60,7 +64,7 @@ pub struct Settings {
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 impl Jobs {
-    /// Prepares the exports folder (removing half-written files and files no job owns) and
+    /// Tidies the file store (removing half-written files and files no job owns) and
     /// starts `settings.workers` export threads plus the periodic sweeper. Their work is
     /// counted in `metrics`, and each job's state changes are logged at INFO with their figures.
     /// A job that turns COMPLETED or FAILED, or is deleted by retention, enqueues its webhook
@@ -69,16 +73,17 @@ impl Jobs {
         pool: Pool,
         writer: db::Writer,
         data_dir: DataDir,
+        store: Store,
         settings: Settings,
         metrics: Arc<Metrics>,
         webhooks: db::deliveries::Doorbell,
     ) -> std::io::Result<Jobs> {
         let workers = settings.workers;
-        crate::private::create_dir(&data_dir.exports())?;
         let shared = Arc::new(Shared {
             pool,
             writer,
             data_dir,
+            store,
             run_id: uuid::Uuid::now_v7().to_string(),
             wake: Mutex::new(0),
             cv: Condvar::new(),
@@ -90,7 +95,7 @@ impl Jobs {
             webhooks,
         });
         if let Err(e) = clean_exports_dir(&shared) {
-            tracing::warn!(error = %e, "could not tidy the exports folder");
+            tracing::warn!(error = %e, "could not tidy the export files' store");
         }
         let mut threads = Vec::new();
         for i in 0..workers.max(1) {
@@ -114,6 +119,11 @@ impl Jobs {
     /// Webhook deliveries were enqueued and committed: wake the delivery worker.
     pub fn ring_webhooks(&self) {
         self.shared.webhooks.ring();
+    }
+
+    /// The store export files live in.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
     }
 
     /// A job was deleted: a worker running it stops within a second and removes its file.
@@ -205,8 +215,8 @@ enum Outcome {
     /// `results`: the results in the job's range when it started.
     Done {
         rows: u64,
-        size: u64,
         results: u64,
+        file: Finished,
     },
     Stopped,
 }
@@ -225,15 +235,13 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
         attempt = job.attempts,
         "export started"
     );
-    let tmp = s.data_dir.export_temp(&job.id);
-    let final_path = s.data_dir.export_file(&job.id, job.options.gzip);
     let cancelled = || s.cancelled.lock().expect("cancel lock").contains(&job.id);
     let outcome = loop {
         let outcome = super::priority::run_in_background(format!("export-{}", &job.id[..8]), || produce_file(s, &job));
         match outcome {
             // a read that found the database busy: not the job's fault, try again
+            // (the unfinished file was dropped, which removed it)
             Ok(Err(e)) if e.is_busy() && !s.stopping.load(Ordering::SeqCst) && !cancelled() => {
-                let _ = std::fs::remove_file(&tmp);
                 tracing::debug!(export_id = %job.id, "the database is busy; the export starts over shortly");
                 pause(s, Duration::from_secs(1));
             }
@@ -242,11 +250,12 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
     };
     let record = |outcome: Record| record(s, &job.id, outcome);
     match outcome {
-        Ok(Ok(Outcome::Done { rows, size, results })) => {
-            let complete = Record::Complete { rows, size, results, tmp: tmp.clone(), final_path: final_path.clone() };
+        Ok(Ok(Outcome::Done { rows, results, file })) => {
+            let size = file.size;
+            let complete = Record::Complete { rows, size, results, publish: file.publish() };
             match record(complete) {
                 Ok(true) => {
-                    sync_dir(&s.data_dir.exports());
+                    s.store.sync_published();
                     let m = &s.metrics;
                     m.job_finished(metrics::JOB_COMPLETED, started.elapsed().as_secs_f64());
                     m.rows_written.inc_by(rows);
@@ -263,22 +272,22 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
                         "export completed"
                     );
                 }
-                // deleted while it ran: its file never took its final name
-                Ok(false) => {
-                    let _ = std::fs::remove_file(&tmp);
-                }
+                // deleted while it ran: its file never took its final name (an object, already
+                // complete, is removed)
+                Ok(false) => s.store.discard(file),
                 // the disk filled up before the outcome could be recorded: give the space back
                 Err(db::DbError::Full(_)) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    let _ = std::fs::remove_file(&final_path);
+                    let gzip = job.options.gzip;
+                    s.store.discard(file);
+                    let _ = s.store.remove(&job.id, gzip);
                     failed(s, &job, started, DISK_FULL.into());
                 }
                 // the file could not take its final name: nothing was recorded
                 Err(db::DbError::Io(e)) => {
-                    let _ = std::fs::remove_file(&tmp);
+                    s.store.discard(file);
                     tracing::error!(export_id = %job.id, error = %e, "export failed: its file could not be renamed");
                     let message = format!(
-                        "The export could not be written: {e}. Create it again; if it keeps failing, check the server's disk and log."
+                        "The export could not be written: {e}. Create it again; if it keeps failing, check the server's storage (disk or object store) and log."
                     );
                     failed(s, &job, started, message);
                 }
@@ -287,8 +296,8 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
                 Err(_) => {}
             }
         }
+        // (the unfinished file was dropped, which removed it or aborted its upload)
         Ok(Ok(Outcome::Stopped)) => {
-            let _ = std::fs::remove_file(&tmp);
             if s.stopping.load(Ordering::SeqCst) {
                 // the service is stopping: leave it claimed; the next start takes it up again
                 let _ = record(Record::Release);
@@ -303,8 +312,7 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
             }
         }
         Ok(Err(e)) => {
-            // first give the space back: recording the failure needs some
-            let _ = std::fs::remove_file(&tmp);
+            // the space was given back when the unfinished file was dropped
             let message = match &e {
                 EngineError::Invalid(m) => m.clone(),
                 e if e.is_disk_full() => {
@@ -313,13 +321,12 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
                 }
                 other => {
                     tracing::error!(export_id = %job.id, error = %other, "export could not be written");
-                    format!("The export could not be written: {other}. Create it again; if it keeps failing, check the server's disk and log.")
+                    format!("The export could not be written: {other}. Create it again; if it keeps failing, check the server's storage (disk or object store) and log.")
                 }
             };
             failed(s, &job, started, message);
         }
         Err(_) => {
-            let _ = std::fs::remove_file(&tmp);
             tracing::error!(export_id = %job.id, "export panicked");
             let message = "An internal error stopped this export; it is in the server log. Create it again.";
             failed(s, &job, started, message.into());
@@ -356,15 +363,15 @@ fn failed(s: &Shared, job: &db::exports::ExportRow, started: Instant, message: S
 /// What a worker records about a job it ran.
 #[derive(Clone)]
 enum Record {
-    /// The file is written under its temporary name; it takes its final name in the same
-    /// write that records COMPLETED, so a DELETE (another write) sees either no file and no
-    /// export, or both, and never a file appearing after the export is gone.
+    /// The file is whole; it takes its final name (locally: the rename) in the same write
+    /// that records COMPLETED, so a DELETE (another write) sees either no file and no export,
+    /// or both, and never a file appearing after the export is gone. (An S3 object is complete
+    /// before this write; when the write finds the export deleted, the worker removes it.)
     Complete {
         rows: u64,
         size: u64,
         results: u64,
-        tmp: std::path::PathBuf,
-        final_path: std::path::PathBuf,
+        publish: Publish,
     },
     Fail(String),
     /// Stopped by shutdown: stays claimed, taken up again at the next start.
@@ -380,12 +387,12 @@ fn record(s: &Shared, job_id: &str, outcome: Record) -> Result<bool, db::DbError
         let (id, run_id, outcome) = (job_id.to_string(), s.run_id.clone(), outcome.clone());
         // (recorded, webhook deliveries enqueued in the same write)
         let result = s.writer.run(move |c| match outcome {
-            Record::Complete { rows, size, results, tmp, final_path } => {
+            Record::Complete { rows, size, results, publish } => {
                 let updated = db::exports::complete(c, &id, &run_id, rows as i64, size as i64, results as i64)?;
                 let mut hooks = 0;
                 if updated {
                     hooks = db::deliveries::enqueue(c, EventType::ExportCompleted, &id)?;
-                    std::fs::rename(&tmp, &final_path).map_err(db::DbError::Io)?;
+                    publish.apply().map_err(db::DbError::Io)?;
                 }
                 Ok((updated, hooks))
             }
@@ -435,9 +442,8 @@ fn produce_file(s: &Shared, job: &db::exports::ExportRow) -> Result<Outcome, Eng
     // an index count, before the first row is read: the total the progress is measured against
     let results = db::results::count_for_export(&conn, &job.schema_id, job.start_ms, job.end_ms)?;
     report_progress(s, job, Progress::default(), results);
-    let tmp = s.data_dir.export_temp(&job.id);
-    let file = WriteBehind::new(crate::private::create_file(&tmp)?);
-    let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
+    let upload = s.store.create(&job.id, job.options.gzip).map_err(std::io::Error::from)?;
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, upload);
     let mut last_check = Instant::now();
     let mut last_report = Instant::now();
     let written = write_export(&conn, &spec, &mut out, |progress| {
@@ -458,14 +464,13 @@ fn produce_file(s: &Shared, job: &db::exports::ExportRow) -> Result<Outcome, Eng
         drop(out);
         return Ok(Outcome::Stopped);
     };
-    let file = out.into_inner().map_err(|e| e.into_error())?.into_file();
-    file.sync_all()?;
-    let size = file.metadata()?.len();
-    drop(file);
+    let upload = out.into_inner().map_err(|e| e.into_error())?;
     if s.cancelled.lock().expect("cancel lock").contains(&job.id) {
+        // dropped unfinished: nothing is left
         return Ok(Outcome::Stopped);
     }
-    Ok(Outcome::Done { rows, size, results })
+    let file = upload.finish().map_err(std::io::Error::from)?;
+    Ok(Outcome::Done { rows, results, file })
 }
 
 /// Records how far a job has got, without waiting for the write: the export goes on at once,
@@ -485,31 +490,13 @@ fn report_progress(s: &Shared, job: &db::exports::ExportRow, p: Progress, result
     });
 }
 
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
 /// Removes temporary files (a run that died mid-write) and files whose job is gone, and
 /// sets `exports_storage_bytes` to the size of the files kept (the workers and deletes keep it
-/// up to date from then on, so a scrape never walks the folder).
+/// up to date from then on, so a scrape never walks the folder or lists the bucket).
 fn clean_exports_dir(s: &Shared) -> Result<(), Box<dyn std::error::Error>> {
     let conn = s.pool.get()?;
     let ids = db::exports::all_ids(&conn)?;
-    let mut kept = 0u64;
-    for entry in std::fs::read_dir(s.data_dir.exports())? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        let owned = name.split('.').next().is_some_and(|id| !id.is_empty() && ids.contains(id));
-        if name.ends_with(".tmp") || !owned {
-            let _ = std::fs::remove_file(entry.path());
-        } else {
-            // files an older version wrote readable by all
-            crate::private::tighten(&entry.path())?;
-            kept += entry.metadata().map(|m| m.len()).unwrap_or(0);
-        }
-    }
+    let kept = s.store.tidy(&|id| ids.contains(id))?;
     s.metrics.set_storage(kept);
     Ok(())
 }
@@ -566,29 +553,27 @@ fn sweep_once(s: &Shared, retention: Duration) -> Result<usize, db::DbError> {
         }
         let deleted: std::collections::HashSet<String> = deleted.into_iter().collect();
         for r in chunk.iter().filter(|r| deleted.contains(&r.id)) {
-            forget_deleted(&s.data_dir, &s.metrics, &r.into(), "retention");
+            forget_deleted(&s.store, &s.metrics, &r.into(), "retention");
         }
         count += deleted.len();
     }
     Ok(count)
 }
 
-/// Writes to a file under a temporary name and renames it when whole (used by the CLI).
-/// After an export's row was deleted (by the API or by retention): its file is removed (both
-/// possible names when the row's options were unreadable), the metrics counted and the job's
-/// last state change logged. A file that cannot be removed is logged, not an error: the export
-/// is gone either way.
-pub fn forget_deleted(data_dir: &DataDir, metrics: &Metrics, row: &db::exports::Removed, reason: &'static str) {
+/// After an export's row was deleted (by the API or by retention): its file or object is
+/// removed (both possible names when the row's options were unreadable), the metrics counted
+/// and the job's last state change logged. A file that cannot be removed is logged, not an
+/// error: the export is gone either way.
+pub fn forget_deleted(store: &Store, metrics: &Metrics, row: &db::exports::Removed, reason: &'static str) {
     let names: &[bool] = match row.gzip {
         Some(gzip) => &[gzip][..],
         None => &[false, true][..],
     };
     for &gzip in names {
-        let path = data_dir.export_file(&row.id, gzip);
-        match std::fs::remove_file(&path) {
-            Ok(()) => metrics.storage_changed(-row.file_size.unwrap_or(0)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(file = %path.display(), error = %e, "could not remove an export file"),
+        match store.remove(&row.id, gzip) {
+            Ok(true) => metrics.storage_changed(-row.file_size.unwrap_or(0)),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(export_id = %row.id, error = %e, "could not remove an export file"),
         }
     }
     metrics.jobs_deleted(1);
@@ -602,6 +587,7 @@ pub fn forget_deleted(data_dir: &DataDir, metrics: &Metrics, row: &db::exports::
     );
 }
 
+/// Writes to a file under a temporary name and renames it when whole (used by the CLI).
 pub fn write_file_atomically(
     path: &Path,
     f: impl FnOnce(&mut std::io::BufWriter<WriteBehind>) -> Result<(), EngineError>,

@@ -3,7 +3,6 @@
 
 use rusqlite::Connection;
 
-use crate::data_dir::DataDir;
 use crate::db::exports::{ExportRow, QuotaExceeded, Quotas, Removed};
 use crate::db::DbError;
 use crate::domain::export::{check_expand_array, ExportStatus, NewExport};
@@ -99,11 +98,12 @@ pub fn delete(c: &Connection, team: &str, id: &str) -> Result<(Removed, usize), 
 
 /// After a committed [`delete`]: a PROCESSING job is told to stop (its worker removes its
 /// partial file; a job that finishes first finds its row gone and never gives its file the
-/// final name) and a finished file is removed. Not on the writer thread: unlinking a large
-/// file can take a second on ext4, and every write would wait for it. A file that cannot be
+/// final name) and a finished file (or object) is removed. Not on the writer thread: unlinking
+/// a large file can take a second on ext4 (deleting an object, a round trip), and every write
+/// would wait for it. A file that cannot be
 /// removed is logged, not an error: the export is gone either way. Counted in `metrics` and
 /// logged as the job's last state change.
-pub fn finish_delete(jobs: &Jobs, data_dir: &DataDir, metrics: &Metrics, row: &Removed, webhooks: usize) {
+pub fn finish_delete(jobs: &Jobs, metrics: &Metrics, row: &Removed, webhooks: usize) {
     if webhooks > 0 {
         jobs.ring_webhooks();
     }
@@ -111,5 +111,5 @@ pub fn finish_delete(jobs: &Jobs, data_dir: &DataDir, metrics: &Metrics, row: &R
     if row.status.is_none_or(|s| s == ExportStatus::Processing) {
         jobs.cancel(&row.id);
     }
-    forget_deleted(data_dir, metrics, row, "api");
+    forget_deleted(jobs.store(), metrics, row, "api");
 }

@@ -29,6 +29,7 @@ mod list_deep_pages;
 mod list_include_fields;
 mod logs;
 mod metrics;
+mod object_storage;
 mod openapi_drift;
 mod progress;
 mod request_ids;

@@ -252,7 +252,10 @@ impl ExportsApi {
     ///
     /// Returns a time-limited download URL for a completed export file. Use the returned
     /// url to download the CSV file (e.g., with `curl -OJ` or via a browser redirect); it
-    /// needs no API key and is valid until `expiresAt`.
+    /// needs no API key and is valid until `expiresAt`. Where the server keeps export files
+    /// in S3-compatible object storage, the URL is a presigned URL of the object store (the
+    /// file's name and content type come back in its `Content-Disposition` and
+    /// `Content-Type`); otherwise it is this server's `/files/...` route.
     #[oai(path = "/exports/:id/download", method = "get", tag = "ApiTags::Exports")]
     async fn download_export(
         &self,
@@ -295,9 +298,7 @@ impl ExportsApi {
         let (row, hooks) = with_writer(&state, move |c| Ok(services::exports::delete(c, &team, &id)?)).await?;
         let (state, span) = (state.clone(), tracing::Span::current());
         tokio::task::spawn_blocking(move || {
-            span.in_scope(|| {
-                services::exports::finish_delete(&state.jobs, &state.data_dir, &state.metrics, &row, hooks)
-            })
+            span.in_scope(|| services::exports::finish_delete(&state.jobs, &state.metrics, &row, hooks))
         })
         .await
         .map_err(ApiError::internal)?;

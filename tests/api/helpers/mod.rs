@@ -6,10 +6,12 @@
 mod data;
 mod process;
 mod receiver;
+mod s3;
 
 pub use data::*;
 pub use process::*;
 pub use receiver::*;
+pub use s3::*;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
