@@ -11,7 +11,9 @@ use serde_json::Value;
 
 use super::auth::ApiKeyAuth;
 use super::body::JsonBody;
-use super::list::{default_limit, default_page, Includes, ListParams, ListSpec, Meta, SchemaRef, SortOrder, Sparse};
+use super::list::{
+    default_limit, default_page, Fields, Includes, ListParams, ListSpec, Meta, SchemaRef, SortOrder, Sparse, Time,
+};
 use super::ndjson::Ndjson;
 use super::types::{JsonObject, Text};
 use super::{parse_id, with_db, with_writer, with_writer_alone, ApiTags, Message};
@@ -21,7 +23,7 @@ use crate::domain::list::ListQuery;
 use crate::domain::time::{format_ms, now_ms, parse_instant, DayEnd};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{api_errors, api_ok};
+use crate::{api_errors, api_list_ok, api_ok};
 
 pub struct ResultsApi;
 
@@ -130,7 +132,7 @@ api_ok!(BulkCreated::Created = 201: Inserted, "Every line stored.");
 
 api_ok!(ResultOk::Ok = 200: ResultItem, "The result, with its extraction.");
 
-api_ok!(ResultListOk::Ok = 200: ResultList, "A page of results.");
+api_list_ok!(ResultListOk::Ok = 200: ResultList, "A page of results.");
 
 api_ok!(ResultDeleted::Ok = 200: Message, "Result deleted.");
 
@@ -166,6 +168,50 @@ fn to_api(r: &ResultRecord, with_extraction: bool, schema: Option<SchemaRef>) ->
         created_at: format_ms(r.created_at),
         updated_at: format_ms(r.updated_at),
         schema,
+    }
+}
+
+/// A result as a list item: the keys of [`ResultItem`], in its order and with the values
+/// `to_api` gives them, written straight from the row, only those `fields` keeps (no
+/// `serde_json::Value` tree per item but the extraction's, when it was asked for). A test
+/// compares it with the single-result GET.
+struct ResultListItem<'a> {
+    row: &'a ResultRecord,
+    fields: Fields<'a>,
+    with_extraction: bool,
+    schema: Option<&'a SchemaRef>,
+}
+
+impl serde::Serialize for ResultListItem<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (r, f) = (self.row, self.fields);
+        let mut m = s.serialize_map(None)?;
+        if f.has("id") {
+            m.serialize_entry("id", &r.id)?;
+        }
+        if f.has("schema_id") {
+            m.serialize_entry("schema_id", &r.schema_id)?;
+        }
+        if f.has("file_name") {
+            m.serialize_entry("file_name", &r.file_name)?;
+        }
+        if f.has("status") {
+            m.serialize_entry("status", "SUCCESS")?;
+        }
+        if self.with_extraction && f.has("extraction") {
+            m.serialize_entry("extraction", &serde_json::from_str(&r.extraction).unwrap_or(Value::Null))?;
+        }
+        if f.has("createdAt") {
+            m.serialize_entry("createdAt", &Time(r.created_at))?;
+        }
+        if f.has("updatedAt") {
+            m.serialize_entry("updatedAt", &Time(r.updated_at))?;
+        }
+        if let Some(schema) = self.schema.filter(|_| f.has("schema")) {
+            m.serialize_entry("schema", schema)?;
+        }
+        m.end()
     }
 }
 
@@ -326,9 +372,14 @@ impl ResultsApi {
                 .collect();
             Ok((rows, total))
         };
-        let (data, meta) =
-            list.fetch(&state, fetch, |(r, schema), _| to_api(r, with_extraction, schema.clone())).await?;
-        Ok(ResultListOk::Ok(Json(ResultList { data, meta })))
+        let page = list.fetch(&state, fetch).await?;
+        let body = page.json(|(row, schema), fields, _| ResultListItem {
+            row,
+            fields,
+            with_extraction,
+            schema: schema.as_ref(),
+        })?;
+        Ok(ResultListOk::Ok(body))
     }
 
     /// Get a result
