@@ -14,10 +14,11 @@ use poem_openapi::{Enum, Object};
 use serde::Serialize;
 use serde_json::Value;
 
+pub use super::json_out::{Fields, JsonOut, Obj};
 use super::with_db;
 use crate::db::Conn;
 use crate::domain::list::{parse_fields, parse_include, ListQuery, PageMeta, MAX_SEARCH_CHARS};
-use crate::domain::time::{parse_instant, DayEnd, MsTime};
+use crate::domain::time::{parse_instant, DayEnd};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -51,7 +52,7 @@ pub enum SortOrder {
 }
 
 /// The schema an item refers to (with `include=schema`).
-#[derive(Object, Serialize, Clone)]
+#[derive(Object, Clone)]
 pub struct SchemaRef {
     /// Schema UUID.
     pub id: String,
@@ -183,62 +184,26 @@ pub struct Page<R> {
 
 impl<R> Page<R> {
     /// The list's body, `{"data": [items], "meta": {...}}`, with each row written by
-    /// `item(row, fields, with_schema)`: a `Serialize` that writes the item's keys in the order
-    /// of its documented object, only those `fields` keeps.
-    pub fn json<'a, T, I: Serialize>(
-        &'a self,
-        item: impl Fn(&'a R, Fields<'a>, bool) -> I,
-    ) -> Result<ListJson<T>, ApiError> {
-        let (fields, with_schema) = (Fields(self.fields.as_deref()), self.with_schema);
-        let data = Items { rows: &self.rows, item: |r: &'a R| item(r, fields, with_schema) };
+    /// `item(out, row, fields, with_schema)`: the item's keys in the order of its documented
+    /// object, only those `fields` keeps.
+    pub fn json<T>(&self, item: impl Fn(&mut JsonOut, &R, Fields<'_>, bool)) -> Result<ListJson<T>, ApiError> {
+        let fields = Fields(self.fields.as_deref());
         // ~700 bytes an export item: one allocation for most pages
-        let mut out = Vec::with_capacity(64 + 768 * self.rows.len());
-        serde_json::to_writer(&mut out, &Body { data, meta: &self.meta }).map_err(ApiError::internal)?;
-        Ok(ListJson(out, PhantomData))
-    }
-}
-
-/// The fields a list request keeps (`fields=`).
-#[derive(Clone, Copy)]
-pub struct Fields<'a>(Option<&'a [String]>);
-
-impl<'a> Fields<'a> {
-    /// Whether the item keeps the key `name`.
-    pub fn has(self, name: &str) -> bool {
-        self.0.is_none_or(|f| f.iter().any(|n| n == name))
-    }
-
-    /// The names kept; `None`: every field.
-    pub fn names(self) -> Option<&'a [String]> {
-        self.0
-    }
-}
-
-/// A time as `format_ms` shows it, written without a `String` (a list item has several).
-#[derive(Clone, Copy)]
-pub struct Time(pub i64);
-
-impl Serialize for Time {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&MsTime(self.0))
-    }
-}
-
-#[derive(Serialize)]
-struct Body<'a, I: Serialize> {
-    data: I,
-    meta: &'a Meta,
-}
-
-/// The rows, each written as `item` makes it.
-struct Items<'a, R, F> {
-    rows: &'a [R],
-    item: F,
-}
-
-impl<'a, R, I: Serialize, F: Fn(&'a R) -> I> Serialize for Items<'a, R, F> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.rows.iter().map(&self.item))
+        let mut out = JsonOut::with_capacity(64 + 768 * self.rows.len());
+        out.raw(b"{\"data\":[");
+        for (i, row) in self.rows.iter().enumerate() {
+            if i > 0 {
+                out.raw(b",");
+            }
+            item(&mut out, row, fields, self.with_schema);
+        }
+        out.raw(b"],\"meta\":");
+        out.serde(&self.meta);
+        out.raw(b"}");
+        match out.err {
+            Some(e) => Err(ApiError::internal(e)),
+            None => Ok(ListJson(out.buf, PhantomData)),
+        }
     }
 }
 
@@ -346,7 +311,7 @@ impl<T: Type> ToJSON for Sparse<T> {
     }
 }
 
-/// Writes the kept fields of the item.
+/// Writes the kept fields of the item as serde_json writes its `Value`.
 impl<T> Serialize for Sparse<T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.0.serialize(s)

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::auth::ApiKeyAuth;
 use super::body::JsonBody;
 use super::list::{
-    default_limit, default_page, Fields, Includes, ListParams, ListSpec, Meta, SchemaRef, SortOrder, Sparse, Time,
+    default_limit, default_page, Fields, Includes, JsonOut, ListParams, ListSpec, Meta, SchemaRef, SortOrder, Sparse,
 };
 use super::ndjson::Ndjson;
 use super::types::{JsonObject, Text};
@@ -171,48 +171,34 @@ fn to_api(r: &ResultRecord, with_extraction: bool, schema: Option<SchemaRef>) ->
     }
 }
 
-/// A result as a list item: the keys of [`ResultItem`], in its order and with the values
-/// `to_api` gives them, written straight from the row, only those `fields` keeps (no
-/// `serde_json::Value` tree per item but the extraction's, when it was asked for). A test
-/// compares it with the single-result GET.
-struct ResultListItem<'a> {
-    row: &'a ResultRecord,
-    fields: Fields<'a>,
+/// Writes a result as a list item: the keys of [`ResultItem`], in its order and with the
+/// values `to_api` gives them, straight from the row, only those `fields` keeps (no
+/// `serde_json::Value` tree per item but the extraction's, when it was asked for).
+/// Hand-written as the exports' items are (see `exports::write_item`); a test compares it
+/// with the single-result GET.
+fn write_item(
+    out: &mut JsonOut,
+    (r, schema): &(ResultRecord, Option<SchemaRef>),
+    fields: Fields<'_>,
     with_extraction: bool,
-    schema: Option<&'a SchemaRef>,
-}
-
-impl serde::Serialize for ResultListItem<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let (r, f) = (self.row, self.fields);
-        let mut m = s.serialize_map(None)?;
-        if f.has("id") {
-            m.serialize_entry("id", &r.id)?;
+) {
+    out.object(fields, |o| {
+        o.str("id", &r.id);
+        o.str("schema_id", &r.schema_id);
+        o.opt_str("file_name", r.file_name.as_deref());
+        o.str("status", "SUCCESS");
+        if with_extraction {
+            o.serde("extraction", &serde_json::from_str(&r.extraction).unwrap_or(Value::Null));
         }
-        if f.has("schema_id") {
-            m.serialize_entry("schema_id", &r.schema_id)?;
+        o.time("createdAt", r.created_at);
+        o.time("updatedAt", r.updated_at);
+        if let Some(schema) = schema {
+            o.opt_object("schema", Some(schema), |o, s| {
+                o.str("id", &s.id);
+                o.str("name", &s.name);
+            });
         }
-        if f.has("file_name") {
-            m.serialize_entry("file_name", &r.file_name)?;
-        }
-        if f.has("status") {
-            m.serialize_entry("status", "SUCCESS")?;
-        }
-        if self.with_extraction && f.has("extraction") {
-            m.serialize_entry("extraction", &serde_json::from_str(&r.extraction).unwrap_or(Value::Null))?;
-        }
-        if f.has("createdAt") {
-            m.serialize_entry("createdAt", &Time(r.created_at))?;
-        }
-        if f.has("updatedAt") {
-            m.serialize_entry("updatedAt", &Time(r.updated_at))?;
-        }
-        if let Some(schema) = self.schema.filter(|_| f.has("schema")) {
-            m.serialize_entry("schema", schema)?;
-        }
-        m.end()
-    }
+    });
 }
 
 fn schema_missing() -> ApiError {
@@ -373,13 +359,7 @@ impl ResultsApi {
             Ok((rows, total))
         };
         let page = list.fetch(&state, fetch).await?;
-        let body = page.json(|(row, schema), fields, _| ResultListItem {
-            row,
-            fields,
-            with_extraction,
-            schema: schema.as_ref(),
-        })?;
-        Ok(ResultListOk::Ok(body))
+        Ok(ResultListOk::Ok(page.json(|out, row, fields, _| write_item(out, row, fields, with_extraction))?))
     }
 
     /// Get a result

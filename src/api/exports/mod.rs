@@ -230,7 +230,7 @@ impl ExportsApi {
         let team = auth.0.id;
         let counts = state.list_counts.clone();
         let page = list.fetch(&state, move |c, q, _| Ok(crate::db::exports::list(c, &team, q, Some(&counts))?)).await?;
-        Ok(ExportListOk::Ok(page.json(|row, fields, with_schema| ExportItem { row, fields, with_schema })?))
+        Ok(ExportListOk::Ok(page.json(write_item)?))
     }
 
     /// Get an export

@@ -1,17 +1,14 @@
 //! The objects of `/v1/exports`: what goes in and comes out, and their conversions.
 
-use poem_openapi::types::Example;
-use poem_openapi::{Enum, Object};
-use serde::ser::{SerializeMap, Serializer};
-use serde::Serialize;
-
-use crate::api::list::{Fields, Meta, SchemaRef, Sparse, Time};
+use crate::api::list::{Fields, JsonOut, Meta, SchemaRef, Sparse};
 use crate::api::types::Text;
 use crate::db::exports::ExportRow;
 use crate::domain::export::{CsvOptions, ExportFormat, ExportStatus, HeaderStyle, NewExport};
 use crate::domain::export_input::ExportInput;
 use crate::domain::time::format_ms;
 use crate::error::ApiError;
+use poem_openapi::types::Example;
+use poem_openapi::{Enum, Object};
 
 /// Where an export job is: PENDING (queued, waiting to start), PROCESSING (generation in
 /// progress), COMPLETED (ready for download) or FAILED (see `error`).
@@ -220,7 +217,7 @@ impl Example for Export {
 }
 
 /// How far an export has got.
-#[derive(Object, Serialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Object, Clone, Debug, PartialEq, Eq)]
 #[oai(example)]
 pub struct ExportProgress {
     /// Results of the date range read so far.
@@ -421,103 +418,52 @@ pub fn to_api(e: &ExportRow, with_schema: bool) -> Export {
     }
 }
 
-/// An export as a list item: the keys of [`Export`], in its order and with its values (what
-/// `to_api` makes), written straight from the row, only those `fields` keeps. Hand-written
-/// for the list hot path: through `Export` and poem-openapi each item became a
+/// Writes an export as a list item: the keys of [`Export`], in its order and with its values
+/// (what `to_api` makes), straight from the row, only those `fields` keeps. Hand-written for
+/// the list hot path: through `Export` and poem-openapi each item became a
 /// `serde_json::Value` tree (a `String` per key and value) before it was written. A test
 /// compares every key with the single-export GET (`list_items_are_the_single_items`).
-pub struct ExportItem<'a> {
-    pub row: &'a ExportRow,
-    pub fields: Fields<'a>,
-    pub with_schema: bool,
-}
-
-impl Serialize for ExportItem<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let (e, f) = (self.row, self.fields);
-        let mut m = s.serialize_map(None)?;
-        if f.has("id") {
-            m.serialize_entry("id", &e.id)?;
+pub fn write_item(out: &mut JsonOut, e: &ExportRow, fields: Fields<'_>, with_schema: bool) {
+    out.object(fields, |o| {
+        o.str("id", &e.id);
+        o.str("schema_id", &e.schema_id);
+        o.str("status", e.status.as_str());
+        o.time("start_date", e.start_ms);
+        o.time("end_date", e.end_ms);
+        o.opt_str("expand_array", e.expand_array.as_deref());
+        o.str("format", e.options.format.as_str());
+        o.opt_strs("columns", e.options.columns.as_deref());
+        o.opt_object("options", Some(&e.options), |o, opts| {
+            let mut delimiter = [0; 4];
+            o.str("delimiter", opts.delimiter.encode_utf8(&mut delimiter));
+            o.bool("bom", opts.bom);
+            let header = match opts.header {
+                HeaderStyle::Key => "key",
+                HeaderStyle::Label => "label",
+            };
+            o.str("header", header);
+            o.bool("formula_guard", opts.formula_guard);
+            o.bool("gzip", opts.gzip);
+            o.opt_str("timezone", opts.timezone.as_deref());
+        });
+        o.opt_int("row_count", row_count(e));
+        o.opt_object("progress", progress_of(e), |o, p| {
+            o.int("results_done", p.results_done);
+            o.int("results_total", p.results_total);
+            o.int("percent", p.percent);
+        });
+        o.opt_int("file_size", e.file_size);
+        o.opt_str("error", e.error.as_deref());
+        o.time("createdAt", e.created_at);
+        o.time("updatedAt", e.updated_at);
+        o.opt_time("completedAt", e.completed_at);
+        if with_schema {
+            o.opt_object("schema", Some(()), |o, ()| {
+                o.str("id", &e.schema_id);
+                o.str("name", e.schema_name.as_deref().unwrap_or_default());
+            });
         }
-        if f.has("schema_id") {
-            m.serialize_entry("schema_id", &e.schema_id)?;
-        }
-        if f.has("status") {
-            m.serialize_entry("status", e.status.as_str())?;
-        }
-        if f.has("start_date") {
-            m.serialize_entry("start_date", &Time(e.start_ms))?;
-        }
-        if f.has("end_date") {
-            m.serialize_entry("end_date", &Time(e.end_ms))?;
-        }
-        if f.has("expand_array") {
-            m.serialize_entry("expand_array", &e.expand_array)?;
-        }
-        if f.has("format") {
-            m.serialize_entry("format", e.options.format.as_str())?;
-        }
-        if f.has("columns") {
-            m.serialize_entry("columns", &e.options.columns)?;
-        }
-        if f.has("options") {
-            m.serialize_entry("options", &OptionsItem(&e.options))?;
-        }
-        if f.has("row_count") {
-            m.serialize_entry("row_count", &row_count(e))?;
-        }
-        if f.has("progress") {
-            m.serialize_entry("progress", &progress_of(e))?;
-        }
-        if f.has("file_size") {
-            m.serialize_entry("file_size", &e.file_size)?;
-        }
-        if f.has("error") {
-            m.serialize_entry("error", &e.error)?;
-        }
-        if f.has("createdAt") {
-            m.serialize_entry("createdAt", &Time(e.created_at))?;
-        }
-        if f.has("updatedAt") {
-            m.serialize_entry("updatedAt", &Time(e.updated_at))?;
-        }
-        if f.has("completedAt") {
-            m.serialize_entry("completedAt", &e.completed_at.map(Time))?;
-        }
-        if self.with_schema && f.has("schema") {
-            let name = e.schema_name.as_deref().unwrap_or_default();
-            m.serialize_entry("schema", &SchemaItem { id: &e.schema_id, name })?;
-        }
-        m.end()
-    }
-}
-
-/// [`ExportOptions`] as `options_out` makes them.
-struct OptionsItem<'a>(&'a CsvOptions);
-
-impl Serialize for OptionsItem<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let o = self.0;
-        let mut m = s.serialize_map(Some(6))?;
-        m.serialize_entry("delimiter", &o.delimiter)?;
-        m.serialize_entry("bom", &o.bom)?;
-        let header = match o.header {
-            HeaderStyle::Key => "key",
-            HeaderStyle::Label => "label",
-        };
-        m.serialize_entry("header", header)?;
-        m.serialize_entry("formula_guard", &o.formula_guard)?;
-        m.serialize_entry("gzip", &o.gzip)?;
-        m.serialize_entry("timezone", &o.timezone)?;
-        m.end()
-    }
-}
-
-/// [`SchemaRef`], borrowed.
-#[derive(Serialize)]
-struct SchemaItem<'a> {
-    id: &'a str,
-    name: &'a str,
+    });
 }
 
 /// `Export::row_count`: shown while PROCESSING and once COMPLETED.

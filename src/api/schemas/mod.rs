@@ -153,7 +153,9 @@ impl SchemasApi {
         .check(ListSpec { sort_column: col, fields: SCHEMA_FIELDS, includes: Includes::Nothing("schemas") })?;
         let team = auth.0.id;
         let page = list.fetch(&state, move |c, q, _| Ok(crate::db::schemas::list(c, &team, q)?)).await?;
-        Ok(SchemaListOk::Ok(page.json(|r, fields, _| Sparse::<Schema>::new(&to_api(r), fields.names()))?))
+        Ok(SchemaListOk::Ok(
+            page.json(|out, r, fields, _| out.serde(&Sparse::<Schema>::new(&to_api(r), fields.names())))?,
+        ))
     }
 
     /// Get a schema

@@ -175,7 +175,9 @@ impl WebhooksApi {
         })?;
         let team = auth.0.id;
         let page = list.fetch(&state, move |c, q, _| Ok(crate::db::webhooks::list(c, &team, q)?)).await?;
-        Ok(WebhookListOk::Ok(page.json(|r, fields, _| Sparse::<Webhook>::new(&to_api(r), fields.names()))?))
+        Ok(WebhookListOk::Ok(
+            page.json(|out, r, fields, _| out.serde(&Sparse::<Webhook>::new(&to_api(r), fields.names())))?,
+        ))
     }
 
     /// Get a webhook endpoint
