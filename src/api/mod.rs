@@ -8,6 +8,7 @@ pub mod exports;
 pub mod files;
 pub mod health;
 pub mod idempotency;
+pub mod json_out;
 pub mod linger;
 pub mod list;
 pub mod metrics;

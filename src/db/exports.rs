@@ -45,14 +45,15 @@ const FROM: &str = "exports e LEFT JOIN schemas s ON s.id = e.schema_id";
 /// no code writes (`DbError::Corrupt`: reported, not guessed at).
 fn from_row(r: &Row) -> rusqlite::Result<DbResult<ExportRow>> {
     let id: String = r.get(0)?;
-    let status: String = r.get(4)?;
-    let options: String = r.get(8)?;
+    // read in place: both are parsed, not kept (two allocations a row fewer in every list)
+    let status = r.get_ref(4)?.as_str()?;
+    let options = r.get_ref(8)?.as_str()?;
     let corrupt = |what: String| DbError::Corrupt { table: "exports", id: id.clone(), what };
-    let status = match ExportStatus::parse(&status) {
+    let status = match ExportStatus::parse(status) {
         Some(s) => s,
         None => return Ok(Err(corrupt(format!("unknown status {status:?}")))),
     };
-    let options = match serde_json::from_str(&options) {
+    let options = match serde_json::from_str(options) {
         Ok(o) => o,
         Err(e) => return Ok(Err(corrupt(format!("unreadable options {options:?}: {e}")))),
     };

@@ -27,6 +27,7 @@ mod import_streaming;
 mod lifecycle;
 mod list_deep_pages;
 mod list_include_fields;
+mod list_items;
 mod logs;
 mod metrics;
 mod object_storage;

@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::services;
 use crate::services::exports::{CreateError, DeleteError};
 use crate::state::AppState;
-use crate::{api_errors, api_ok};
+use crate::{api_errors, api_list_ok, api_ok};
 
 pub struct ExportsApi;
 
@@ -48,7 +48,7 @@ api_ok!(ExportCreated::Created = 201: Export, "Export job created; it runs in th
 
 api_ok!(ExportOk::Ok = 200: Export, "The export job.");
 
-api_ok!(ExportListOk::Ok = 200: ExportList, "Success.");
+api_list_ok!(ExportListOk::Ok = 200: ExportList, "Success.");
 
 api_ok!(DownloadOk::Ok = 200: DownloadUrl, "Download URL returned.");
 
@@ -229,10 +229,8 @@ impl ExportsApi {
         .check(ListSpec { sort_column: col, fields: EXPORT_FIELDS, includes: Includes::Schema })?;
         let team = auth.0.id;
         let counts = state.list_counts.clone();
-        let (data, meta) = list
-            .fetch(&state, move |c, q, _| Ok(crate::db::exports::list(c, &team, q, Some(&counts))?), to_api)
-            .await?;
-        Ok(ExportListOk::Ok(Json(ExportList { data, meta })))
+        let page = list.fetch(&state, move |c, q, _| Ok(crate::db::exports::list(c, &team, q, Some(&counts))?)).await?;
+        Ok(ExportListOk::Ok(page.json(write_item)?))
     }
 
     /// Get an export

@@ -10,13 +10,13 @@ use poem_openapi::{Enum, OpenApi};
 
 use super::auth::ApiKeyAuth;
 use super::body::JsonBody;
-use super::list::{default_limit, default_page, Includes, ListParams, ListSpec, SortOrder};
+use super::list::{default_limit, default_page, Includes, ListParams, ListSpec, SortOrder, Sparse};
 use super::{with_db, with_writer, ApiTags, Message};
 use crate::db::schemas::{DeleteOutcome, SchemaRow};
 use crate::domain::time::now_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{api_errors, api_ok};
+use crate::{api_errors, api_list_ok, api_ok};
 
 pub struct SchemasApi;
 
@@ -41,7 +41,7 @@ api_ok!(SchemaCreated::Created = 201: Schema, "Schema created.");
 
 api_ok!(SchemaOk::Ok = 200: Schema, "The schema.");
 
-api_ok!(SchemaListOk::Ok = 200: SchemaList, "A page of schemas.");
+api_list_ok!(SchemaListOk::Ok = 200: SchemaList, "A page of schemas.");
 
 api_ok!(SchemaDeleted::Ok = 200: Message, "Schema deleted.");
 
@@ -152,9 +152,10 @@ impl SchemasApi {
         }
         .check(ListSpec { sort_column: col, fields: SCHEMA_FIELDS, includes: Includes::Nothing("schemas") })?;
         let team = auth.0.id;
-        let (data, meta) =
-            list.fetch(&state, move |c, q, _| Ok(crate::db::schemas::list(c, &team, q)?), |r, _| to_api(r)).await?;
-        Ok(SchemaListOk::Ok(Json(SchemaList { data, meta })))
+        let page = list.fetch(&state, move |c, q, _| Ok(crate::db::schemas::list(c, &team, q)?)).await?;
+        Ok(SchemaListOk::Ok(
+            page.json(|out, r, fields, _| out.serde(&Sparse::<Schema>::new(&to_api(r), fields.names())))?,
+        ))
     }
 
     /// Get a schema

@@ -10,14 +10,14 @@ use poem_openapi::OpenApi;
 
 use super::auth::ApiKeyAuth;
 use super::body::JsonBody;
-use super::list::{default_limit, default_page, Includes, ListParams, ListSpec, SortOrder};
+use super::list::{default_limit, default_page, Includes, ListParams, ListSpec, SortOrder, Sparse};
 use super::{with_db, with_writer, ApiTags, Message};
 use crate::db::webhooks::EndpointRow;
 use crate::domain::time::now_ms;
 use crate::domain::webhook::NewEndpoint;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{api_errors, api_ok};
+use crate::{api_errors, api_list_ok, api_ok};
 
 pub struct WebhooksApi;
 
@@ -33,7 +33,7 @@ api_ok!(WebhookOk::Ok = 200: Webhook, "The webhook endpoint.");
 
 api_ok!(WebhookRotated::Ok = 200: WebhookWithSecret, "New secret made; it is shown this once.");
 
-api_ok!(WebhookListOk::Ok = 200: WebhookList, "A page of webhook endpoints.");
+api_list_ok!(WebhookListOk::Ok = 200: WebhookList, "A page of webhook endpoints.");
 
 api_ok!(WebhookDeleted::Ok = 200: Message, "Webhook endpoint deleted.");
 
@@ -174,9 +174,10 @@ impl WebhooksApi {
             includes: Includes::Nothing("webhooks"),
         })?;
         let team = auth.0.id;
-        let (data, meta) =
-            list.fetch(&state, move |c, q, _| Ok(crate::db::webhooks::list(c, &team, q)?), |r, _| to_api(r)).await?;
-        Ok(WebhookListOk::Ok(Json(WebhookList { data, meta })))
+        let page = list.fetch(&state, move |c, q, _| Ok(crate::db::webhooks::list(c, &team, q)?)).await?;
+        Ok(WebhookListOk::Ok(
+            page.json(|out, r, fields, _| out.serde(&Sparse::<Webhook>::new(&to_api(r), fields.names())))?,
+        ))
     }
 
     /// Get a webhook endpoint
