@@ -146,8 +146,19 @@ Nothing was changed; retry after the time in Retry-After.",
                     BUSY_RETRY_AFTER,
                 )
             }
+            DbError::PgUnavailable(e) => {
+                tracing::warn!(cause = %e, "database unavailable: a request was refused");
+                ApiError::unavailable(
+                    "The database is busy or unavailable. Nothing was changed; retry after the time in Retry-After.",
+                    BUSY_RETRY_AFTER,
+                )
+            }
             DbError::Full(e) => {
                 tracing::error!(cause = %e, "disk full: a write was refused");
+                ApiError::insufficient_storage(DISK_FULL_MESSAGE)
+            }
+            DbError::PgFull(e) => {
+                tracing::error!(cause = %e, "database disk full: a write was refused");
                 ApiError::insufficient_storage(DISK_FULL_MESSAGE)
             }
             DbError::Io(e) if crate::data_dir::is_disk_full(&e) => {

@@ -11,6 +11,7 @@ mod ids;
 pub mod keys;
 mod list;
 mod migrations;
+pub mod pg;
 pub mod results;
 pub mod schemas;
 pub mod webhooks;
@@ -30,8 +31,8 @@ pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 pub type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
 
 /// A database error, sorted by what the caller can do about it. `ApiError::from` maps each
-/// to its HTTP answer (503 for `Busy`, `Pool` and `Interrupted`, 507 for a full disk, 500
-/// for the rest, logged with their cause).
+/// to its HTTP answer (503 for `Busy`, `PgUnavailable`, `Pool` and `Interrupted`, 507 for a
+/// full disk, 500 for the rest, logged with their cause).
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// Another connection (e.g. an `import` beside the server) held the write lock for
@@ -45,6 +46,17 @@ pub enum DbError {
     /// Any other SQLite failure.
     #[error("database error: {0}")]
     Sqlite(#[source] rusqlite::Error),
+    /// PostgreSQL could not do it now: a serialization failure or deadlock (the transaction
+    /// was rolled back), a lock or statement timeout, the server shutting down, out of
+    /// connections or memory, or the connection lost or refused. Trying again can succeed.
+    #[error("database unavailable: {}", pg::describe(.0))]
+    PgUnavailable(#[source] postgres::Error),
+    /// PostgreSQL's disk is full (SQLSTATE 53100). The statement's transaction was rolled back.
+    #[error("disk full: {}", pg::describe(.0))]
+    PgFull(#[source] postgres::Error),
+    /// Any other PostgreSQL failure (a malformed database URL among them).
+    #[error("database error: {}", pg::describe(.0))]
+    Postgres(#[source] postgres::Error),
     /// No pooled connection could be had in time.
     #[error("database unavailable: {0}")]
     Pool(#[from] r2d2::Error),
@@ -76,6 +88,12 @@ impl From<rusqlite::Error> for DbError {
             Some(ErrorCode::DiskFull) => DbError::Full(e),
             _ => DbError::Sqlite(e),
         }
+    }
+}
+
+impl From<postgres::Error> for DbError {
+    fn from(e: postgres::Error) -> Self {
+        pg::classify(e)
     }
 }
 

@@ -1,14 +1,17 @@
 //! The one test harness: the real application in-process (`spawn_app`, same wiring as
-//! `serve`) or as a child process (`process`), test data (`data`), and the checks and
-//! polling every test module shares.
+//! `serve`) or as a child process (`process`), test data (`data`), an S3 emulator (`s3`), a
+//! throwaway PostgreSQL cluster (`pg_cluster`), and the checks and polling every test module
+//! shares.
 #![allow(dead_code)]
 
 mod data;
+mod pg_cluster;
 mod process;
 mod receiver;
 mod s3;
 
 pub use data::*;
+pub use pg_cluster::*;
 pub use process::*;
 pub use receiver::*;
 pub use s3::*;
