@@ -81,11 +81,14 @@ fn from_row(r: &Row) -> rusqlite::Result<DbResult<ExportRow>> {
 
 /// One job by id, as `from_row` reads it.
 pub(super) fn get_where(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> DbResult<Option<ExportRow>> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM {FROM} WHERE {filter}"), args, from_row).optional()?.transpose()
+    super::query_row_cached(conn, &format!("SELECT {COLUMNS} FROM {FROM} WHERE {filter}"), args, from_row)
+        .optional()?
+        .transpose()
 }
 
 pub fn insert(conn: &Connection, e: &ExportRow) -> DbResult<()> {
-    conn.execute(
+    super::execute_cached(
+        conn,
         "INSERT INTO exports (id, team_id, schema_id, status, start_ms, end_ms, expand_array, options,
                               created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -128,7 +131,8 @@ pub enum QuotaExceeded {
 pub fn insert_within_quotas(conn: &Connection, e: &ExportRow, quotas: Quotas) -> DbResult<Result<(), QuotaExceeded>> {
     let tx = conn;
     if quotas.max_queued > 0 {
-        let queued: i64 = tx.query_row(
+        let queued: i64 = super::query_row_cached(
+            tx,
             "SELECT COUNT(*) FROM exports WHERE team_id = ?1 AND status IN ('PENDING', 'PROCESSING')",
             [&e.team_id],
             |r| r.get(0),
@@ -138,7 +142,8 @@ pub fn insert_within_quotas(conn: &Connection, e: &ExportRow, quotas: Quotas) ->
         }
     }
     if let Some(max) = quotas.max_storage {
-        let used: i64 = tx.query_row(
+        let used: i64 = super::query_row_cached(
+            tx,
             "SELECT COALESCE(SUM(file_size), 0) FROM exports WHERE team_id = ?1 AND file_size IS NOT NULL",
             [&e.team_id],
             |r| r.get(0),
@@ -180,7 +185,7 @@ pub fn list(
 
 /// The team of export `id`, if it exists.
 pub fn get_team_of(conn: &Connection, id: &str) -> DbResult<Option<String>> {
-    Ok(conn.query_row("SELECT team_id FROM exports WHERE id = ?1", [id], |r| r.get(0)).optional()?)
+    Ok(super::query_row_cached(conn, "SELECT team_id FROM exports WHERE id = ?1", [id], |r| r.get(0)).optional()?)
 }
 
 /// What a delete removed: what it takes to stop the job and remove the file. Read column by
@@ -227,7 +232,7 @@ pub fn delete(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<Rem
         )
         .optional()?;
     if removed.is_some() {
-        conn.execute("DELETE FROM exports WHERE id = ?1", [id])?;
+        super::execute_cached(conn, "DELETE FROM exports WHERE id = ?1", [id])?;
     }
     Ok(removed)
 }
@@ -266,7 +271,7 @@ pub fn claim_next(conn: &Connection, run_id: &str) -> DbResult<Claimed> {
         // two walks of the `exports_queue` index, each stopping at its first row (one query
         // with OR would sort every waiting job)
         let oldest = |sql: &str, args: &[&dyn rusqlite::ToSql]| {
-            tx.query_row(sql, args, |r| {
+            super::query_row_cached(tx, sql, args, |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
             })
             .optional()
@@ -289,7 +294,8 @@ pub fn claim_next(conn: &Connection, run_id: &str) -> DbResult<Claimed> {
         };
         let now = now_ms();
         let mut fail = |error: String| -> DbResult<()> {
-            tx.execute(
+            super::execute_cached(
+                tx,
                 "UPDATE exports SET status = 'FAILED', updated_at = ?2, claimed_by = NULL, error = ?3 WHERE id = ?1",
                 params![id, now, error],
             )?;
@@ -303,7 +309,8 @@ pub fn claim_next(conn: &Connection, run_id: &str) -> DbResult<Claimed> {
             ))?;
             continue;
         }
-        tx.execute(
+        super::execute_cached(
+            tx,
             "UPDATE exports SET status = 'PROCESSING', claimed_by = ?2, attempts = attempts + 1, updated_at = ?3,
                     row_count = NULL, results_done = NULL, results_total = NULL
              WHERE id = ?1",
@@ -336,7 +343,8 @@ pub struct JobProgress {
 /// Records how far a job this run holds has got (one small update; `updated_at` is left
 /// alone, so lists sorted by it keep their bookmarks). False when the job is no longer ours.
 pub fn progress(conn: &Connection, id: &str, run_id: &str, p: JobProgress) -> DbResult<bool> {
-    Ok(conn.execute(
+    Ok(super::execute_cached(
+        conn,
         "UPDATE exports SET row_count = ?3, results_done = ?4, results_total = ?5
          WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2",
         params![id, run_id, p.row_count, p.results_done, p.results_total],
@@ -354,7 +362,8 @@ pub fn complete(
     results: i64,
 ) -> DbResult<bool> {
     let now = now_ms();
-    Ok(conn.execute(
+    Ok(super::execute_cached(
+        conn,
         "UPDATE exports SET status = 'COMPLETED', row_count = ?3, file_size = ?4, error = NULL,
                 completed_at = ?5, updated_at = ?5, claimed_by = NULL, results_done = ?6, results_total = ?6
          WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2",
@@ -364,7 +373,8 @@ pub fn complete(
 
 /// Marks a job this run holds FAILED, with a message for the user.
 pub fn fail(conn: &Connection, id: &str, run_id: &str, error: &str) -> DbResult<bool> {
-    Ok(conn.execute(
+    Ok(super::execute_cached(
+        conn,
         "UPDATE exports SET status = 'FAILED', error = ?3, updated_at = ?4, claimed_by = NULL
          WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2",
         params![id, run_id, error, now_ms()],
@@ -408,7 +418,8 @@ pub fn delete_finished(conn: &Connection, ids: &[String], cutoff: i64) -> DbResu
 /// Jobs waiting for a worker (PENDING), for the `exports_jobs_queued` gauge: counted from
 /// the `exports_queue` index, so the cost follows the queue, not the history.
 pub fn count_pending(conn: &Connection) -> DbResult<u64> {
-    let n: i64 = conn.query_row("SELECT COUNT(*) FROM exports WHERE status = 'PENDING'", [], |r| r.get(0))?;
+    let n: i64 =
+        super::query_row_cached(conn, "SELECT COUNT(*) FROM exports WHERE status = 'PENDING'", [], |r| r.get(0))?;
     Ok(n.max(0) as u64)
 }
 
@@ -422,7 +433,7 @@ pub fn all_ids(conn: &Connection) -> DbResult<std::collections::HashSet<String>>
 /// Gives a job back at shutdown: it stays PROCESSING under this run's id, so the next start
 /// takes it up again, and this interrupted attempt does not count.
 pub fn release(conn: &Connection, id: &str, run_id: &str) -> DbResult<bool> {
-    Ok(conn.execute(
+    Ok(super::execute_cached(conn,
         "UPDATE exports SET attempts = MAX(attempts - 1, 0) WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2",
         params![id, run_id],
     )? > 0)

@@ -174,6 +174,23 @@ pub fn open_bulk(path: &Path, busy_timeout: Duration) -> DbResult<Connection> {
     Ok(c)
 }
 
+/// `Connection::execute` through the connection's statement cache: SQLite parses the statement
+/// once per connection, not at every call (the write path runs the same few statements
+/// thousands of times a second under load).
+pub(crate) fn execute_cached(c: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(params)
+}
+
+/// `Connection::query_row` through the statement cache (see [`execute_cached`]).
+pub(crate) fn query_row_cached<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(params, f)
+}
+
 /// `SELECT 1`: the database answers.
 pub fn ping(conn: &Connection) -> DbResult<()> {
     conn.query_row("SELECT 1", [], |_| Ok(()))?;

@@ -45,7 +45,7 @@ fn from_row(r: &Row) -> rusqlite::Result<DbResult<SchemaRow>> {
 fn execute_with_row(conn: &Connection, sql: &str, row: &SchemaRow) -> DbResult<usize> {
     let definition = serde_json::to_string(&row.definition).expect("a schema serializes");
     let p = params![row.id, row.team_id, row.name, row.description, definition, row.created_at, row.updated_at];
-    Ok(conn.execute(sql, p)?)
+    Ok(super::execute_cached(conn, sql, p)?)
 }
 
 pub fn insert(conn: &Connection, row: &SchemaRow) -> DbResult<()> {
@@ -60,14 +60,21 @@ pub fn insert(conn: &Connection, row: &SchemaRow) -> DbResult<()> {
 
 /// One schema of a team; another team's schema is `None`, as a missing one is.
 pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<SchemaRow>> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1 AND team_id = ?2"), [id, team_id], from_row)
-        .optional()?
-        .transpose()
+    super::query_row_cached(
+        conn,
+        &format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1 AND team_id = ?2"),
+        [id, team_id],
+        from_row,
+    )
+    .optional()?
+    .transpose()
 }
 
 /// A schema by id alone (command-line tools, which act for the operator).
 pub fn get_any(conn: &Connection, id: &str) -> DbResult<Option<SchemaRow>> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1"), [id], from_row).optional()?.transpose()
+    super::query_row_cached(conn, &format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1"), [id], from_row)
+        .optional()?
+        .transpose()
 }
 
 pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<SchemaRow>, u64)> {
@@ -132,11 +139,12 @@ pub fn delete(conn: &Connection, team_id: &str, id: &str) -> DbResult<DeleteOutc
         return Ok(DeleteOutcome::NotFound);
     }
     let results = super::results::count_for_schema(tx, id)?;
-    let exports: i64 = tx.query_row("SELECT COUNT(*) FROM exports WHERE schema_id = ?1", [id], |r| r.get(0))?;
+    let exports: i64 =
+        super::query_row_cached(tx, "SELECT COUNT(*) FROM exports WHERE schema_id = ?1", [id], |r| r.get(0))?;
     if results > 0 || exports > 0 {
         return Ok(DeleteOutcome::InUse(results, exports));
     }
-    tx.execute("DELETE FROM schemas WHERE id = ?1", [id])?;
+    super::execute_cached(tx, "DELETE FROM schemas WHERE id = ?1", [id])?;
     Ok(DeleteOutcome::Deleted)
 }
 
