@@ -121,7 +121,7 @@ impl App {
             pool.clone(),
             writer.clone(),
             data_dir.clone(),
-            store,
+            store.clone(),
             crate::jobs::runner::Settings {
                 workers: config.workers,
                 retention: config.retention,
@@ -150,6 +150,7 @@ impl App {
             public_url,
             url_ttl: config.url_ttl,
             data_dir,
+            store,
             jobs,
             limits: config.limits.clone(),
             list_counts: Arc::new(crate::db::counts::ListCounts::new(config.limits.list_bookmark_every)),

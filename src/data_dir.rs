@@ -5,8 +5,9 @@
 //!   exports.db (+ -wal, -shm)  the SQLite database and its write-ahead log
 //!   signing.key                the HMAC key of download URLs (unless --signing-key is given)
 //!   serve.lock                 held by the one server running on this folder
-//!   exports/<id>.csv[.gz]      finished export files (unless --storage-url names another place) (this name whatever the format; the
-//!                              download's name and type follow the export's format)
+//!   exports/<id>.csv[.gz]      finished export files, unless --storage-url names another
+//!                              place (this name whatever the format; the download's name
+//!                              and type follow the export's format)
 //!   exports/.<id>.tmp          an export being written (renamed when whole)
 //!   uploads/*.part             NDJSON uploads spooled before they are imported
 //!   tmp/                       scratch files of running exports (a workbook's sheets)
@@ -73,16 +74,6 @@ impl DataDir {
     /// The folder export files live in.
     pub fn exports(&self) -> PathBuf {
         self.root.join(EXPORTS)
-    }
-
-    /// Where a finished export's file is kept.
-    pub fn export_file(&self, export_id: &str, gzip: bool) -> PathBuf {
-        export_file_in(&self.exports(), export_id, gzip)
-    }
-
-    /// The temporary name an export is written under until it is whole.
-    pub fn export_temp(&self, export_id: &str) -> PathBuf {
-        export_temp_in(&self.exports(), export_id)
     }
 
     /// The folder an NDJSON upload is spooled to (one private temporary file per upload)
@@ -166,13 +157,8 @@ pub fn export_id_of(name: &str) -> Option<&str> {
 /// temporary (`.<uuid>.tmp`) takes: in a folder or bucket the service shares with other
 /// things, only such names are ever removed.
 pub fn is_export_file_name(name: &str) -> bool {
-    let is_uuid = |s: &str| {
-        s.len() == 36
-            && s.bytes().enumerate().all(|(i, c)| match i {
-                8 | 13 | 18 | 23 => c == b'-',
-                _ => c.is_ascii_hexdigit(),
-            })
-    };
+    // the hyphenated form only (36 characters), as export ids are written
+    let is_uuid = |s: &str| s.len() == 36 && uuid::Uuid::try_parse(s).is_ok();
     if let Some(id) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) {
         return is_uuid(id);
     }
@@ -207,15 +193,15 @@ mod tests {
             data.database(),
             data.signing_key(),
             data.signing_key_temp(),
-            data.export_file("x", true),
-            data.export_temp("x"),
+            export_file_in(&data.exports(), "x", true),
+            export_temp_in(&data.exports(), "x"),
             data.uploads(),
         ] {
             assert!(p.starts_with("/d"), "{}", p.display());
         }
-        assert_eq!(data.export_file("x", false), Path::new("/d/exports/x.csv"));
-        assert_eq!(data.export_file("x", true), Path::new("/d/exports/x.csv.gz"));
-        assert_eq!(data.export_temp("x"), Path::new("/d/exports/.x.tmp"));
+        assert_eq!(export_file_in(&data.exports(), "x", false), Path::new("/d/exports/x.csv"));
+        assert_eq!(export_file_in(&data.exports(), "x", true), Path::new("/d/exports/x.csv.gz"));
+        assert_eq!(export_temp_in(&data.exports(), "x"), Path::new("/d/exports/.x.tmp"));
     }
 
     #[test]

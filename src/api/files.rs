@@ -39,8 +39,7 @@ pub fn signed_url(state: &AppState, row: &ExportRow) -> (String, i64) {
     let expires = chrono::Utc::now().timestamp() + state.url_ttl.as_secs() as i64;
     let content_type = row.options.format.content_type(row.options.gzip);
     let disposition = format!("attachment; filename=\"{file_name}\"");
-    if let Some(url) = state.jobs.store().presigned_get(&row.id, row.options.gzip, &disposition, content_type, expires)
-    {
+    if let Some(url) = state.store.presigned_get(&row.id, row.options.gzip, &disposition, content_type, expires) {
         return (url, expires);
     }
     let path = format!("/files/teams/{}/{}/{file_name}", row.team_id, row.id);
@@ -120,7 +119,7 @@ async fn serve(
     let row = row
         .filter(|r| r.status == ExportStatus::Completed)
         .ok_or_else(|| ApiError::not_found("Export not found: it was deleted"))?;
-    let opened = state.jobs.store().open_read(&row.id, row.options.gzip).await?;
+    let opened = state.store.open_read(&row.id, row.options.gzip).await?;
     let size = opened.size;
     // a local file's ETag is its export's id and size (an export's file never changes); an
     // object has its own

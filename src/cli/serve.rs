@@ -120,7 +120,7 @@ fn startup_block(cfg: &Config, app: &App) -> String {
         format!("  docs         {base}/docs"),
         format!("  metrics      {metrics}"),
         format!("  data folder  {}", cfg.data_dir.display()),
-        format!("  files        {}", app.state().jobs.store().describe()),
+        format!("  files        {}", app.state().store.describe()),
         format!("  workers      {} export jobs at once; retention {retention}", cfg.workers),
         format!("  downloads    links valid {}", duration(cfg.url_ttl)),
         format!("  bodies       JSON up to {}, NDJSON upload up to {}", size(l.max_json_body), size(l.max_body)),

@@ -13,6 +13,7 @@ use crate::db::{self, Pool};
 use crate::jobs::runner::Jobs;
 use crate::metrics::Metrics;
 use crate::signing::Signer;
+use crate::storage::Store;
 use crate::webhooks::Webhooks;
 use key_cache::KeyCache;
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub public_url: String,
     pub url_ttl: Duration,
     pub data_dir: DataDir,
+    /// Where export files live (a local folder or a bucket); the workers hold the same one.
+    pub store: Store,
     pub jobs: Jobs,
     /// Per-request and per-team limits.
     pub limits: Limits,

@@ -357,7 +357,7 @@ async fn killed_mid_export_the_job_resumes_and_completes_whole() {
     body["schema_id"] = json!(sid);
     let id = server.create_export(&client, &body).await;
     // mid-run: the export's temporary file has been written to
-    let temp = exports_api::data_dir::DataDir::new(&dir).export_temp(&id);
+    let temp = exports_api::data_dir::export_temp_in(&exports_api::data_dir::DataDir::new(&dir).exports(), &id);
     let (srv, client_ref, id_ref, temp_ref) = (&server, &client, &id, &temp);
     poll_until(within(60), "the export to be writing its file", move || async move {
         if std::fs::metadata(temp_ref).is_ok_and(|m| m.len() > 0) {
