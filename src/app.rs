@@ -231,16 +231,17 @@ fn prepare(cfg: &Config, data: &DataDir) -> anyhow::Result<(Pool, db::Writer, Si
     crate::import::prepare_spool_dir(&uploads)
         .with_context(|| format!("cannot prepare the uploads folder {}", uploads.display()))?;
     let pool = db::open(&data.database(), (cfg.workers as u32) + 16, cfg.limits.busy_timeout)
+        .map(Pool::Lite)
         .with_context(|| format!("cannot open the database in {shown}"))?;
     let writer = db::Writer::open(&data.database(), cfg.limits.busy_timeout)
         .with_context(|| format!("cannot open the database in {shown}"))?;
     let signer = Signer::load_or_create(data, cfg.signing_key.clone())
         .with_context(|| format!("cannot load or create the signing key in {shown}"))?;
-    let mut conn = pool.get().with_context(|| format!("cannot open the database in {shown}"))?;
+    let conn = pool.get().with_context(|| format!("cannot open the database in {shown}"))?;
     if cfg.demo {
-        crate::demo::load_if_empty(&mut conn).context("loading demo data failed")?;
+        crate::demo::load_if_empty(&*conn).context("loading demo data failed")?;
     }
-    crate::bootstrap::ensure_keys(&conn, cfg.api_key.as_deref()).context("setting up API keys failed")?;
+    crate::bootstrap::ensure_keys(&*conn, cfg.api_key.as_deref()).context("setting up API keys failed")?;
     Ok((pool, writer, signer, lock))
 }
 

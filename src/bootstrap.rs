@@ -1,12 +1,12 @@
 //! First-start key setup: `EXPORTS_API_KEY` guarantees team `default` with that key; with no
 //! key at all, `serve` creates one and prints it once.
 
-use rusqlite::Connection;
+use crate::db::Sql;
 
 use crate::db::{keys, DbResult};
 
 /// Makes sure a key exists as configured. Returns the key it created and printed, if any.
-pub fn ensure_keys(conn: &Connection, api_key: Option<&str>) -> DbResult<Option<String>> {
+pub fn ensure_keys(conn: &dyn Sql, api_key: Option<&str>) -> DbResult<Option<String>> {
     if let Some(secret) = api_key {
         let team = default_team(conn)?;
         if !keys::key_exists(conn, secret)? {
@@ -26,7 +26,7 @@ pub fn ensure_keys(conn: &Connection, api_key: Option<&str>) -> DbResult<Option<
 }
 
 /// Team `default`, created if missing.
-fn default_team(conn: &Connection) -> DbResult<keys::Team> {
+fn default_team(conn: &dyn Sql) -> DbResult<keys::Team> {
     match keys::find_team(conn, "default")?.filter(|t| t.name == "default") {
         Some(t) => Ok(t),
         None => keys::create_team(conn, "default"),

@@ -3,7 +3,7 @@
 //! look-alikes, nulls, empty arrays) dated January–March 2024, like
 //! `shared/bench/gen_results.py` makes.
 
-use rusqlite::Connection;
+use crate::db::Sql;
 
 use crate::db::{self, keys, DbResult};
 use crate::domain::result::NewResult;
@@ -134,18 +134,21 @@ pub fn results(count: usize) -> Vec<NewResult> {
 }
 
 /// On an empty database: creates team `demo`, its key (printed), the schema and the results.
-pub fn load_if_empty(conn: &mut Connection) -> DbResult<Option<String>> {
-    let empty: bool = conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM teams)", [], |r| r.get(0))?;
+pub fn load_if_empty(conn: &dyn Sql) -> DbResult<Option<String>> {
+    let empty = conn.one("SELECT NOT EXISTS (SELECT 1 FROM teams)", &[], |r| r.int(0))? != 0;
     if !empty {
         return Ok(None);
     }
-    let tx = conn.transaction()?;
-    keys::create_team_with_id(&tx, DEMO_TEAM_ID, "demo")?;
+    db::in_transaction(conn, |tx| load(tx))
+}
+
+fn load(tx: &dyn Sql) -> DbResult<Option<String>> {
+    keys::create_team_with_id(tx, DEMO_TEAM_ID, "demo")?;
     let secret = keys::generate_key();
-    keys::add_key(&tx, DEMO_TEAM_ID, Some("demo"), &secret)?;
+    keys::add_key(tx, DEMO_TEAM_ID, Some("demo"), &secret)?;
     let now = crate::domain::time::now_ms();
     db::schemas::insert(
-        &tx,
+        tx,
         &db::schemas::SchemaRow {
             id: DEMO_SCHEMA_ID.into(),
             team_id: DEMO_TEAM_ID.into(),
@@ -156,8 +159,7 @@ pub fn load_if_empty(conn: &mut Connection) -> DbResult<Option<String>> {
             updated_at: now,
         },
     )?;
-    db::results::insert_in(&tx, DEMO_TEAM_ID, DEMO_SCHEMA_ID, results(DEMO_RESULTS))?;
-    tx.commit()?;
+    db::results::insert_in(tx, DEMO_TEAM_ID, DEMO_SCHEMA_ID, results(DEMO_RESULTS))?;
     println!(
         "Loaded demo data: team 'demo' ({DEMO_TEAM_ID}), schema 'Invoices' ({DEMO_SCHEMA_ID}), {DEMO_RESULTS} results from 2024-01-01 to 2024-03-30.\n\
          Demo API key (shown once, keep it):\n\n    export KEY={secret}\n"

@@ -14,7 +14,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
 
-use rusqlite::Connection;
+use crate::db::Sql;
 
 use crate::db::DbError;
 use crate::domain::ndjson::{Batch, LineError, Splitter};
@@ -51,7 +51,7 @@ enum Parsed {
 /// Imports the NDJSON that `input` yields, chunk by chunk, into one schema: every result or
 /// none. `input` ends with `None` at the end of the body, or with an `Err` to abandon it.
 /// `now` is the creation time of results without `createdAt`. Returns how many were stored.
-pub fn import<C, I>(conn: &Connection, team_id: &str, schema_id: &str, now: i64, input: I) -> Result<u64, ImportError>
+pub fn import<C, I>(conn: &dyn Sql, team_id: &str, schema_id: &str, now: i64, input: I) -> Result<u64, ImportError>
 where
     C: AsRef<[u8]>,
     I: Iterator<Item = Result<C, ImportError>> + Send,
@@ -138,7 +138,7 @@ impl Spool {
     /// Imports the spooled body through [`import`]: every result or none.
     pub fn import_into(
         &mut self,
-        conn: &Connection,
+        conn: &dyn Sql,
         team_id: &str,
         schema_id: &str,
         now: i64,

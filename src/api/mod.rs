@@ -73,7 +73,7 @@ pub async fn with_db<T: Send + 'static>(
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
-        let mut conn = pool.get().map_err(crate::db::DbError::from)?;
+        let mut conn = pool.get()?;
         f(&mut conn)
     })
     .await
@@ -85,7 +85,7 @@ pub async fn with_db<T: Send + 'static>(
 /// database as the write leaves it.
 pub async fn with_writer<T: Send + 'static>(
     state: &Arc<AppState>,
-    f: impl FnOnce(&rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&dyn crate::db::Sql) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     state.writer.run_async(f).await
 }
@@ -94,7 +94,7 @@ pub async fn with_writer<T: Send + 'static>(
 /// with other writes (see `db::Writer::run_alone_async`).
 pub async fn with_writer_alone<T: Send + 'static>(
     state: &Arc<AppState>,
-    f: impl FnOnce(&rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&dyn crate::db::Sql) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     state.writer.run_alone_async(f).await
 }

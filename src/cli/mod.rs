@@ -351,6 +351,7 @@ fn open_db(data_dir: &Path) -> anyhow::Result<Pool> {
         );
     }
     db::open(&data.database(), 2, CLI_BUSY_TIMEOUT)
+        .map(Pool::Lite)
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))
 }
 

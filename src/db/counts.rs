@@ -13,11 +13,12 @@
 //! updates change (an export's `status`, `updated_at`), it also holds how many times such a
 //! column was updated (`row_moves`, kept by a trigger since migration 4).
 
+use super::sql::Sql;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::OptionalExtension;
 
 use super::bookmarks::Bookmarks;
 use super::DbResult;
@@ -94,7 +95,8 @@ impl ListCounts {
 }
 
 /// A table's count in a counter table kept by triggers (`row_deletions`, `row_moves`).
-fn counter(conn: &Connection, counters: &str, table: &str) -> DbResult<Option<i64>> {
+fn counter(conn: &dyn Sql, counters: &str, table: &str) -> DbResult<Option<i64>> {
+    let conn = super::sql::lite(conn)?;
     Ok(conn
         .prepare_cached(&format!("SELECT n FROM {counters} WHERE tbl = ?1"))?
         .query_row([table], |r| r.get::<_, i64>(0))
@@ -103,7 +105,8 @@ fn counter(conn: &Connection, counters: &str, table: &str) -> DbResult<Option<i6
 
 /// The table's stamp, with its updates count when `moves`; `None` for a table whose
 /// deletions (or, when `moves`, updates) are not tracked.
-pub(crate) fn stamp(conn: &Connection, table: &str, moves: bool) -> DbResult<Option<Stamp>> {
+pub(crate) fn stamp(conn: &dyn Sql, table: &str, moves: bool) -> DbResult<Option<Stamp>> {
+    let conn = super::sql::lite(conn)?;
     let Some(deletions) = counter(conn, "row_deletions", table)? else {
         return Ok(None);
     };

@@ -5,9 +5,10 @@
 //! all, and a delivery stays `pending` until an attempt's outcome is committed (an attempt
 //! cut short by a stop is made again after the next start: at least once).
 
+use super::sql::Sql;
 use std::sync::Arc;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 use super::exports::{get_where, ExportRow};
 use super::{DbError, DbResult};
@@ -40,7 +41,8 @@ pub const FAILED: &str = "failed";
 /// delete); returns the deliveries enqueued (ring the doorbell after the commit if any). A
 /// team without endpoints costs one lookup. A row that cannot be read (damaged) enqueues
 /// nothing, so that deleting it still works.
-pub fn enqueue(conn: &Connection, event: EventType, export_id: &str) -> DbResult<usize> {
+pub fn enqueue(conn: &dyn Sql, event: EventType, export_id: &str) -> DbResult<usize> {
+    let conn = super::sql::lite(conn)?;
     let team: Option<String> =
         conn.query_row("SELECT team_id FROM exports WHERE id = ?1", [export_id], |r| r.get(0)).optional()?;
     let Some(team) = team else { return Ok(0) };
@@ -82,7 +84,8 @@ pub fn enqueue(conn: &Connection, event: EventType, export_id: &str) -> DbResult
 }
 
 /// For each endpoint with pending deliveries, when its earliest one is due (ms).
-pub fn due_endpoints(conn: &Connection) -> DbResult<Vec<(String, i64)>> {
+pub fn due_endpoints(conn: &dyn Sql) -> DbResult<Vec<(String, i64)>> {
+    let conn = super::sql::lite(conn)?;
     let mut stmt = conn.prepare_cached(
         "SELECT endpoint_id, MIN(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending' GROUP BY endpoint_id",
     )?;
@@ -110,11 +113,12 @@ pub struct DueDelivery {
 /// The oldest pending deliveries of an endpoint due at `now`, at most `limit`. An event whose
 /// stored export cannot be read is reported as `Corrupt` with the delivery's id.
 pub fn due_for_endpoint(
-    conn: &Connection,
+    conn: &dyn Sql,
     endpoint_id: &str,
     now: i64,
     limit: usize,
 ) -> DbResult<Vec<Result<DueDelivery, (i64, DbError)>>> {
+    let conn = super::sql::lite(conn)?;
     let mut stmt = conn.prepare_cached(
         "SELECT d.id, d.endpoint_id, p.url, p.secret, d.event_id, v.type, v.created_at, v.export, d.attempts,
                 d.created_at
@@ -165,7 +169,8 @@ pub struct Attempt {
 
 /// Records an attempt of delivery `id` (counted); false when the delivery is gone (its
 /// endpoint was deleted meanwhile).
-pub fn record_attempt(conn: &Connection, id: i64, a: &Attempt) -> DbResult<bool> {
+pub fn record_attempt(conn: &dyn Sql, id: i64, a: &Attempt) -> DbResult<bool> {
+    let conn = super::sql::lite(conn)?;
     Ok(conn.execute(
         "UPDATE webhook_deliveries SET attempts = attempts + 1, status = ?2, next_attempt_at = ?3,
                 last_status_code = ?4, last_error = ?5, updated_at = ?6
@@ -191,7 +196,8 @@ pub struct DeliveryRow {
 }
 
 /// The newest deliveries of an endpoint, at most `limit`, newest first.
-pub fn recent(conn: &Connection, endpoint_id: &str, limit: u32) -> DbResult<Vec<DeliveryRow>> {
+pub fn recent(conn: &dyn Sql, endpoint_id: &str, limit: u32) -> DbResult<Vec<DeliveryRow>> {
+    let conn = super::sql::lite(conn)?;
     let mut stmt = conn.prepare_cached(
         "SELECT d.id, d.event_id, v.type, v.export_id, d.status, d.attempts, d.last_status_code, d.last_error,
                 d.next_attempt_at, d.created_at, d.updated_at
@@ -220,7 +226,8 @@ pub fn recent(conn: &Connection, endpoint_id: &str, limit: u32) -> DbResult<Vec<
 
 /// Deletes finished deliveries last changed before `cutoff`, then events no delivery refers
 /// to any more; returns the deliveries deleted.
-pub fn sweep(conn: &Connection, cutoff: i64) -> DbResult<usize> {
+pub fn sweep(conn: &dyn Sql, cutoff: i64) -> DbResult<usize> {
+    let conn = super::sql::lite(conn)?;
     let n = conn.execute("DELETE FROM webhook_deliveries WHERE status <> 'pending' AND updated_at < ?1", [cutoff])?;
     conn.execute(
         "DELETE FROM webhook_events WHERE created_at < ?1

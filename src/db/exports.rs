@@ -1,6 +1,7 @@
 //! Export jobs: their rows, and the atomic claim/complete/fail steps the workers take.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::sql::Sql;
+use rusqlite::{params, OptionalExtension, Row};
 
 use super::{list_page, DbError, DbResult, ListSource};
 use crate::domain::export::{CsvOptions, ExportStatus};
@@ -80,13 +81,15 @@ fn from_row(r: &Row) -> rusqlite::Result<DbResult<ExportRow>> {
 }
 
 /// One job by id, as `from_row` reads it.
-pub(super) fn get_where(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> DbResult<Option<ExportRow>> {
+pub(super) fn get_where(conn: &dyn Sql, filter: &str, args: impl rusqlite::Params) -> DbResult<Option<ExportRow>> {
+    let conn = super::sql::lite(conn)?;
     super::query_row_cached(conn, &format!("SELECT {COLUMNS} FROM {FROM} WHERE {filter}"), args, from_row)
         .optional()?
         .transpose()
 }
 
-pub fn insert(conn: &Connection, e: &ExportRow) -> DbResult<()> {
+pub fn insert(conn: &dyn Sql, e: &ExportRow) -> DbResult<()> {
+    let conn = super::sql::lite(conn)?;
     super::execute_cached(
         conn,
         "INSERT INTO exports (id, team_id, schema_id, status, start_ms, end_ms, expand_array, options,
@@ -128,7 +131,8 @@ pub enum QuotaExceeded {
 
 /// Inserts a new job unless the team is at a quota. Run it on the writer: counting and
 /// inserting then happen in one write transaction, so concurrent creates cannot overshoot.
-pub fn insert_within_quotas(conn: &Connection, e: &ExportRow, quotas: Quotas) -> DbResult<Result<(), QuotaExceeded>> {
+pub fn insert_within_quotas(conn: &dyn Sql, e: &ExportRow, quotas: Quotas) -> DbResult<Result<(), QuotaExceeded>> {
+    let conn = super::sql::lite(conn)?;
     let tx = conn;
     if quotas.max_queued > 0 {
         let queued: i64 = super::query_row_cached(
@@ -156,17 +160,19 @@ pub fn insert_within_quotas(conn: &Connection, e: &ExportRow, quotas: Quotas) ->
     Ok(Ok(()))
 }
 
-pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<ExportRow>> {
+pub fn get(conn: &dyn Sql, team_id: &str, id: &str) -> DbResult<Option<ExportRow>> {
+    let conn = super::sql::lite(conn)?;
     get_where(conn, "e.id = ?1 AND e.team_id = ?2", [id, team_id])
 }
 
 /// A page of a team's exports and their total; `counts` remembers unfiltered totals.
 pub fn list(
-    conn: &Connection,
+    conn: &dyn Sql,
     team_id: &str,
     q: &ListQuery,
     counts: Option<&super::counts::ListCounts>,
 ) -> DbResult<(Vec<ExportRow>, u64)> {
+    let conn = super::sql::lite(conn)?;
     let src = ListSource {
         table: "exports e",
         team_column: "team_id",
@@ -184,7 +190,8 @@ pub fn list(
 }
 
 /// The team of export `id`, if it exists.
-pub fn get_team_of(conn: &Connection, id: &str) -> DbResult<Option<String>> {
+pub fn get_team_of(conn: &dyn Sql, id: &str) -> DbResult<Option<String>> {
+    let conn = super::sql::lite(conn)?;
     Ok(super::query_row_cached(conn, "SELECT team_id FROM exports WHERE id = ?1", [id], |r| r.get(0)).optional()?)
 }
 
@@ -215,7 +222,8 @@ impl From<&ExportRow> for Removed {
 
 /// Deletes export `id` of `team_id`; `None` when the team has no such export. A damaged row
 /// (an unknown status, unreadable options) is deleted too: it is what a user deletes it for.
-pub fn delete(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<Removed>> {
+pub fn delete(conn: &dyn Sql, team_id: &str, id: &str) -> DbResult<Option<Removed>> {
+    let conn = super::sql::lite(conn)?;
     let removed = conn
         .query_row(
             "SELECT id, team_id, status, options, file_size FROM exports WHERE id = ?1 AND team_id = ?2",
@@ -264,7 +272,8 @@ pub struct FailedAtClaim {
 /// Orphans that have already been tried `MAX_ATTEMPTS` times, and rows that cannot be read,
 /// are marked FAILED instead (and reported in [`Claimed::failed`]). Run it on the writer (one
 /// transaction).
-pub fn claim_next(conn: &Connection, run_id: &str) -> DbResult<Claimed> {
+pub fn claim_next(conn: &dyn Sql, run_id: &str) -> DbResult<Claimed> {
+    let conn = super::sql::lite(conn)?;
     let tx = conn;
     let mut claimed = Claimed::default();
     loop {
@@ -342,7 +351,8 @@ pub struct JobProgress {
 
 /// Records how far a job this run holds has got (one small update; `updated_at` is left
 /// alone, so lists sorted by it keep their bookmarks). False when the job is no longer ours.
-pub fn progress(conn: &Connection, id: &str, run_id: &str, p: JobProgress) -> DbResult<bool> {
+pub fn progress(conn: &dyn Sql, id: &str, run_id: &str, p: JobProgress) -> DbResult<bool> {
+    let conn = super::sql::lite(conn)?;
     Ok(super::execute_cached(
         conn,
         "UPDATE exports SET row_count = ?3, results_done = ?4, results_total = ?5
@@ -354,13 +364,14 @@ pub fn progress(conn: &Connection, id: &str, run_id: &str, p: JobProgress) -> Db
 /// Marks a job this run holds COMPLETED, with `results` (the results in its range when it
 /// started) as both its results done and total. False when the job was deleted meanwhile.
 pub fn complete(
-    conn: &Connection,
+    conn: &dyn Sql,
     id: &str,
     run_id: &str,
     row_count: i64,
     file_size: i64,
     results: i64,
 ) -> DbResult<bool> {
+    let conn = super::sql::lite(conn)?;
     let now = now_ms();
     Ok(super::execute_cached(
         conn,
@@ -372,7 +383,8 @@ pub fn complete(
 }
 
 /// Marks a job this run holds FAILED, with a message for the user.
-pub fn fail(conn: &Connection, id: &str, run_id: &str, error: &str) -> DbResult<bool> {
+pub fn fail(conn: &dyn Sql, id: &str, run_id: &str, error: &str) -> DbResult<bool> {
+    let conn = super::sql::lite(conn)?;
     Ok(super::execute_cached(
         conn,
         "UPDATE exports SET status = 'FAILED', error = ?3, updated_at = ?4, claimed_by = NULL
@@ -386,7 +398,8 @@ pub fn fail(conn: &Connection, id: &str, run_id: &str, error: &str) -> DbResult<
 ///
 /// The search reads (call it on a pool connection, not the writer: it may scan every
 /// finished job); `delete_finished` then deletes them in small batches.
-pub fn finished_before(conn: &Connection, cutoff: i64) -> DbResult<Vec<ExportRow>> {
+pub fn finished_before(conn: &dyn Sql, cutoff: i64) -> DbResult<Vec<ExportRow>> {
+    let conn = super::sql::lite(conn)?;
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM {FROM} WHERE e.status IN ('COMPLETED', 'FAILED') AND e.updated_at < ?1"
     ))?;
@@ -397,7 +410,8 @@ pub fn finished_before(conn: &Connection, cutoff: i64) -> DbResult<Vec<ExportRow
 /// Deletes those of `ids` that are still finished and last changed before `cutoff`, each
 /// with its `export.deleted` webhook event; returns the ids it deleted and the webhook
 /// deliveries it enqueued.
-pub fn delete_finished(conn: &Connection, ids: &[String], cutoff: i64) -> DbResult<(Vec<String>, usize)> {
+pub fn delete_finished(conn: &dyn Sql, ids: &[String], cutoff: i64) -> DbResult<(Vec<String>, usize)> {
+    let conn = super::sql::lite(conn)?;
     let mut still = conn.prepare_cached(
         "SELECT 1 FROM exports WHERE id = ?1 AND status IN ('COMPLETED', 'FAILED') AND updated_at < ?2",
     )?;
@@ -417,14 +431,16 @@ pub fn delete_finished(conn: &Connection, ids: &[String], cutoff: i64) -> DbResu
 
 /// Jobs waiting for a worker (PENDING), for the `exports_jobs_queued` gauge: counted from
 /// the `exports_queue` index, so the cost follows the queue, not the history.
-pub fn count_pending(conn: &Connection) -> DbResult<u64> {
+pub fn count_pending(conn: &dyn Sql) -> DbResult<u64> {
+    let conn = super::sql::lite(conn)?;
     let n: i64 =
         super::query_row_cached(conn, "SELECT COUNT(*) FROM exports WHERE status = 'PENDING'", [], |r| r.get(0))?;
     Ok(n.max(0) as u64)
 }
 
 /// Ids of every job, for removing files that no job owns any more.
-pub fn all_ids(conn: &Connection) -> DbResult<std::collections::HashSet<String>> {
+pub fn all_ids(conn: &dyn Sql) -> DbResult<std::collections::HashSet<String>> {
+    let conn = super::sql::lite(conn)?;
     let mut stmt = conn.prepare("SELECT id FROM exports")?;
     let ids = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(ids)
@@ -432,7 +448,8 @@ pub fn all_ids(conn: &Connection) -> DbResult<std::collections::HashSet<String>>
 
 /// Gives a job back at shutdown: it stays PROCESSING under this run's id, so the next start
 /// takes it up again, and this interrupted attempt does not count.
-pub fn release(conn: &Connection, id: &str, run_id: &str) -> DbResult<bool> {
+pub fn release(conn: &dyn Sql, id: &str, run_id: &str) -> DbResult<bool> {
+    let conn = super::sql::lite(conn)?;
     Ok(super::execute_cached(conn,
         "UPDATE exports SET attempts = MAX(attempts - 1, 0) WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2",
         params![id, run_id],

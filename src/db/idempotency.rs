@@ -2,7 +2,8 @@
 //! first a reservation (`status` NULL) taken by the request that does the work, then that
 //! request's answer; rows older than the key lifetime count as gone and are swept.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::sql::Sql;
+use rusqlite::{params, OptionalExtension};
 
 use super::DbResult;
 
@@ -49,7 +50,8 @@ pub enum Reservation {
 }
 
 /// The key's row, if it was created at or after `since`.
-pub fn get(conn: &Connection, team_id: &str, key: &str, since: i64) -> DbResult<Option<StoredKey>> {
+pub fn get(conn: &dyn Sql, team_id: &str, key: &str, since: i64) -> DbResult<Option<StoredKey>> {
+    let conn = super::sql::lite(conn)?;
     Ok(conn
         .query_row(
             "SELECT method, path, body_hash, run_id, status, content_type, body FROM idempotency_keys
@@ -79,7 +81,8 @@ pub fn get(conn: &Connection, team_id: &str, key: &str, since: i64) -> DbResult<
 /// Takes the key for `req` unless it is in use: a row created before `since` (expired), or
 /// a reservation another run of the service left (its process died), is replaced. Run it on
 /// the writer, so that of concurrent requests exactly one reserves.
-pub fn reserve(conn: &Connection, req: &KeyedRequest, run_id: &str, now: i64, since: i64) -> DbResult<Reservation> {
+pub fn reserve(conn: &dyn Sql, req: &KeyedRequest, run_id: &str, now: i64, since: i64) -> DbResult<Reservation> {
+    let conn = super::sql::lite(conn)?;
     if let Some(existing) = get(conn, &req.team_id, &req.key, since)? {
         if existing.answer.is_some() || existing.run_id == run_id {
             return Ok(Reservation::Existing(existing));
@@ -95,7 +98,8 @@ pub fn reserve(conn: &Connection, req: &KeyedRequest, run_id: &str, now: i64, si
 
 /// Stores the answer to the request that holds the reservation (and the body's hash, now
 /// known for an upload).
-pub fn finish(conn: &Connection, req: &KeyedRequest, run_id: &str, answer: &StoredAnswer) -> DbResult<bool> {
+pub fn finish(conn: &dyn Sql, req: &KeyedRequest, run_id: &str, answer: &StoredAnswer) -> DbResult<bool> {
+    let conn = super::sql::lite(conn)?;
     Ok(conn.execute(
         "UPDATE idempotency_keys SET body_hash = ?4, status = ?5, content_type = ?6, body = ?7
          WHERE team_id = ?1 AND key = ?2 AND run_id = ?3 AND status IS NULL",
@@ -105,7 +109,8 @@ pub fn finish(conn: &Connection, req: &KeyedRequest, run_id: &str, answer: &Stor
 
 /// Gives a reservation up (the answer is not kept: a 5xx, or the request was dropped), so a
 /// retry runs.
-pub fn release(conn: &Connection, team_id: &str, key: &str, run_id: &str) -> DbResult<bool> {
+pub fn release(conn: &dyn Sql, team_id: &str, key: &str, run_id: &str) -> DbResult<bool> {
+    let conn = super::sql::lite(conn)?;
     Ok(conn.execute(
         "DELETE FROM idempotency_keys WHERE team_id = ?1 AND key = ?2 AND run_id = ?3 AND status IS NULL",
         params![team_id, key, run_id],
@@ -113,7 +118,8 @@ pub fn release(conn: &Connection, team_id: &str, key: &str, run_id: &str) -> DbR
 }
 
 /// Deletes keys created before `cutoff`; returns how many.
-pub fn delete_expired(conn: &Connection, cutoff: i64) -> DbResult<usize> {
+pub fn delete_expired(conn: &dyn Sql, cutoff: i64) -> DbResult<usize> {
+    let conn = super::sql::lite(conn)?;
     Ok(conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?1", [cutoff])?)
 }
 
@@ -123,6 +129,7 @@ pub const KEY_LIFETIME_MS: i64 = 24 * 3600 * 1000;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
     fn db() -> Connection {
         let mut c = Connection::open_in_memory().unwrap();

@@ -1,6 +1,7 @@
 //! Teams and API keys. A key is shown once when it is made; only its SHA-256 is stored.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::sql::Sql;
+use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use super::DbResult;
@@ -35,18 +36,21 @@ pub fn generate_key() -> String {
     format!("exp_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-pub fn create_team(conn: &Connection, name: &str) -> DbResult<Team> {
+pub fn create_team(conn: &dyn Sql, name: &str) -> DbResult<Team> {
+    let conn = super::sql::lite(conn)?;
     create_team_with_id(conn, &uuid::Uuid::now_v7().to_string(), name)
 }
 
 /// Creates a team with a fixed id (the demo team).
-pub fn create_team_with_id(conn: &Connection, id: &str, name: &str) -> DbResult<Team> {
+pub fn create_team_with_id(conn: &dyn Sql, id: &str, name: &str) -> DbResult<Team> {
+    let conn = super::sql::lite(conn)?;
     conn.execute("INSERT INTO teams (id, name, created_at) VALUES (?1, ?2, ?3)", params![id, name, now_ms()])?;
     Ok(Team { id: id.to_string(), name: name.to_string() })
 }
 
 /// A team by id or by name.
-pub fn find_team(conn: &Connection, id_or_name: &str) -> DbResult<Option<Team>> {
+pub fn find_team(conn: &dyn Sql, id_or_name: &str) -> DbResult<Option<Team>> {
+    let conn = super::sql::lite(conn)?;
     Ok(conn
         .query_row(
             "SELECT id, name FROM teams WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC LIMIT 1",
@@ -57,19 +61,22 @@ pub fn find_team(conn: &Connection, id_or_name: &str) -> DbResult<Option<Team>> 
 }
 
 /// Every team, oldest first.
-pub fn list_teams(conn: &Connection) -> DbResult<Vec<Team>> {
+pub fn list_teams(conn: &dyn Sql) -> DbResult<Vec<Team>> {
+    let conn = super::sql::lite(conn)?;
     let mut stmt = conn.prepare("SELECT id, name FROM teams ORDER BY created_at, id")?;
     let teams = stmt.query_map([], |r| Ok(Team { id: r.get(0)?, name: r.get(1)? }))?.collect::<Result<_, _>>()?;
     Ok(teams)
 }
 
-pub fn team_exists_by_name(conn: &Connection, name: &str) -> DbResult<bool> {
+pub fn team_exists_by_name(conn: &dyn Sql, name: &str) -> DbResult<bool> {
+    let conn = super::sql::lite(conn)?;
     Ok(find_team(conn, name)?.is_some_and(|t| t.name == name))
 }
 
 /// Stores the key `secret` (only its SHA-256 and first 8 characters) for a team, and
 /// returns the new key's id.
-pub fn add_key(conn: &Connection, team_id: &str, name: Option<&str>, secret: &str) -> DbResult<String> {
+pub fn add_key(conn: &dyn Sql, team_id: &str, name: Option<&str>, secret: &str) -> DbResult<String> {
+    let conn = super::sql::lite(conn)?;
     let id = uuid::Uuid::now_v7().to_string();
     let prefix: String = secret.chars().take(8).collect();
     conn.execute(
@@ -81,7 +88,8 @@ pub fn add_key(conn: &Connection, team_id: &str, name: Option<&str>, secret: &st
 
 /// The team of the key with this digest (`hash_key` of the secret), unless the key is unknown
 /// or revoked.
-pub fn team_for_digest(conn: &Connection, digest: &str) -> DbResult<Option<Team>> {
+pub fn team_for_digest(conn: &dyn Sql, digest: &str) -> DbResult<Option<Team>> {
+    let conn = super::sql::lite(conn)?;
     Ok(conn
         .query_row(
             "SELECT t.id, t.name FROM api_keys k JOIN teams t ON t.id = k.team_id
@@ -93,18 +101,21 @@ pub fn team_for_digest(conn: &Connection, digest: &str) -> DbResult<Option<Team>
 }
 
 /// Whether this exact secret is stored (revoked or not).
-pub fn key_exists(conn: &Connection, secret: &str) -> DbResult<bool> {
+pub fn key_exists(conn: &dyn Sql, secret: &str) -> DbResult<bool> {
+    let conn = super::sql::lite(conn)?;
     Ok(conn
         .query_row("SELECT 1 FROM api_keys WHERE key_hash = ?1", [hash_key(secret)], |_| Ok(()))
         .optional()?
         .is_some())
 }
 
-pub fn count_keys(conn: &Connection) -> DbResult<i64> {
+pub fn count_keys(conn: &dyn Sql) -> DbResult<i64> {
+    let conn = super::sql::lite(conn)?;
     Ok(conn.query_row("SELECT COUNT(*) FROM api_keys", [], |r| r.get(0))?)
 }
 
-pub fn list_keys(conn: &Connection, team_id: Option<&str>) -> DbResult<Vec<KeyInfo>> {
+pub fn list_keys(conn: &dyn Sql, team_id: Option<&str>) -> DbResult<Vec<KeyInfo>> {
+    let conn = super::sql::lite(conn)?;
     let mut stmt = conn.prepare(
         "SELECT k.id, k.team_id, t.name, k.name, k.prefix, k.created_at, k.revoked_at
          FROM api_keys k JOIN teams t ON t.id = k.team_id
@@ -125,7 +136,8 @@ pub fn list_keys(conn: &Connection, team_id: Option<&str>) -> DbResult<Vec<KeyIn
 }
 
 /// Revokes a key; false when there is no such key.
-pub fn revoke_key(conn: &Connection, key_id: &str) -> DbResult<bool> {
+pub fn revoke_key(conn: &dyn Sql, key_id: &str) -> DbResult<bool> {
+    let conn = super::sql::lite(conn)?;
     let n = conn.execute(
         "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
         params![key_id, now_ms()],

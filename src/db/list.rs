@@ -1,8 +1,8 @@
 //! The one query behind every list: a page of a team's rows and their exact total, read from
 //! indexes (the count and the page's row ids) and then the page's rows alone.
 
+use super::sql::Sql;
 use rusqlite::types::Value;
-use rusqlite::Connection;
 
 use super::bookmarks::Walk;
 use super::counts::{self, ListCounts};
@@ -41,13 +41,14 @@ pub(crate) struct ListSource<'a> {
 /// the table is unchanged (see `counts`), and so are bookmarks that let a deep page start
 /// near its first row (see `bookmarks`). Total and page are read in one read transaction.
 pub(crate) fn list_page<T>(
-    conn: &Connection,
+    conn: &dyn Sql,
     src: &ListSource,
     team_key: &str,
     q: &ListQuery,
     counts: Option<&ListCounts>,
     from_row: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
 ) -> DbResult<(Vec<T>, u64)> {
+    let conn = super::sql::lite(conn)?;
     // a savepoint is a read transaction here, and nests inside a caller's transaction
     conn.execute_batch("SAVEPOINT list_page")?;
     let out = (move || -> DbResult<(Vec<T>, u64)> {
@@ -232,6 +233,7 @@ fn like_pattern(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
     fn db() -> Connection {
         let mut c = Connection::open_in_memory().unwrap();

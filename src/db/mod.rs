@@ -12,10 +12,12 @@ pub mod keys;
 mod list;
 mod migrations;
 pub mod pg;
+mod pool;
 pub mod results;
 pub mod schemas;
+pub mod sql;
 pub mod webhooks;
-mod writer;
+pub(crate) mod writer;
 
 pub use writer::Writer;
 
@@ -27,8 +29,11 @@ use rusqlite::Connection;
 
 pub(crate) use list::{list_page, ListSource};
 
-pub type Pool = r2d2::Pool<SqliteConnectionManager>;
-pub type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
+pub use pool::{Conn, Pool};
+pub use sql::Sql;
+
+/// SQLite's connection pool.
+pub type LitePool = r2d2::Pool<SqliteConnectionManager>;
 
 /// A database error, sorted by what the caller can do about it. `ApiError::from` maps each
 /// to its HTTP answer (503 for `Busy`, `PgUnavailable`, `Pool` and `Interrupted`, 507 for a
@@ -74,6 +79,9 @@ pub enum DbError {
 use a newer exports-api"
     )]
     TooNew { found: usize, known: usize },
+    /// The operation is not available on this database (yet); nothing was changed.
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
     /// A stored row holds a value no code writes (an unknown status, unreadable options): the
     /// row is not guessed at but reported, with where it is and what is wrong.
     #[error("corrupt row in {table} (id {id}): {what}")]
@@ -130,7 +138,7 @@ pub const PAGE_SIZE: u32 = 4096;
 /// The file is created readable by its owner only (0600) before SQLite opens it; SQLite
 /// gives its `-wal` and `-shm` files the database file's mode. An existing database and its
 /// `-wal`/`-shm` lose any group and other permissions.
-pub fn open(path: &Path, max_size: u32, busy_timeout: Duration) -> DbResult<Pool> {
+pub fn open(path: &Path, max_size: u32, busy_timeout: Duration) -> DbResult<LitePool> {
     crate::private::create_file_if_missing(path).map_err(DbError::Io)?;
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut p = path.as_os_str().to_owned();
@@ -191,8 +199,23 @@ pub(crate) fn query_row_cached<T>(
     c.prepare_cached(sql)?.query_row(params, f)
 }
 
+/// Runs `f` in a transaction on a connection of the pool (not the writer's): committed when
+/// `f` succeeds, rolled back when it fails. For start-up work (the demo data).
+pub fn in_transaction<T>(c: &dyn Sql, f: impl FnOnce(&dyn Sql) -> DbResult<T>) -> DbResult<T> {
+    c.exec("BEGIN", &[])?;
+    match f(c) {
+        Ok(v) => {
+            c.exec("COMMIT", &[])?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = c.exec("ROLLBACK", &[]);
+            Err(e)
+        }
+    }
+}
+
 /// `SELECT 1`: the database answers.
-pub fn ping(conn: &Connection) -> DbResult<()> {
-    conn.query_row("SELECT 1", [], |_| Ok(()))?;
-    Ok(())
+pub fn ping(conn: &dyn Sql) -> DbResult<()> {
+    conn.one("SELECT 1", &[], |_| Ok(()))
 }

@@ -1,5 +1,6 @@
 //! Extraction results: one JSON object per document, kept exactly as sent.
 
+use super::sql::Sql;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use super::ids::{self, key, key_to_store};
@@ -47,11 +48,12 @@ pub fn insert_many(
 
 /// Inserts inside a transaction the caller holds.
 pub fn insert_in(
-    conn: &Connection,
+    conn: &dyn Sql,
     team_id: &str,
     schema_id: &str,
     rows: impl IntoIterator<Item = NewResult>,
 ) -> DbResult<Vec<String>> {
+    let conn = super::sql::lite(conn)?;
     let now = crate::domain::time::now_ms();
     let (team, schema) = (key_to_store(team_id)?, key_to_store(schema_id)?);
     let mut stmt = conn.prepare_cached(INSERT)?;
@@ -73,11 +75,12 @@ const INSERT: &str = "INSERT INTO results (id, team_id, schema_id, file_name, ex
 /// until the end. Inside a transaction the caller holds (the writer's), it adds to that one
 /// and leaves the commit to the caller.
 pub fn insert_streamed<T, E: From<super::DbError>>(
-    conn: &Connection,
+    conn: &dyn Sql,
     team_id: &str,
     schema_id: &str,
     fill: impl FnOnce(&mut BulkInserter<'_>) -> Result<T, E>,
 ) -> Result<T, E> {
+    let conn = super::sql::lite(conn)?;
     let mut ins = BulkInserter {
         conn,
         team_id: key_to_store(team_id).map_err(|e| E::from(e.into()))?,
@@ -158,7 +161,8 @@ impl BulkInserter<'_> {
 
 /// The result `id` of the team; `None` when there is none (also for an id that is not a
 /// UUID).
-pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<ResultRecord>> {
+pub fn get(conn: &dyn Sql, team_id: &str, id: &str) -> DbResult<Option<ResultRecord>> {
+    let conn = super::sql::lite(conn)?;
     let (Some(id), Some(team)) = (key(id), key(team_id)) else { return Ok(None) };
     Ok(conn
         .query_row(
@@ -171,25 +175,28 @@ pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<Result
 }
 
 /// Deletes the result `id` of the team; false when there is none.
-pub fn delete(conn: &Connection, team_id: &str, id: &str) -> DbResult<bool> {
+pub fn delete(conn: &dyn Sql, team_id: &str, id: &str) -> DbResult<bool> {
+    let conn = super::sql::lite(conn)?;
     let (Some(id), Some(team)) = (key(id), key(team_id)) else { return Ok(false) };
     Ok(conn.execute("DELETE FROM results WHERE id = ?1 AND team_id = ?2", [id, team])? > 0)
 }
 
 /// How many results a schema has.
-pub fn count_for_schema(conn: &Connection, schema_id: &str) -> DbResult<i64> {
+pub fn count_for_schema(conn: &dyn Sql, schema_id: &str) -> DbResult<i64> {
+    let conn = super::sql::lite(conn)?;
     let Some(schema) = key(schema_id) else { return Ok(0) };
     Ok(conn.query_row("SELECT COUNT(*) FROM results WHERE schema_id = ?1", [schema], |r| r.get(0))?)
 }
 
 pub fn list(
-    conn: &Connection,
+    conn: &dyn Sql,
     team_id: &str,
     schema_id: Option<&str>,
     with_extraction: bool,
     q: &ListQuery,
     counts: Option<&super::counts::ListCounts>,
 ) -> DbResult<(Vec<ResultRecord>, u64)> {
+    let conn = super::sql::lite(conn)?;
     let columns = if with_extraction {
         "id, team_id, schema_id, file_name, extraction, created_at, updated_at"
     } else {
@@ -242,7 +249,8 @@ const EXPORT_CHUNK: i64 = 4096;
 
 /// Results of `schema_id` created in `start..=end` (both in ms): an export's total, counted
 /// from the `results_schema_created` index alone (no result row is read).
-pub fn count_for_export(conn: &Connection, schema_id: &str, start: i64, end: i64) -> super::DbResult<u64> {
+pub fn count_for_export(conn: &dyn Sql, schema_id: &str, start: i64, end: i64) -> super::DbResult<u64> {
+    let conn = super::sql::lite(conn)?;
     let Some(schema) = key(schema_id) else { return Ok(0) };
     let n: i64 = conn.query_row(
         "SELECT COUNT(*) FROM results INDEXED BY results_schema_created
@@ -263,12 +271,13 @@ pub fn count_for_export(conn: &Connection, schema_id: &str, start: i64, end: i64
 /// being checkpointed past it and let the WAL grow for as long as exports overlap. A result
 /// stored while an export runs is in the file if its place in that order is still ahead.
 pub fn stream_for_export<E: From<super::DbError>>(
-    conn: &Connection,
+    conn: &dyn Sql,
     schema_id: &str,
     start: i64,
     end: i64,
     mut each: impl FnMut(ExportSourceRow) -> Result<bool, E>,
 ) -> Result<(), E> {
+    let conn = super::sql::lite(conn)?;
     let db = |e: rusqlite::Error| E::from(super::DbError::from(e));
     fn text<'r>(r: &'r Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
         let v = r.get_ref(i)?;

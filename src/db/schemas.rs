@@ -1,6 +1,7 @@
 //! Schemas: a team's field definitions.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::sql::Sql;
+use rusqlite::{params, OptionalExtension, Row};
 
 use super::{list_page, DbError, DbResult, ListSource};
 use crate::domain::list::ListQuery;
@@ -42,13 +43,15 @@ fn from_row(r: &Row) -> rusqlite::Result<DbResult<SchemaRow>> {
 }
 
 /// Binds a row's seven columns, in table order, as `?1`…`?7` of `sql`.
-fn execute_with_row(conn: &Connection, sql: &str, row: &SchemaRow) -> DbResult<usize> {
+fn execute_with_row(conn: &dyn Sql, sql: &str, row: &SchemaRow) -> DbResult<usize> {
+    let conn = super::sql::lite(conn)?;
     let definition = serde_json::to_string(&row.definition).expect("a schema serializes");
     let p = params![row.id, row.team_id, row.name, row.description, definition, row.created_at, row.updated_at];
     Ok(super::execute_cached(conn, sql, p)?)
 }
 
-pub fn insert(conn: &Connection, row: &SchemaRow) -> DbResult<()> {
+pub fn insert(conn: &dyn Sql, row: &SchemaRow) -> DbResult<()> {
+    let conn = super::sql::lite(conn)?;
     execute_with_row(
         conn,
         "INSERT INTO schemas (id, team_id, name, description, definition, created_at, updated_at)
@@ -59,7 +62,8 @@ pub fn insert(conn: &Connection, row: &SchemaRow) -> DbResult<()> {
 }
 
 /// One schema of a team; another team's schema is `None`, as a missing one is.
-pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<SchemaRow>> {
+pub fn get(conn: &dyn Sql, team_id: &str, id: &str) -> DbResult<Option<SchemaRow>> {
+    let conn = super::sql::lite(conn)?;
     super::query_row_cached(
         conn,
         &format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1 AND team_id = ?2"),
@@ -71,13 +75,15 @@ pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<Schema
 }
 
 /// A schema by id alone (command-line tools, which act for the operator).
-pub fn get_any(conn: &Connection, id: &str) -> DbResult<Option<SchemaRow>> {
+pub fn get_any(conn: &dyn Sql, id: &str) -> DbResult<Option<SchemaRow>> {
+    let conn = super::sql::lite(conn)?;
     super::query_row_cached(conn, &format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1"), [id], from_row)
         .optional()?
         .transpose()
 }
 
-pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<SchemaRow>, u64)> {
+pub fn list(conn: &dyn Sql, team_id: &str, q: &ListQuery) -> DbResult<(Vec<SchemaRow>, u64)> {
+    let conn = super::sql::lite(conn)?;
     let src = ListSource {
         table: "schemas",
         from: "schemas",
@@ -94,7 +100,8 @@ pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<Sc
 }
 
 /// Names of schemas by id, for `include=schema`.
-pub fn names(conn: &Connection, team_id: &str, ids: &[String]) -> DbResult<Vec<(String, String)>> {
+pub fn names(conn: &dyn Sql, team_id: &str, ids: &[String]) -> DbResult<Vec<(String, String)>> {
+    let conn = super::sql::lite(conn)?;
     let mut stmt = conn.prepare_cached("SELECT id, name FROM schemas WHERE id = ?1 AND team_id = ?2")?;
     let mut out = Vec::new();
     for id in ids {
@@ -107,7 +114,8 @@ pub fn names(conn: &Connection, team_id: &str, ids: &[String]) -> DbResult<Vec<(
 
 /// Replaces a schema's name, description and fields; false when it does not exist in this
 /// team.
-pub fn update(conn: &Connection, row: &SchemaRow) -> DbResult<bool> {
+pub fn update(conn: &dyn Sql, row: &SchemaRow) -> DbResult<bool> {
+    let conn = super::sql::lite(conn)?;
     // created_at (?6) is bound but never changes
     let n = execute_with_row(
         conn,
@@ -129,7 +137,8 @@ pub enum DeleteOutcome {
 
 /// Deletes a schema unless results or exports still refer to it. Run it on the writer: the
 /// checks and the delete then share one transaction.
-pub fn delete(conn: &Connection, team_id: &str, id: &str) -> DbResult<DeleteOutcome> {
+pub fn delete(conn: &dyn Sql, team_id: &str, id: &str) -> DbResult<DeleteOutcome> {
+    let conn = super::sql::lite(conn)?;
     let tx = conn;
     let exists = tx
         .query_row("SELECT 1 FROM schemas WHERE id = ?1 AND team_id = ?2", [id, team_id], |_| Ok(()))

@@ -1,6 +1,7 @@
 //! Webhook endpoints: a team's receivers, the events each subscribes to, and its secret.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::sql::Sql;
+use rusqlite::{params, OptionalExtension, Row};
 
 use super::{list_page, DbError, DbResult, ListSource};
 use crate::domain::list::ListQuery;
@@ -56,7 +57,8 @@ fn from_row(r: &Row) -> rusqlite::Result<DbResult<EndpointRow>> {
     }))
 }
 
-pub fn insert(conn: &Connection, e: &EndpointRow) -> DbResult<()> {
+pub fn insert(conn: &dyn Sql, e: &EndpointRow) -> DbResult<()> {
+    let conn = super::sql::lite(conn)?;
     conn.execute(
         "INSERT INTO webhook_endpoints (id, team_id, url, events, description, secret, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -75,7 +77,8 @@ pub fn insert(conn: &Connection, e: &EndpointRow) -> DbResult<()> {
 }
 
 /// One endpoint of a team; another team's is `None`, as a missing one is.
-pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<EndpointRow>> {
+pub fn get(conn: &dyn Sql, team_id: &str, id: &str) -> DbResult<Option<EndpointRow>> {
+    let conn = super::sql::lite(conn)?;
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE id = ?1 AND team_id = ?2"),
         [id, team_id],
@@ -86,14 +89,16 @@ pub fn get(conn: &Connection, team_id: &str, id: &str) -> DbResult<Option<Endpoi
 }
 
 /// Every endpoint of a team (few: a team has a handful), for matching an event.
-pub fn all_of_team(conn: &Connection, team_id: &str) -> DbResult<Vec<EndpointRow>> {
+pub fn all_of_team(conn: &dyn Sql, team_id: &str) -> DbResult<Vec<EndpointRow>> {
+    let conn = super::sql::lite(conn)?;
     let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE team_id = ?1"))?;
     let rows = stmt.query_map([team_id], from_row)?.collect::<Result<Vec<_>, _>>()?;
     rows.into_iter().collect()
 }
 
 /// A page of a team's endpoints and their total.
-pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<EndpointRow>, u64)> {
+pub fn list(conn: &dyn Sql, team_id: &str, q: &ListQuery) -> DbResult<(Vec<EndpointRow>, u64)> {
+    let conn = super::sql::lite(conn)?;
     let src = ListSource {
         table: "webhook_endpoints",
         from: "webhook_endpoints",
@@ -111,14 +116,16 @@ pub fn list(conn: &Connection, team_id: &str, q: &ListQuery) -> DbResult<(Vec<En
 
 /// Deletes an endpoint of a team with its deliveries (pending ones are never sent); false
 /// when the team has no such endpoint.
-pub fn delete(conn: &Connection, team_id: &str, id: &str) -> DbResult<bool> {
+pub fn delete(conn: &dyn Sql, team_id: &str, id: &str) -> DbResult<bool> {
+    let conn = super::sql::lite(conn)?;
     conn.execute("DELETE FROM webhook_deliveries WHERE endpoint_id = (SELECT id FROM webhook_endpoints WHERE id = ?1 AND team_id = ?2)", [id, team_id])?;
     Ok(conn.execute("DELETE FROM webhook_endpoints WHERE id = ?1 AND team_id = ?2", [id, team_id])? > 0)
 }
 
 /// Gives an endpoint of a team a new secret; the row as it is now, or `None` when the team
 /// has no such endpoint. Deliveries sent from the commit on are signed with the new secret.
-pub fn set_secret(conn: &Connection, team_id: &str, id: &str, secret: &str, now: i64) -> DbResult<Option<EndpointRow>> {
+pub fn set_secret(conn: &dyn Sql, team_id: &str, id: &str, secret: &str, now: i64) -> DbResult<Option<EndpointRow>> {
+    let conn = super::sql::lite(conn)?;
     let changed = conn.execute(
         "UPDATE webhook_endpoints SET secret = ?3, updated_at = ?4 WHERE id = ?1 AND team_id = ?2",
         params![id, team_id, secret, now],

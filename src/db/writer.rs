@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::sql::Sql;
 use super::{DbError, DbResult};
 
 /// At most this many jobs share one commit.
@@ -50,12 +51,21 @@ fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-/// Handle on the writer thread; cheap to clone. The thread ends when the last handle is gone.
+/// Handle on the writer thread (SQLite) or on PostgreSQL's write transactions; cheap to clone.
+/// SQLite's writer thread ends when the last handle is gone.
 #[derive(Clone)]
 pub struct Writer {
-    jobs: Sender<Box<dyn Job>>,
-    /// Keeps the checkpoint thread going while any handle lives.
-    _alive: Arc<()>,
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Lite {
+        jobs: Sender<Box<dyn Job>>,
+        /// Keeps the checkpoint thread going while any handle lives.
+        _alive: Arc<()>,
+    },
+    Pg(super::pg::PgWriter),
 }
 
 impl Writer {
@@ -80,17 +90,26 @@ impl Writer {
             .name("db-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpointer, weak))
             .map_err(DbError::Io)?;
-        Ok(Writer { jobs, _alive: alive })
+        Ok(Writer { inner: Inner::Lite { jobs, _alive: alive } })
+    }
+
+    /// Writes on PostgreSQL: every write is a transaction of its own on a pooled connection
+    /// (see `pg::PgWriter`); there is no writer thread.
+    pub fn postgres(pool: super::pg::PgPool) -> Writer {
+        Writer { inner: Inner::Pg(super::pg::PgWriter::new(pool)) }
     }
 
     /// Runs `f` on the write connection, inside a transaction that commits before this
     /// returns; an `Err` from `f` undoes what `f` wrote. Blocks: call it from a thread of
     /// its own, not from the async runtime (use `run_async` there).
-    pub fn run<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static) -> Result<T, E>
+    pub fn run<T, E>(&self, f: impl FnOnce(&dyn Sql) -> Result<T, E> + Send + 'static) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
+        if let Inner::Pg(w) = &self.inner {
+            return w.run(f);
+        }
         match self.submit(f, false) {
             Ok(reply) => reply.blocking_recv().unwrap_or_else(|_| Err(panicked())),
             Err(e) => Err(e),
@@ -98,11 +117,14 @@ impl Writer {
     }
 
     /// `run` for async code: waits for the commit without holding a thread.
-    pub async fn run_async<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static) -> Result<T, E>
+    pub async fn run_async<T, E>(&self, f: impl FnOnce(&dyn Sql) -> Result<T, E> + Send + 'static) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
+        if let Inner::Pg(w) = &self.inner {
+            return w.run_async(f).await;
+        }
         match self.submit(f, false) {
             Ok(reply) => reply.await.unwrap_or_else(|_| Err(panicked())),
             Err(e) => Err(e),
@@ -115,14 +137,14 @@ impl Writer {
     /// `temp_store = MEMORY`) until the savepoint ends: for an upload whose rows land among
     /// existing index entries (a team's results already there) that was ~100 MB of server
     /// memory per million results already stored.
-    pub async fn run_alone_async<T, E>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
-    ) -> Result<T, E>
+    pub async fn run_alone_async<T, E>(&self, f: impl FnOnce(&dyn Sql) -> Result<T, E> + Send + 'static) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
+        if let Inner::Pg(w) = &self.inner {
+            return w.run_async(f).await;
+        }
         match self.submit(f, true) {
             Ok(reply) => reply.await.unwrap_or_else(|_| Err(panicked())),
             Err(e) => Err(e),
@@ -131,7 +153,10 @@ impl Writer {
 
     /// Queues `f` and returns at once, for a write whose outcome nobody waits for (a job's
     /// progress): `f` runs in its own savepoint like any job, after the writes queued before it.
-    pub fn send(&self, f: impl FnOnce(&Connection) + Send + 'static) {
+    pub fn send(&self, f: impl FnOnce(&dyn Sql) + Send + 'static) {
+        if let Inner::Pg(w) = &self.inner {
+            return w.send(Box::new(f));
+        }
         let _ = self.submit(
             move |c| -> Result<(), DbError> {
                 f(c);
@@ -143,26 +168,26 @@ impl Writer {
 
     fn submit<T, E>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        f: impl FnOnce(&dyn Sql) -> Result<T, E> + Send + 'static,
         alone: bool,
     ) -> Result<oneshot::Receiver<Result<T, E>>, E>
     where
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
+        let Inner::Lite { jobs, .. } = &self.inner else { unreachable!("PostgreSQL's writes run in place") };
         let (reply, answer) = oneshot::channel();
         // the caller's span (a request's, with its request id) on the writer thread's lines
         let span = tracing::Span::current();
-        let f = move |c: &Connection| span.in_scope(|| f(c));
-        self.jobs
-            .send(Box::new(Queued { f, reply, alone }))
+        let f = move |c: &Connection| span.in_scope(|| f(c as &dyn Sql));
+        jobs.send(Box::new(Queued { f, reply, alone }))
             .map_err(|_| E::from(DbError::Interrupted("the database writer has stopped")))?;
         Ok(answer)
     }
 }
 
 /// What a caller gets when its job panicked (the panic itself is in the log).
-fn panicked<E: From<DbError>>() -> E {
+pub(super) fn panicked<E: From<DbError>>() -> E {
     E::from(DbError::Interrupted("a database write failed unexpectedly"))
 }
 
@@ -455,7 +480,7 @@ fn truncate_if_large(conn: &Connection, wal: &Path) {
 mod tests {
     use super::*;
 
-    fn open() -> (tempfile::TempDir, Writer, crate::db::Pool) {
+    fn open() -> (tempfile::TempDir, Writer, crate::db::LitePool) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
         let pool = crate::db::open(&path, 2, Duration::from_secs(5)).unwrap();
@@ -464,9 +489,9 @@ mod tests {
         (dir, writer, pool)
     }
 
-    fn insert(v: &'static str, fail: bool) -> impl FnOnce(&Connection) -> Result<(), DbError> + Send + 'static {
+    fn insert(v: &'static str, fail: bool) -> impl FnOnce(&dyn Sql) -> Result<(), DbError> + Send + 'static {
         move |c| {
-            c.execute("INSERT INTO t (v) VALUES (?1)", [v])?;
+            c.exec("INSERT INTO t (v) VALUES (?1)", &[v.into()])?;
             if fail {
                 return Err(DbError::Interrupted("the job's own failure"));
             }
@@ -485,7 +510,9 @@ mod tests {
         for i in 0..64 {
             writer
                 .run(move |c| -> Result<(), DbError> {
-                    c.execute("INSERT INTO t (v) VALUES (?1)", [format!("{i:04}{}", "x".repeat(64 * 1024))])?;
+                    c.lite()
+                        .unwrap()
+                        .execute("INSERT INTO t (v) VALUES (?1)", [format!("{i:04}{}", "x".repeat(64 * 1024))])?;
                     Ok(())
                 })
                 .unwrap();
@@ -502,7 +529,7 @@ mod tests {
         assert_eq!(stored(&pool).len(), 64);
     }
 
-    fn stored(pool: &crate::db::Pool) -> Vec<String> {
+    fn stored(pool: &crate::db::LitePool) -> Vec<String> {
         let c = pool.get().unwrap();
         let mut s = c.prepare("SELECT v FROM t ORDER BY v").unwrap();
         let v = s.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
@@ -517,7 +544,7 @@ mod tests {
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let first = writer
             .submit(
-                move |c: &Connection| -> Result<(), DbError> {
+                move |c: &dyn Sql| -> Result<(), DbError> {
                     hold.recv().unwrap();
                     insert("a", false)(c)
                 },
@@ -529,8 +556,8 @@ mod tests {
         let failing = writer.submit(insert("c", true), false).unwrap();
         let panicking = writer
             .submit(
-                |c: &Connection| -> Result<(), DbError> {
-                    c.execute("INSERT INTO t (v) VALUES ('p')", [])?;
+                |c: &dyn Sql| -> Result<(), DbError> {
+                    c.exec("INSERT INTO t (v) VALUES ('p')", &[])?;
                     panic!("a bug in a write")
                 },
                 false,
@@ -555,7 +582,7 @@ mod tests {
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let first = writer
             .submit(
-                move |c: &Connection| -> Result<(), DbError> {
+                move |c: &dyn Sql| -> Result<(), DbError> {
                     hold.recv().unwrap();
                     insert("a", false)(c)
                 },
@@ -563,9 +590,10 @@ mod tests {
             )
             .unwrap();
         let in_own_transaction = |v: &'static str, fail: bool| {
-            move |c: &Connection| -> Result<bool, DbError> {
+            move |c: &dyn Sql| -> Result<bool, DbError> {
                 // inside a transaction, but no savepoint to release
-                let no_savepoint = !c.is_autocommit() && c.execute_batch("RELEASE job").is_err();
+                let conn = c.lite().unwrap();
+                let no_savepoint = !conn.is_autocommit() && conn.execute_batch("RELEASE job").is_err();
                 insert(v, fail)(c)?;
                 Ok(no_savepoint)
             }

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use rusqlite::Connection;
+use crate::db::Sql;
 
 use super::batches;
 use super::csv::CsvPlan;
@@ -75,7 +75,7 @@ pub struct Progress {
 /// in order. At most a few batches are in flight, so memory stays flat whatever the size of
 /// the export. `should_stop` is asked after every batch, with the figures so far.
 pub fn write_export<W: Write + Send>(
-    conn: &Connection,
+    conn: &dyn Sql,
     spec: &ExportSpec,
     out: &mut W,
     should_stop: impl FnMut(Progress) -> bool,
@@ -85,7 +85,7 @@ pub fn write_export<W: Write + Send>(
 
 /// [`write_export`] with a workbook's sheets split at `sheet_rows` rows (tests use a few).
 pub(super) fn write_export_with<W: Write + Send>(
-    conn: &Connection,
+    conn: &dyn Sql,
     spec: &ExportSpec,
     out: &mut W,
     should_stop: impl FnMut(Progress) -> bool,
@@ -115,7 +115,7 @@ pub(super) fn write_export_with<W: Write + Send>(
 }
 
 pub(super) fn write_records<W: Write + Send>(
-    conn: &Connection,
+    conn: &dyn Sql,
     spec: &ExportSpec,
     plan: &CsvPlan,
     sink: &mut W,

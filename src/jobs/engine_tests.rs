@@ -16,7 +16,7 @@ const SCHEMA_ID: &str = "019760a0-0001-7000-8000-000000000051";
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    pool: db::Pool,
+    pool: db::LitePool,
     schema: SchemaRow,
 }
 

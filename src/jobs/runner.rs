@@ -424,7 +424,7 @@ fn record(s: &Shared, job_id: &str, outcome: Record) -> Result<bool, db::DbError
 }
 
 fn produce_file(s: &Shared, job: &db::exports::ExportRow) -> Result<Outcome, EngineError> {
-    let conn = s.pool.get().map_err(db::DbError::from)?;
+    let conn = s.pool.get()?;
     let Some(schema) = db::schemas::get(&conn, &job.team_id, &job.schema_id)? else {
         return Err(EngineError::Invalid("The schema of this export was deleted before it ran.".into()));
     };

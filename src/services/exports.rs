@@ -1,7 +1,7 @@
 //! Export jobs: creating one (schema lookup, `expand_array` check, quotas) and deleting one
 //! (its row, a running job, its file).
 
-use rusqlite::Connection;
+use crate::db::Sql;
 
 use crate::db::exports::{ExportRow, QuotaExceeded, Quotas, Removed};
 use crate::db::DbError;
@@ -49,7 +49,7 @@ impl From<DbError> for DeleteError {
 
 /// Stores a new PENDING export of `team` within its quotas, on the write connection `c` (in
 /// the caller's transaction), and returns its row. Wake the workers once it is committed.
-pub fn create(c: &Connection, team: String, new: NewExport, quotas: Quotas) -> Result<ExportRow, CreateError> {
+pub fn create(c: &dyn Sql, team: String, new: NewExport, quotas: Quotas) -> Result<ExportRow, CreateError> {
     let schema = crate::db::schemas::get(c, &team, &new.schema_id)?.ok_or(CreateError::SchemaNotFound)?;
     if let Some(key) = &new.expand_array {
         check_expand_array(&schema.definition, key).map_err(CreateError::ExpandArray)?;
@@ -86,7 +86,7 @@ pub fn create(c: &Connection, team: String, new: NewExport, quotas: Quotas) -> R
 /// with its `export.deleted` webhook event, and returns its row and the webhook deliveries
 /// enqueued; once that is committed, [`finish_delete`] stops its job, removes its file and
 /// rings the webhook worker.
-pub fn delete(c: &Connection, team: &str, id: &str) -> Result<(Removed, usize), DeleteError> {
+pub fn delete(c: &dyn Sql, team: &str, id: &str) -> Result<(Removed, usize), DeleteError> {
     // only the team's own export has an event
     if crate::db::exports::get_team_of(c, id)?.as_deref() != Some(team) {
         return Err(DeleteError::NotFound);

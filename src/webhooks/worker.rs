@@ -284,7 +284,7 @@ mod tests {
 
     /// A database with one export and `endpoints` endpoints of its team subscribed to every
     /// event, and `events` completed events of that export queued.
-    fn queued(endpoints: usize, events: usize) -> (tempfile::TempDir, Pool, Vec<String>) {
+    fn queued(endpoints: usize, events: usize) -> (tempfile::TempDir, db::LitePool, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
         let pool = crate::db::open(&dir.path().join("w.db"), 2, Duration::from_secs(5)).unwrap();
         let c = pool.get().unwrap();
@@ -331,7 +331,7 @@ mod tests {
     #[test]
     fn picks_are_bounded_per_endpoint_and_overall() {
         let (_dir, pool, ids) = queued(5, 3);
-        let (picked, next) = pick(&pool, &InFlight::new(), MAX_IN_FLIGHT).unwrap();
+        let (picked, next) = pick(&Pool::Lite(pool.clone()), &InFlight::new(), MAX_IN_FLIGHT).unwrap();
         assert!(next.is_none());
         let got = endpoints_of(&picked);
         assert_eq!(got.len(), MAX_IN_FLIGHT, "{got:?}");
@@ -343,7 +343,7 @@ mod tests {
         let first: Vec<i64> = picked.iter().map(|d| d.as_ref().ok().unwrap().id).collect();
         busy.insert(ids[0].clone(), first[..PER_ENDPOINT].to_vec());
         busy.insert(ids[1].clone(), first[PER_ENDPOINT..PER_ENDPOINT + 1].to_vec());
-        let (picked, _) = pick(&pool, &busy, 3).unwrap();
+        let (picked, _) = pick(&Pool::Lite(pool.clone()), &busy, 3).unwrap();
         let got = endpoints_of(&picked);
         assert!(!got.contains(&ids[0]), "{got:?}");
         assert_eq!(got.iter().filter(|e| **e == ids[1]).count(), 1, "{got:?}");

@@ -9,6 +9,9 @@
 //! (`NoTls`); TLS (`postgres-native-tls` or `tokio-postgres-rustls`) is left out for now.
 
 mod migrations;
+mod writer;
+
+pub use writer::{PgWriter, WRITE_LOCK};
 
 use std::time::Duration;
 
