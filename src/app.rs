@@ -230,19 +230,45 @@ fn prepare(cfg: &Config, data: &DataDir) -> anyhow::Result<(Pool, db::Writer, Si
     let uploads = data.uploads();
     crate::import::prepare_spool_dir(&uploads)
         .with_context(|| format!("cannot prepare the uploads folder {}", uploads.display()))?;
-    let pool = db::open(&data.database(), (cfg.workers as u32) + 16, cfg.limits.busy_timeout)
-        .map(Pool::Lite)
-        .with_context(|| format!("cannot open the database in {shown}"))?;
-    let writer = db::Writer::open(&data.database(), cfg.limits.busy_timeout)
-        .with_context(|| format!("cannot open the database in {shown}"))?;
+    let (pool, writer) = open_database(cfg, data)?;
     let signer = Signer::load_or_create(data, cfg.signing_key.clone())
         .with_context(|| format!("cannot load or create the signing key in {shown}"))?;
-    let conn = pool.get().with_context(|| format!("cannot open the database in {shown}"))?;
+    // through the writer: replicas starting together on one PostgreSQL take turns
     if cfg.demo {
-        crate::demo::load_if_empty(&*conn).context("loading demo data failed")?;
+        writer.run(crate::demo::load_if_empty).context("loading demo data failed")?;
     }
-    crate::bootstrap::ensure_keys(&*conn, cfg.api_key.as_deref()).context("setting up API keys failed")?;
+    let api_key = cfg.api_key.clone();
+    writer.run(move |c| crate::bootstrap::ensure_keys(c, api_key.as_deref())).context("setting up API keys failed")?;
     Ok((pool, writer, signer, lock))
+}
+
+/// The metadata store `--database-url` names (the data folder's SQLite file by default),
+/// migrated, with its connections for reads and its writer.
+fn open_database(cfg: &Config, data: &DataDir) -> anyhow::Result<(Pool, db::Writer)> {
+    let connections = (cfg.workers as u32) + 16;
+    let path = match &cfg.database {
+        Some(crate::config::Database::Postgres(url)) => {
+            if cfg.signing_key.is_none() {
+                anyhow::bail!(
+                    "a PostgreSQL database needs EXPORTS_SIGNING_KEY (--signing-key): every replica must sign and \
+                     check download URLs with the same key (e.g. `openssl rand -hex 32`, set on every replica)"
+                );
+            }
+            let shown = crate::config::redact_password(url);
+            let pool = db::pg::open(url, connections).with_context(|| format!("cannot open the database {shown}"))?;
+            let writer = db::Writer::postgres(pool.clone());
+            return Ok((Pool::Pg(pool), writer));
+        }
+        Some(crate::config::Database::Sqlite(path)) => path.clone(),
+        None => data.database(),
+    };
+    let shown = path.display();
+    let pool = db::open(&path, connections, cfg.limits.busy_timeout)
+        .map(Pool::Lite)
+        .with_context(|| format!("cannot open the database {shown}"))?;
+    let writer = db::Writer::open(&path, cfg.limits.busy_timeout)
+        .with_context(|| format!("cannot open the database {shown}"))?;
+    Ok((pool, writer))
 }
 
 /// Every route, with the JSON error shape on every error; `/metrics` when `metrics_route`.

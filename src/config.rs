@@ -36,6 +36,10 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// Where export files live (`--storage-url`, `--storage-proxy`, `EXPORTS_S3_*`).
     pub storage: crate::storage::StorageConfig,
+    /// The metadata store (`--database-url`): `None` is the data folder's SQLite database.
+    pub database: Option<Database>,
+    /// What this process runs (`serve --role`).
+    pub role: Role,
     /// Settings with no flag, for tests and embedding.
     pub tuning: Tuning,
 }
@@ -159,9 +163,72 @@ impl Config {
             metrics: true,
             webhooks: WebhookConfig::default(),
             storage: crate::storage::StorageConfig::default(),
+            database: None,
+            role: Role::All,
             tuning: Tuning::default(),
         }
     }
+}
+
+/// The metadata store: a SQLite file (the default: `exports.db` in the data folder) or a
+/// PostgreSQL database several replicas share.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Database {
+    /// The URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
+            Database::Postgres(url) => f.write_str(&redact_password(url)),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:***@host/db` (for logs and errors).
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_string() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// `--database-url`: `sqlite:///absolute/path/exports.db` or
+/// `postgres://user:password@host:port/database` (`postgresql://` too; the driver's other
+/// parameters, e.g. `?connect_timeout=5`, may follow).
+pub fn parse_database_url(s: &str) -> Result<Database, String> {
+    let s = s.trim();
+    if let Some(path) = s.strip_prefix("sqlite://") {
+        let path = PathBuf::from(path);
+        if !path.is_absolute() || path.file_name().is_none() {
+            return Err(format!(
+                "'{s}' must name a database file by its absolute path, like sqlite:///data/exports.db"
+            ));
+        }
+        return Ok(Database::Sqlite(path));
+    }
+    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        s.parse::<postgres::Config>().map_err(|e| format!("'{}' is not a PostgreSQL URL: {e}", redact_password(s)))?;
+        return Ok(Database::Postgres(s.to_string()));
+    }
+    Err(format!("'{}' must start with sqlite:/// (a file) or postgres:// (a server)", redact_password(s)))
+}
+
+/// What one `serve` process runs: everything (the default), or with a shared PostgreSQL
+/// database, only the HTTP API or only the export workers, so the two scale apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The API, the export workers, retention and webhook deliveries.
+    All,
+    /// The API and webhook deliveries; exports are left to worker processes.
+    Api,
+    /// The export workers, retention and webhook deliveries, and `/healthz` and `/metrics`.
+    Worker,
 }
 
 /// `--storage-url`: `file:///absolute/folder` or `s3://bucket/prefix`.

@@ -133,16 +133,14 @@ pub fn results(count: usize) -> Vec<NewResult> {
         .collect()
 }
 
-/// On an empty database: creates team `demo`, its key (printed), the schema and the results.
+/// On an empty database: creates team `demo`, its key (printed), the schema and the results,
+/// in the caller's transaction (the writer's).
 pub fn load_if_empty(conn: &dyn Sql) -> DbResult<Option<String>> {
     let empty = conn.one("SELECT NOT EXISTS (SELECT 1 FROM teams)", &[], |r| r.int(0))? != 0;
     if !empty {
         return Ok(None);
     }
-    db::in_transaction(conn, |tx| load(tx))
-}
-
-fn load(tx: &dyn Sql) -> DbResult<Option<String>> {
+    let tx = conn;
     keys::create_team_with_id(tx, DEMO_TEAM_ID, "demo")?;
     let secret = keys::generate_key();
     keys::add_key(tx, DEMO_TEAM_ID, Some("demo"), &secret)?;

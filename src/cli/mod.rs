@@ -33,6 +33,12 @@ pub struct Cli {
     /// The data folder: database, signing key, export files.
     #[arg(long, env = "EXPORTS_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
+    /// The metadata store: sqlite:///absolute/path/exports.db, or postgres://user:password@host/db
+    /// for a PostgreSQL database several replicas share (then EXPORTS_SIGNING_KEY is required,
+    /// the same on every replica). Unset: DATA/exports.db. Prefer the environment variable
+    /// when the URL holds a password: a flag shows in `ps`.
+    #[arg(long, env = "EXPORTS_DATABASE_URL", hide_env_values = true, global = true, value_name = "URL", value_parser = Checked(config::parse_database_url))]
+    pub database_url: Option<config::Database>,
     /// Log lines on stderr as `text` (for a person; colours only on a terminal) or `json` (one
     /// JSON object per line: timestamp, level, message and the fields, e.g. request_id).
     /// RUST_LOG sets the level (default info for serve, warn for the tools).
@@ -152,6 +158,12 @@ pub struct ServeArgs {
     /// delivery, after DNS resolution.
     #[arg(long, env = "EXPORTS_WEBHOOK_ALLOW_PRIVATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub webhook_allow_private: bool,
+    /// What this process runs: all (the API, the export workers, retention, webhooks), api
+    /// (the API and webhooks; the exports wait for a worker process) or worker (the export
+    /// workers, retention and webhooks, with /healthz and /metrics only). api and worker need
+    /// a PostgreSQL --database-url that the processes share.
+    #[arg(long, env = "EXPORTS_ROLE", default_value = "all", value_enum)]
+    pub role: config::Role,
     /// Where export files live: file:///absolute/folder (default: DATA/exports) or
     /// s3://bucket/prefix (an S3-compatible store: EXPORTS_S3_ENDPOINT, EXPORTS_S3_REGION, and
     /// the credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, plus AWS_SESSION_TOKEN
@@ -320,8 +332,9 @@ pub fn one_line(e: &anyhow::Error) -> String {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let data_dir = cli.data_dir;
+    let database = cli.database_url;
     match cli.command {
-        Command::Serve(args) => serve::serve(&data_dir, args),
+        Command::Serve(args) => serve::serve(&data_dir, database, args),
         Command::Openapi => {
             println!("{}", crate::app::openapi_json());
             Ok(())

@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::config::{self, Config};
 use crate::storage::{Location, S3Settings, StorageConfig};
 
-pub fn serve(data_dir: &Path, a: ServeArgs) -> anyhow::Result<()> {
+pub fn serve(data_dir: &Path, database: Option<config::Database>, a: ServeArgs) -> anyhow::Result<()> {
     if a.max_connections == 0 {
         bail!("--max-connections / EXPORTS_MAX_CONNECTIONS must be at least 1");
     }
@@ -54,6 +54,8 @@ pub fn serve(data_dir: &Path, a: ServeArgs) -> anyhow::Result<()> {
         metrics: a.metrics,
         webhooks: config::WebhookConfig { allow_private: a.webhook_allow_private, retry_scale: a.webhook_retry_scale },
         storage,
+        database,
+        role: a.role,
         tuning: config::Tuning::default(),
     };
     let rt =

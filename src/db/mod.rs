@@ -199,22 +199,6 @@ pub(crate) fn query_row_cached<T>(
     c.prepare_cached(sql)?.query_row(params, f)
 }
 
-/// Runs `f` in a transaction on a connection of the pool (not the writer's): committed when
-/// `f` succeeds, rolled back when it fails. For start-up work (the demo data).
-pub fn in_transaction<T>(c: &dyn Sql, f: impl FnOnce(&dyn Sql) -> DbResult<T>) -> DbResult<T> {
-    c.exec("BEGIN", &[])?;
-    match f(c) {
-        Ok(v) => {
-            c.exec("COMMIT", &[])?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = c.exec("ROLLBACK", &[]);
-            Err(e)
-        }
-    }
-}
-
 /// `SELECT 1`: the database answers.
 pub fn ping(conn: &dyn Sql) -> DbResult<()> {
     conn.one("SELECT 1", &[], |_| Ok(()))

@@ -119,6 +119,45 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Whether the suite runs on PostgreSQL: `EXPORTS_TEST_DB=postgres` (the default is SQLite).
+/// Every app the harness starts then uses a database of its own on the test cluster
+/// (`pg_cluster`), the same one again when it is restarted on the same data folder.
+pub fn on_postgres() -> bool {
+    std::env::var("EXPORTS_TEST_DB").is_ok_and(|v| v == "postgres")
+}
+
+/// Skips the test (returns from it, saying so on stderr) when the suite runs on PostgreSQL:
+/// for tests of the SQLite file itself (its pages, locks, WAL, or rows written beside the app).
+#[macro_export]
+macro_rules! sqlite_only {
+    () => {
+        if $crate::helpers::on_postgres() {
+            eprintln!("SKIPPED on PostgreSQL: this test is about the SQLite database file");
+            return;
+        }
+    };
+}
+
+/// The PostgreSQL database of the app on `data_dir` when the suite runs on PostgreSQL.
+async fn suite_database(data_dir: &Path) -> Option<String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static DATABASES: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+    if !on_postgres() {
+        return None;
+    }
+    let known = DATABASES.get_or_init(Default::default).lock().unwrap().get(data_dir).cloned();
+    if let Some(url) = known {
+        return Some(url);
+    }
+    let url = tokio::task::spawn_blocking(|| pg_database("the suite on PostgreSQL"))
+        .await
+        .unwrap()
+        .expect("EXPORTS_TEST_DB=postgres needs the PostgreSQL tests on (EXPORTS_TEST_PG is off)");
+    DATABASES.get_or_init(Default::default).lock().unwrap().insert(data_dir.to_path_buf(), url.clone());
+    Some(url)
+}
+
 pub const SIGNING_KEY: &[u8] = b"test-signing-key-0123456789abcdef0123456789";
 
 pub struct TestApp {
@@ -155,6 +194,9 @@ async fn start(data_dir: PathBuf, tweak: impl FnOnce(&mut Config), workers: bool
     let mut cfg = Config::for_tests(data_dir.clone());
     cfg.api_key = Some("test-key-default".into());
     cfg.signing_key = Some(SIGNING_KEY.to_vec());
+    if let Some(url) = suite_database(&data_dir).await {
+        cfg.database = Some(exports_api::config::Database::Postgres(url));
+    }
     tweak(&mut cfg);
     let api_key = cfg.api_key.clone().unwrap_or_default();
     let app = App::build(cfg).await.expect("app builds");
