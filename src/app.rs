@@ -20,7 +20,7 @@ use crate::api::route_template::{self, RouteTemplates};
 use crate::api::schemas::SchemasApi;
 use crate::api::team::TeamApi;
 use crate::api::webhooks::WebhooksApi;
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::data_dir::DataDir;
 use crate::db::{self, Pool};
 use crate::error::{to_json_error, ApiError};
@@ -69,6 +69,8 @@ pub struct App {
     rate_limits: Option<Arc<RateLimits>>,
     /// Whether `GET /metrics` is served.
     metrics_route: bool,
+    /// What this process runs (`serve --role`).
+    role: Role,
     /// Held while the app lives: see `DataDir::lock`.
     lock: std::fs::File,
 }
@@ -78,6 +80,13 @@ impl App {
     /// bootstraps keys (and demo data) and starts the export workers: a start that cannot
     /// listen creates nothing and prints no key.
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        if config.role != Role::All && !matches!(config.database, Some(crate::config::Database::Postgres(_))) {
+            anyhow::bail!(
+                "--role {} needs a PostgreSQL database the API and worker processes share (--database-url \
+                 postgres://…); with SQLite one process runs everything (--role all)",
+                if config.role == Role::Api { "api" } else { "worker" }
+            );
+        }
         let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
             format!(
                 "cannot listen on {} (is another server using it?); choose another address with --listen \
@@ -123,7 +132,7 @@ impl App {
             data_dir.clone(),
             store.clone(),
             crate::jobs::runner::Settings {
-                workers: config.workers,
+                workers: if config.role == Role::Api { 0 } else { config.workers },
                 retention: config.retention,
                 sweep_every: config.tuning.sweep_every,
                 clock: config.tuning.clock.clone(),
@@ -172,6 +181,7 @@ impl App {
             state,
             rate_limits,
             metrics_route: config.metrics,
+            role: config.role,
             lock,
         })
     }
@@ -202,7 +212,7 @@ impl App {
         let jobs = state.jobs.clone();
         let result = crate::server::serve(
             self.listener,
-            routes(state.clone(), self.rate_limits, self.metrics_route),
+            routes(state.clone(), self.rate_limits, self.metrics_route, self.role),
             self.server,
             stop,
             move || jobs.stop_soon(),
@@ -272,7 +282,14 @@ fn open_database(cfg: &Config, data: &DataDir) -> anyhow::Result<(Pool, db::Writ
 }
 
 /// Every route, with the JSON error shape on every error; `/metrics` when `metrics_route`.
-pub fn routes(state: Arc<AppState>, rate_limits: Option<Arc<RateLimits>>, metrics_route: bool) -> impl Endpoint {
+/// A worker process (`--role worker`) answers `/healthz` and `/metrics` only: every other path
+/// is a 404 that says where the API is.
+pub fn routes(
+    state: Arc<AppState>,
+    rate_limits: Option<Arc<RateLimits>>,
+    metrics_route: bool,
+    role: Role,
+) -> impl Endpoint {
     let api = openapi_service();
     let templates = Arc::new(RouteTemplates::from_spec(&api.spec()));
     let allowed = templates.clone();
@@ -292,6 +309,12 @@ pub fn routes(state: Arc<AppState>, rate_limits: Option<Arc<RateLimits>>, metric
         .around(move |ep, mut req: Request| {
             let allowed = allowed.clone();
             async move {
+                if role == Role::Worker && !matches!(req.uri().path(), "/healthz" | "/metrics") {
+                    return Err(ApiError::not_found(
+                        "This process runs export workers only (--role worker): send API requests to an API replica",
+                    )
+                    .into());
+                }
                 if let Some(resp) = crate::api::console::serve(&req) {
                     return Ok(resp);
                 }

@@ -135,7 +135,23 @@ fn startup_block(cfg: &Config, app: &App) -> String {
             duration(srv.idle_timeout),
             duration(srv.shutdown_grace)
         ),
-        format!("  database     busy timeout {}", duration(l.busy_timeout)),
+        match &cfg.database {
+            Some(config::Database::Postgres(url)) => {
+                format!("  database     PostgreSQL {}", config::redact_password(url))
+            }
+            Some(config::Database::Sqlite(path)) => {
+                format!("  database     SQLite {}, busy timeout {}", path.display(), duration(l.busy_timeout))
+            }
+            None => format!("  database     SQLite in the data folder, busy timeout {}", duration(l.busy_timeout)),
+        },
+        format!(
+            "  role         {}",
+            match cfg.role {
+                config::Role::All => "all (API, export workers, retention, webhooks)",
+                config::Role::Api => "api (API and webhooks; exports run in worker processes)",
+                config::Role::Worker => "worker (export workers, retention, webhooks; /healthz and /metrics only)",
+            }
+        ),
         format!(
             "  webhooks     {}",
             if cfg.webhooks.allow_private {

@@ -48,7 +48,8 @@ struct Shared {
 /// How the workers and the periodic sweep run.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Export jobs that run at once.
+    /// Export jobs that run at once; 0 runs none here (`serve --role api`: worker processes
+    /// sharing the database run them).
     pub workers: usize,
     /// COMPLETED/FAILED exports older than this are deleted; `None` keeps them.
     pub retention: Option<Duration>,
@@ -98,7 +99,7 @@ impl Jobs {
             tracing::warn!(error = %e, "could not tidy the export files' store");
         }
         let mut threads = Vec::new();
-        for i in 0..workers.max(1) {
+        for i in 0..workers {
             let s = shared.clone();
             threads
                 .push(std::thread::Builder::new().name(format!("export-worker-{i}")).spawn(move || worker_loop(&s))?);

@@ -36,5 +36,6 @@ mod postgres_schema;
 mod progress;
 mod request_ids;
 mod restart;
+mod roles;
 mod webhooks;
 mod write_path;
