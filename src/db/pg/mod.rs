@@ -64,6 +64,9 @@ pub fn open(url: &str, max_size: u32) -> DbResult<PgPool> {
     let manager = PostgresConnectionManager::new(config, NoTls);
     let pool = r2d2::Pool::builder()
         .max_size(max_size)
+        // connections open as they are needed, not all at start (the server's
+        // `max_connections` is shared by every replica)
+        .min_idle(Some(2))
         .connection_timeout(CONNECT_TIMEOUT + Duration::from_secs(5))
         .build(manager)?;
     Ok(pool)
