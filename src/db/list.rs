@@ -35,7 +35,8 @@ pub(crate) struct ListSource<'a> {
     /// The sort columns with a covering (team column, sort column, id) index: only lists
     /// sorted by them keep bookmarks (making one for another column would sort the list).
     pub indexed: &'a [&'a str],
-    /// The team column and `id` hold UUIDs as 16 bytes (`results`, see db/ids.rs), not text.
+    /// On SQLite, the team column and `id` hold UUIDs as 16 bytes (`results`, see db/ids.rs),
+    /// not text. (On PostgreSQL every id is a `uuid`, whatever this says.)
     pub binary_ids: bool,
 }
 

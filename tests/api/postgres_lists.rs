@@ -4,6 +4,7 @@
 //! rows in the same order and the same total on both databases, for every sort order and
 //! direction, date filter, search and page, with the totals cache and bookmarks and without;
 //! and the cache and bookmarks stay exact on PostgreSQL across inserts, updates and deletions.
+//! On a table of many teams, a team's list reads indexes only (PostgreSQL's own scan counts).
 //!
 //! These call the store directly: they test the lists alone, whatever else of the store is
 //! ported to PostgreSQL yet.
@@ -349,4 +350,61 @@ fn result_schema_and_webhook_lists_answer_the_same_on_postgresql_as_on_sqlite() 
     )
     .unwrap();
     assert!(total > 5 && rows.len() == 5, "{total}");
+}
+
+/// `(seq_scan, idx_scan)` of the `exports` table as this session's statistics leave them
+/// (flushed first: PostgreSQL 15 reports a backend's counts when it goes idle).
+fn exports_scans(conn: &db::Conn) -> (i64, i64) {
+    let pg = conn.pg().unwrap();
+    pg.client().batch_execute("SELECT pg_stat_force_next_flush()").unwrap();
+    let row =
+        pg.client().query_one("SELECT seq_scan, idx_scan FROM pg_stat_user_tables WHERE relname = 'exports'", &[]);
+    let row = row.unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// On a table of many teams, a team's count, first page, deep page, bookmarks and date filter
+/// on PostgreSQL read the exports' indexes, never the whole table (the query plans SQLite's
+/// unit tests check in db/list.rs, here by the server's own scan counts).
+#[test]
+fn postgresql_lists_of_a_team_read_indexes_not_the_table() {
+    let Some(url) = pg_database("postgres_lists::plans") else { return };
+    let pool = Pool::Pg(pg::open(&url, 1).unwrap());
+    let conn = pool.get().unwrap();
+    let options = serde_json::to_string(&CsvOptions::default()).unwrap();
+    {
+        let mut c = conn.pg().unwrap().client();
+        c.batch_execute(
+            "INSERT INTO teams SELECT md5(t::text)::uuid, 'team ' || t, 0 FROM generate_series(1, 40) t;
+             INSERT INTO schemas VALUES (md5('s')::uuid, md5('1')::uuid, 'Invoices', NULL, '{\"fields\":[]}', 0, 0);",
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO exports (id, team_id, schema_id, status, start_ms, end_ms, options, created_at, updated_at)
+             SELECT md5('e' || g)::uuid, md5((g % 40 + 1)::text)::uuid, md5('s')::uuid,
+                    (ARRAY['PENDING', 'PROCESSING', 'COMPLETED', 'FAILED'])[g % 4 + 1], g % 1000, g % 977, $1,
+                    g, g % 5000
+             FROM generate_series(1, 20000) g",
+            &[&options],
+        )
+        .unwrap();
+        c.batch_execute("VACUUM ANALYZE").unwrap();
+    }
+    let team: String =
+        conn.pg().unwrap().client().query_one("SELECT CAST(md5('1')::uuid AS TEXT)", &[]).unwrap().get(0);
+    let counts = ListCounts::new(100);
+    for sort in ["created_at", "status", "updated_at"] {
+        for after in [None, Some(10_001)] {
+            for (page, counts) in [(1, None), (12, None), (12, Some(&counts)), (13, Some(&counts))] {
+                let q = ListQuery { page, ..query(sort, true, 20, &(after, None, None)) };
+                let before = exports_scans(&conn);
+                let (rows, total) = db::exports::list(&*conn, &team, &q, counts).unwrap();
+                let after_scans = exports_scans(&conn);
+                assert_eq!(total, if after.is_some() { 250 } else { 500 }, "{q:?}");
+                assert_eq!(rows.len() as u64, total.saturating_sub(q.offset() as u64).min(20), "{q:?}");
+                assert_eq!(after_scans.0, before.0, "no scan of the whole table: {q:?}");
+                assert!(after_scans.1 > before.1, "the indexes were read: {q:?}");
+            }
+        }
+    }
 }
