@@ -18,9 +18,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use rusqlite::types::Value;
-use rusqlite::Connection;
 
 use super::counts::Stamp;
+use super::sql::{Row, Sql};
 use super::DbResult;
 
 /// Bookmarks remembered at most, over all lists (a bookmark is a sort value and a UUID, about
@@ -30,7 +30,7 @@ pub(crate) const MAX_MARKS: usize = 65_536;
 pub(crate) const MAX_LISTS: usize = 1024;
 
 /// A sort key: the sort column's value and the row's id (text, or 16 bytes for a table whose
-/// ids are stored so: db/ids.rs).
+/// ids are stored so on SQLite: db/ids.rs; a `uuid`'s text on PostgreSQL).
 pub(crate) type Mark = (Value, Value);
 
 struct Entry {
@@ -59,7 +59,7 @@ struct Inner {
 /// when `bound`, a mark as the two arguments after them, returns the key `every` rows after
 /// the mark (or after the start).
 pub(crate) struct Walk<'a> {
-    pub conn: &'a Connection,
+    pub conn: &'a dyn Sql,
     pub key: String,
     pub stamp: Stamp,
     pub args: &'a [Value],
@@ -112,14 +112,11 @@ impl Bookmarks {
                 args.push(v.clone());
                 args.push(id.clone());
             }
-            let next = walk
-                .conn
-                .prepare_cached(&sql)?
-                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                    Ok((r.get::<_, Value>(0)?, r.get::<_, Value>(1)?))
-                })?
-                .next()
-                .transpose()?;
+            let mut next = None;
+            super::list::query_each(walk.conn, &sql, &args, &mut |r| {
+                next = Some((value(r, 0)?, value(r, 1)?));
+                Ok(())
+            })?;
             match next {
                 Some(m) => {
                     fresh.push(m.clone());
@@ -182,5 +179,20 @@ impl Bookmarks {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Column `i` of a walk's row (a sort value or an id) as a bookmark holds it: SQLite's value
+/// as stored; PostgreSQL's integers as integers, its texts and `uuid`s as text (bound back
+/// as a `uuid` where the column is one).
+fn value(r: &Row, i: usize) -> DbResult<Value> {
+    match r {
+        Row::Lite(r) => Ok(r.get::<_, Value>(i)?),
+        Row::Pg(p) => match *p.columns()[i].type_() {
+            postgres::types::Type::INT2 | postgres::types::Type::INT4 | postgres::types::Type::INT8 => {
+                Ok(r.opt_int(i)?.map_or(Value::Null, Value::Integer))
+            }
+            _ => Ok(r.opt_text(i)?.map_or(Value::Null, Value::Text)),
+        },
     }
 }

@@ -9,6 +9,10 @@
 //! count having moved. Inserts pay nothing for this. (A manual `VACUUM` may renumber rowids:
 //! restart the server after one.)
 //!
+//! On PostgreSQL, which has no rowid, a trigger counts the insert statements instead
+//! (`row_inserts`), and the stamp is read in the list's `REPEATABLE READ` snapshot (see
+//! [`stamp`]).
+//!
 //! Bookmarks of deep pages (db/bookmarks.rs) use the same stamp; for a sort column that
 //! updates change (an export's `status`, `updated_at`), it also holds how many times such a
 //! column was updated (`row_moves`, kept by a trigger since migration 4).
@@ -29,11 +33,12 @@ const MAX_ENTRIES: usize = 4096;
 /// Rows between two bookmarks of a list unless configured otherwise.
 pub const DEFAULT_BOOKMARK_EVERY: u32 = 500;
 
-/// What proves a table unchanged: its largest rowid, how many of its rows were ever deleted
-/// and, where it matters, how many times a sort column of a row was updated (else 0).
+/// What proves a table unchanged: its largest rowid (SQLite) or how many insert statements it
+/// took (PostgreSQL), how many of its rows were ever deleted and, where it matters, how many
+/// times a sort column of a row was updated (else 0).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Stamp {
-    max_rowid: i64,
+    added: i64,
     deletions: i64,
     moves: i64,
 }
@@ -95,8 +100,7 @@ impl ListCounts {
 }
 
 /// A table's count in a counter table kept by triggers (`row_deletions`, `row_moves`).
-fn counter(conn: &dyn Sql, counters: &str, table: &str) -> DbResult<Option<i64>> {
-    let conn = super::sql::lite(conn)?;
+fn counter(conn: &rusqlite::Connection, counters: &str, table: &str) -> DbResult<Option<i64>> {
     Ok(conn
         .prepare_cached(&format!("SELECT n FROM {counters} WHERE tbl = ?1"))?
         .query_row([table], |r| r.get::<_, i64>(0))
@@ -104,9 +108,10 @@ fn counter(conn: &dyn Sql, counters: &str, table: &str) -> DbResult<Option<i64>>
 }
 
 /// The table's stamp, with its updates count when `moves`; `None` for a table whose
-/// deletions (or, when `moves`, updates) are not tracked.
+/// deletions (or, when `moves`, updates) are not tracked. The caller reads it in the same
+/// read transaction (PostgreSQL: the same snapshot) as what it remembers under it.
 pub(crate) fn stamp(conn: &dyn Sql, table: &str, moves: bool) -> DbResult<Option<Stamp>> {
-    let conn = super::sql::lite(conn)?;
+    let Some(conn) = conn.lite() else { return pg_stamp(conn, table, moves) };
     let Some(deletions) = counter(conn, "row_deletions", table)? else {
         return Ok(None);
     };
@@ -120,5 +125,25 @@ pub(crate) fn stamp(conn: &dyn Sql, table: &str, moves: bool) -> DbResult<Option
     } else {
         0
     };
-    Ok(Some(Stamp { max_rowid: max_rowid.unwrap_or(0), deletions, moves }))
+    Ok(Some(Stamp { added: max_rowid.unwrap_or(0), deletions, moves }))
+}
+
+/// PostgreSQL's stamp: no rowid there, so the insert statements counted by a trigger
+/// (`row_inserts`, see db/pg/migrations.rs) stand for the largest rowid. Sound only read in
+/// the same snapshot as the count or bookmarks remembered under it (`list_page`'s `REPEATABLE
+/// READ` transaction): two snapshots with equal counters hold the same rows, since every
+/// insert, deletion and sort-column update of the table moves a counter in the writer's own
+/// transaction.
+fn pg_stamp(conn: &dyn Sql, table: &str, moves: bool) -> DbResult<Option<Stamp>> {
+    let counters = conn.one(
+        "SELECT (SELECT n FROM row_inserts WHERE tbl = ?1), (SELECT n FROM row_deletions WHERE tbl = ?1),
+                (SELECT n FROM row_moves WHERE tbl = ?1)",
+        super::sql::args![table],
+        |r| Ok((r.opt_int(0)?, r.opt_int(1)?, r.opt_int(2)?)),
+    )?;
+    Ok(match counters {
+        (Some(added), Some(deletions), _) if !moves => Some(Stamp { added, deletions, moves: 0 }),
+        (Some(added), Some(deletions), Some(moves)) => Some(Stamp { added, deletions, moves }),
+        _ => None,
+    })
 }

@@ -172,7 +172,6 @@ pub fn list(
     q: &ListQuery,
     counts: Option<&super::counts::ListCounts>,
 ) -> DbResult<(Vec<ExportRow>, u64)> {
-    let conn = super::sql::lite(conn)?;
     let src = ListSource {
         table: "exports e",
         team_column: "team_id",
@@ -185,8 +184,45 @@ pub fn list(
         indexed: &["created_at", "updated_at", "status", "start_ms", "end_ms"],
         binary_ids: false,
     };
-    let (rows, total) = list_page(conn, &src, team_id, q, counts, from_row)?;
-    Ok((rows.into_iter().collect::<DbResult<_>>()?, total))
+    list_page(conn, &src, team_id, q, counts, list_row)
+}
+
+/// A row of [`list`]: SQLite's read by `from_row` as before (the list's hot path), PostgreSQL's
+/// through the seam's conversions.
+fn list_row(r: &super::sql::Row) -> DbResult<ExportRow> {
+    let r = match r {
+        super::sql::Row::Lite(r) => return from_row(r)?,
+        r => r,
+    };
+    let id = r.text(0)?;
+    let corrupt = |what: String| DbError::Corrupt { table: "exports", id: id.clone(), what };
+    let status = r.text(4)?;
+    let Some(status) = ExportStatus::parse(&status) else {
+        return Err(corrupt(format!("unknown status {status:?}")));
+    };
+    let options = r.text(8)?;
+    let options =
+        serde_json::from_str(&options).map_err(|e| corrupt(format!("unreadable options {options:?}: {e}")))?;
+    Ok(ExportRow {
+        team_id: r.text(1)?,
+        schema_id: r.text(2)?,
+        schema_name: r.opt_text(3)?,
+        status,
+        start_ms: r.int(5)?,
+        end_ms: r.int(6)?,
+        expand_array: r.opt_text(7)?,
+        options,
+        row_count: r.opt_int(9)?,
+        file_size: r.opt_int(10)?,
+        error: r.opt_text(11)?,
+        attempts: r.int(12)?,
+        created_at: r.int(13)?,
+        updated_at: r.int(14)?,
+        completed_at: r.opt_int(15)?,
+        results_done: r.opt_int(16)?,
+        results_total: r.opt_int(17)?,
+        id,
+    })
 }
 
 /// The team of export `id`, if it exists.

@@ -1,7 +1,14 @@
 //! The one query behind every list: a page of a team's rows and their exact total, read from
 //! indexes (the count and the page's row ids) and then the page's rows alone.
+//!
+//! One text serves both databases (see db/sql.rs) but for four differences, branched on
+//! here: a deep page's ids are SQLite's `rowid`s and PostgreSQL's `id`s; `search` is
+//! SQLite's `LIKE` (ASCII case-insensitive) and PostgreSQL's `ILIKE` over the columns' text;
+//! SQLite reads total and page inside a savepoint, PostgreSQL inside a `REPEATABLE READ READ
+//! ONLY` transaction (one snapshot for the stamp, the count, the bookmarks and the page);
+//! and a team key that is not a UUID selects nothing on PostgreSQL (its ids are `uuid`s).
 
-use super::sql::Sql;
+use super::sql::{Arg, Row, Sql};
 use rusqlite::types::Value;
 
 use super::bookmarks::Walk;
@@ -28,84 +35,187 @@ pub(crate) struct ListSource<'a> {
     /// The sort columns with a covering (team column, sort column, id) index: only lists
     /// sorted by them keep bookmarks (making one for another column would sort the list).
     pub indexed: &'a [&'a str],
-    /// The team column and `id` hold UUIDs as 16 bytes (`results`, see db/ids.rs), not text.
+    /// On SQLite, the team column and `id` hold UUIDs as 16 bytes (`results`, see db/ids.rs),
+    /// not text. (On PostgreSQL every id is a `uuid`, whatever this says.)
     pub binary_ids: bool,
 }
 
 /// One page of a team's rows and the total count, with the filters every list shares
 /// (`created_after`, `created_before`, `search`); `team_key` is the value of
 /// `src.team_column`. Ties in
-/// the sort order break by id, so paging is stable.
+/// the sort order break by id, so paging is stable. `from_row` makes each row of the page
+/// into a `T` (on SQLite it gets `Row::Lite`, on PostgreSQL `Row::Pg`).
 ///
 /// With `counts`, the total of a list without `search` is remembered between requests while
 /// the table is unchanged (see `counts`), and so are bookmarks that let a deep page start
-/// near its first row (see `bookmarks`). Total and page are read in one read transaction.
+/// near its first row (see `bookmarks`). Total and page are read in one read transaction
+/// (on PostgreSQL one snapshot; inside a caller's transaction there, whose statements may
+/// each see another snapshot, nothing is remembered).
 pub(crate) fn list_page<T>(
     conn: &dyn Sql,
     src: &ListSource,
     team_key: &str,
     q: &ListQuery,
     counts: Option<&ListCounts>,
-    from_row: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
+    from_row: impl FnMut(&Row) -> DbResult<T>,
 ) -> DbResult<(Vec<T>, u64)> {
-    let conn = super::sql::lite(conn)?;
-    // a savepoint is a read transaction here, and nests inside a caller's transaction
-    conn.execute_batch("SAVEPOINT list_page")?;
-    let out = (move || -> DbResult<(Vec<T>, u64)> {
-        let table = src.table.split(' ').next().unwrap_or(src.table);
-        // only lists without `search` have a covering index to count and bookmark
-        let counts = counts.filter(|_| q.search.is_none());
-        let moving = src.moving.contains(&q.sort_column);
-        let stamp = match counts {
-            Some(_) => counts::stamp(conn, table, moving)?,
-            None => None,
-        };
-        let sql = list_sql(src, team_key, q, None);
-        let args: &[Value] = &sql.args;
-        let count = || -> DbResult<u64> {
-            let mut stmt = conn.prepare_cached(&sql.count)?;
-            Ok(stmt.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, i64>(0))? as u64)
-        };
-        let (Some(counts), Some(stamp)) = (counts, stamp) else {
-            let total = count()?;
-            let mut stmt = conn.prepare_cached(&sql.page)?;
-            let rows =
-                stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?.collect::<Result<Vec<_>, _>>()?;
-            return Ok((rows, total));
-        };
-        let list = format!("{table}\0{}\0{team_key}\0{:?}\0{:?}", src.team_column, q.created_after, q.created_before);
-        let total = counts.total(stamp, &list, count)?;
-        let offset = q.offset() as u64;
-        if offset >= total {
-            return Ok((Vec::new(), total)); // past the end, which is exact in this transaction
+    if let Some(lite) = conn.lite() {
+        // a savepoint is a read transaction here, and nests inside a caller's transaction
+        lite.execute_batch("SAVEPOINT list_page")?;
+        let out = page_in_snapshot(conn, src, team_key, q, counts, from_row);
+        lite.execute_batch("RELEASE list_page")?;
+        return out;
+    }
+    let pg = conn.pg().expect("a connection is SQLite's or PostgreSQL's");
+    if q.search.as_deref().is_some_and(|s| s.contains('\0')) {
+        // PostgreSQL refuses a text holding NUL (no stored text has one): nothing matches
+        return Ok((Vec::new(), 0));
+    }
+    if pg.in_transaction() {
+        return page_in_snapshot(conn, src, team_key, q, None, from_row);
+    }
+    let snapshot = ReadSnapshot::begin(pg)?;
+    let out = page_in_snapshot(conn, src, team_key, q, counts, from_row)?;
+    snapshot.end()?;
+    Ok(out)
+}
+
+/// A `REPEATABLE READ READ ONLY` transaction on a PostgreSQL connection that had none: every
+/// statement until [`ReadSnapshot::end`] sees the database as it was at the first one. Ended
+/// by `end`, or rolled back when dropped before (an error or a panic on the way), so that the
+/// connection goes back to its pool outside any transaction.
+struct ReadSnapshot<'a> {
+    pg: &'a super::sql::Pg,
+    open: bool,
+}
+
+impl<'a> ReadSnapshot<'a> {
+    fn begin(pg: &'a super::sql::Pg) -> DbResult<ReadSnapshot<'a>> {
+        pg.client().batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        Ok(ReadSnapshot { pg, open: true })
+    }
+
+    fn end(mut self) -> DbResult<()> {
+        self.open = false;
+        Ok(self.pg.client().batch_execute("COMMIT")?)
+    }
+}
+
+impl Drop for ReadSnapshot<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // a connection whose rollback fails is broken: the pool checks it before reuse
+            let _ = self.pg.client().batch_execute("ROLLBACK");
         }
-        let walk_sql = |bound: bool| walk_sql(src, team_key, q, bound, counts.marks.every());
-        let walk = Walk {
-            conn,
-            key: format!("{list}\0{}\0{}", q.sort_column, q.descending),
-            stamp,
-            args,
-            walk_sql: &walk_sql,
-        };
-        let mark = match src.indexed.contains(&q.sort_column) {
-            true => counts.marks.seek(&walk, offset)?,
-            false => None,
-        };
-        let (sql, args) = match mark {
-            Some((at, (value, id))) => {
-                let mut args = sql.args.clone();
-                args.push(value);
-                args.push(id);
-                (list_sql(src, team_key, q, Some(offset - at)).page, args)
-            }
-            None => (sql.page.clone(), sql.args.clone()),
-        };
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?.collect::<Result<Vec<_>, _>>()?;
-        Ok((rows, total))
-    })();
-    conn.execute_batch("RELEASE list_page")?;
-    out
+    }
+}
+
+/// [`list_page`]'s work, inside the read transaction it opened.
+fn page_in_snapshot<T>(
+    conn: &dyn Sql,
+    src: &ListSource,
+    team_key: &str,
+    q: &ListQuery,
+    counts: Option<&ListCounts>,
+    mut from_row: impl FnMut(&Row) -> DbResult<T>,
+) -> DbResult<(Vec<T>, u64)> {
+    let pg = conn.pg().is_some();
+    let table = src.table.split(' ').next().unwrap_or(src.table);
+    // only lists without `search` have a covering index to count and bookmark
+    let counts = counts.filter(|_| q.search.is_none());
+    let moving = src.moving.contains(&q.sort_column);
+    let stamp = match counts {
+        Some(_) => counts::stamp(conn, table, moving)?,
+        None => None,
+    };
+    let sql = list_sql(src, team_key, q, None, pg);
+    let count = || -> DbResult<u64> { query_count(conn, &sql.count, &sql.args) };
+    let page = |sql: &str, args: &[Value], from_row: &mut dyn FnMut(&Row) -> DbResult<T>| {
+        let mut rows = Vec::with_capacity(q.limit.min(1000) as usize);
+        query_each(conn, sql, args, &mut |r| {
+            rows.push(from_row(r)?);
+            Ok(())
+        })?;
+        Ok::<_, super::DbError>(rows)
+    };
+    let (Some(counts), Some(stamp)) = (counts, stamp) else {
+        let total = count()?;
+        let rows = page(&sql.page, &sql.args, &mut from_row)?;
+        return Ok((rows, total));
+    };
+    let list = format!("{table}\0{}\0{team_key}\0{:?}\0{:?}", src.team_column, q.created_after, q.created_before);
+    let total = counts.total(stamp, &list, count)?;
+    let offset = q.offset() as u64;
+    if offset >= total {
+        return Ok((Vec::new(), total)); // past the end, which is exact in this transaction
+    }
+    let walk_sql = |bound: bool| walk_sql(src, team_key, q, bound, counts.marks.every(), pg);
+    let walk = Walk {
+        conn,
+        key: format!("{list}\0{}\0{}", q.sort_column, q.descending),
+        stamp,
+        args: &sql.args,
+        walk_sql: &walk_sql,
+    };
+    let mark = match src.indexed.contains(&q.sort_column) {
+        true => counts.marks.seek(&walk, offset)?,
+        false => None,
+    };
+    let rows = match mark {
+        Some((at, (value, id))) => {
+            let mut args = sql.args.clone();
+            args.push(value);
+            args.push(id);
+            page(&list_sql(src, team_key, q, Some(offset - at), pg).page, &args, &mut from_row)?
+        }
+        None => page(&sql.page, &sql.args, &mut from_row)?,
+    };
+    Ok((rows, total))
+}
+
+/// The count of `sql`, an index-only `COUNT(*)`.
+fn query_count(conn: &dyn Sql, sql: &str, args: &[Value]) -> DbResult<u64> {
+    if let Some(lite) = conn.lite() {
+        let mut stmt = lite.prepare_cached(sql)?;
+        return Ok(stmt.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, i64>(0))? as u64);
+    }
+    Ok(conn.one(sql, &pg_args(args), |r| r.int(0))? as u64)
+}
+
+/// Runs `sql` and calls `f` with each row. On SQLite the arguments are bound as they are (the
+/// list's own rusqlite path, as fast as before the seam); on PostgreSQL through the seam.
+pub(crate) fn query_each(
+    conn: &dyn Sql,
+    sql: &str,
+    args: &[Value],
+    f: &mut dyn FnMut(&Row) -> DbResult<()>,
+) -> DbResult<()> {
+    if let Some(lite) = conn.lite() {
+        let mut stmt = lite.prepare_cached(sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+        while let Some(r) = rows.next()? {
+            f(&Row::Lite(r))?;
+        }
+        return Ok(());
+    }
+    conn.each(sql, &pg_args(args), f)
+}
+
+/// A list's arguments as the seam takes them on PostgreSQL (borrowed, no copy of a text).
+/// Its values are the filter's (integers, texts, a NULL team key) and bookmarks read from
+/// PostgreSQL (integers and texts, `bookmarks::value`).
+fn pg_args(values: &[Value]) -> Vec<Arg<'_>> {
+    values
+        .iter()
+        .map(|v| match v {
+            Value::Null => Arg::Null,
+            Value::Integer(i) => Arg::Int(*i),
+            Value::Text(s) => Arg::Text(s),
+            Value::Blob(b) => Arg::Bytes(b),
+            // never made for PostgreSQL (see above); NULL matches no row, should one be
+            Value::Real(_) => Arg::Null,
+        })
+        .collect()
 }
 
 /// Whether the list is filtered by its team (or team key) alone: its (team, sort column, id)
@@ -122,14 +232,17 @@ struct ListSql {
 }
 
 /// A list's filter and its arguments; with `bound`, also the keyset condition that starts
-/// the list at a bookmark, whose sort value and id are the two arguments after these.
-fn filter(src: &ListSource, team_key: &str, q: &ListQuery, bound: bool) -> (String, Vec<Value>) {
+/// the list at a bookmark, whose sort value and id are the two arguments after these. `pg`:
+/// in PostgreSQL's dialect.
+fn filter(src: &ListSource, team_key: &str, q: &ListQuery, bound: bool, pg: bool) -> (String, Vec<Value>) {
     let p = src.prefix;
     let mut filter = format!("{p}{} = ?1", src.team_column);
-    let team = match src.binary_ids {
-        // NULL equals nothing: a key that is not a UUID selects no row
-        true => super::ids::key(team_key).map_or(Value::Null, |k| Value::Blob(k.to_vec())),
-        false => team_key.to_string().into(),
+    // NULL equals nothing: a key that is not a UUID selects no row where keys are UUIDs
+    let team = match (src.binary_ids, pg) {
+        (true, false) => super::ids::key(team_key).map_or(Value::Null, |k| Value::Blob(k.to_vec())),
+        (false, false) => team_key.to_string().into(),
+        // every id is a `uuid` on PostgreSQL (the text converts where the column is one)
+        (_, true) => super::ids::key(team_key).map_or(Value::Null, |_| team_key.to_string().into()),
     };
     let mut args: Vec<Value> = vec![team];
     // From a bookmark in a list sorted by created_at, the bookmark starts the index range, not
@@ -149,7 +262,13 @@ fn filter(src: &ListSource, team_key: &str, q: &ListQuery, bound: bool) -> (Stri
     if let Some(s) = &q.search {
         args.push(like_pattern(s).into());
         let n = args.len();
-        let any: Vec<String> = src.search.iter().map(|c| format!("COALESCE({c}, '') LIKE ?{n} ESCAPE '\\'")).collect();
+        let any: Vec<String> = match pg {
+            false => src.search.iter().map(|c| format!("COALESCE({c}, '') LIKE ?{n} ESCAPE '\\'")).collect(),
+            // ILIKE: case-insensitive like SQLite's LIKE (which folds ASCII letters only; ILIKE
+            // folds as the column's collation does: ASCII only for the "C" ones, status and
+            // names); the cast reads `uuid` ids as their text
+            true => src.search.iter().map(|c| format!("CAST({c} AS TEXT) ILIKE ?{n} ESCAPE '\\'")).collect(),
+        };
         filter.push_str(&format!(" AND ({})", any.join(" OR ")));
     }
     if bound {
@@ -168,10 +287,10 @@ fn order(src: &ListSource, q: &ListQuery) -> String {
 }
 
 /// The list's count and page; with `from_mark`, the page starts that many rows after a
-/// bookmark (see `filter`) instead of at the page's offset.
-fn list_sql(src: &ListSource, team_key: &str, q: &ListQuery, from_mark: Option<u64>) -> ListSql {
+/// bookmark (see `filter`) instead of at the page's offset. `pg`: in PostgreSQL's dialect.
+fn list_sql(src: &ListSource, team_key: &str, q: &ListQuery, from_mark: Option<u64>, pg: bool) -> ListSql {
     let p = src.prefix;
-    let (filter, args) = filter(src, team_key, q, from_mark.is_some());
+    let (filter, args) = filter(src, team_key, q, from_mark.is_some(), pg);
     // Only `search` may read the joined table: without it, count and page the listed table
     // alone, on its (team_id, sort column, id) indexes.
     let keys_from = if q.search.is_some() { src.from } else { src.table };
@@ -190,9 +309,11 @@ fn list_sql(src: &ListSource, team_key: &str, q: &ListQuery, from_mark: Option<u
             limit = q.limit
         )
     } else {
+        // SQLite's rows are found by rowid, PostgreSQL's by their primary key
+        let key = if pg { "id" } else { "rowid" };
         format!(
-            "SELECT {cols} FROM {from} WHERE {p}rowid IN \
-             (SELECT {p}rowid FROM {keys_from} WHERE {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}) \
+            "SELECT {cols} FROM {from} WHERE {p}{key} IN \
+             (SELECT {p}{key} FROM {keys_from} WHERE {filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}) \
              ORDER BY {order}",
             cols = src.columns,
             from = src.from,
@@ -205,9 +326,9 @@ fn list_sql(src: &ListSource, team_key: &str, q: &ListQuery, from_mark: Option<u
 
 /// The statement that makes a bookmark: the key `every` rows after a bookmark (`bound`) or
 /// after the start, read from the index alone.
-fn walk_sql(src: &ListSource, team_key: &str, q: &ListQuery, bound: bool, every: u64) -> String {
+fn walk_sql(src: &ListSource, team_key: &str, q: &ListQuery, bound: bool, every: u64, pg: bool) -> String {
     let p = src.prefix;
-    let (filter, _) = filter(src, team_key, q, bound);
+    let (filter, _) = filter(src, team_key, q, bound, pg);
     format!(
         "SELECT {p}{sort}, {p}id FROM {table} WHERE {filter} ORDER BY {order} LIMIT 1 OFFSET {every}",
         sort = q.sort_column,
@@ -268,7 +389,7 @@ mod tests {
     /// page's own rows are sorted: deep pages and totals do not read the rows of the history.
     fn assert_index_only(c: &Connection, src: &ListSource, key: &str, q: &ListQuery) {
         // from a bookmark too, and the walk that makes bookmarks
-        let mut bound = list_sql(src, key, q, Some(7));
+        let mut bound = list_sql(src, key, q, Some(7), false);
         bound.args.extend([Value::Integer(1), Value::Text("x".into())]);
         let page = plan(c, &bound.page, &bound.args);
         // the index is sought to the bookmark: `(created_at,id)<(?,?)` in the plan
@@ -276,11 +397,11 @@ mod tests {
         assert!(sought, "{q:?}\n{page}");
         assert!(!page.lines().any(|l| l.starts_with("SCAN")), "{q:?}\n{page}");
         for b in [false, true] {
-            let walk = walk_sql(src, key, q, b, 500);
+            let walk = walk_sql(src, key, q, b, 500, false);
             let walk_plan = plan(c, &walk, &bound.args[..bound.args.len() - if b { 0 } else { 2 }]);
             assert!(walk_plan.contains("COVERING INDEX") && !walk_plan.contains("TEMP B-TREE"), "{walk}\n{walk_plan}");
         }
-        let sql = list_sql(src, key, q, None);
+        let sql = list_sql(src, key, q, None, false);
         let count = plan(c, &sql.count, &sql.args);
         assert!(count.contains("COVERING INDEX") && !count.contains("SCAN"), "{q:?}\n{}\n{count}", sql.count);
         let page = plan(c, &sql.page, &sql.args);
@@ -289,7 +410,7 @@ mod tests {
         assert!(page.matches("TEMP B-TREE").count() <= 1, "only the page itself is sorted: {q:?}\n{page}");
         // the first page: the rows in the index's order, no sort at all when only the team filters
         let first = ListQuery { page: 1, ..q.clone() };
-        let sql = list_sql(src, key, &first, None);
+        let sql = list_sql(src, key, &first, None, false);
         let page = plan(c, &sql.page, &sql.args);
         assert!(page.contains("INDEX"), "{first:?}\n{page}");
         assert!(!page.lines().any(|l| l.starts_with("SCAN")), "{first:?}\n{}\n{page}", sql.page);
@@ -376,7 +497,7 @@ mod tests {
     fn total(c: &Connection, counts: &ListCounts, team: &str) -> u64 {
         let src = results_src();
         let q = ListQuery { page: 1, ..query("created_at", true, None) };
-        let (rows, total) = list_page(c, &src, team, &q, Some(counts), |r| super::super::ids::text_at(r, 0)).unwrap();
+        let (rows, total) = list_page(c, &src, team, &q, Some(counts), |r: &Row| r.text(0)).unwrap();
         assert_eq!(rows.len() as u64, total.min(20));
         total
     }
@@ -451,7 +572,7 @@ mod tests {
                             created_after: after,
                             created_before: before,
                         };
-                        let id = |r: &rusqlite::Row| r.get::<_, String>(0);
+                        let id = |r: &Row| r.text(0);
                         let (_, total) = list_page(c, &src, "t1", &q(1), None, id).unwrap();
                         for page in (1..=total.div_ceil(limit as u64) as u32 + 1).rev() {
                             let plain = list_page(c, &src, "t1", &q(page), None, id).unwrap();
@@ -494,7 +615,7 @@ mod tests {
     fn result_pages_from_bookmarks_equal_plain_offset_pages() {
         let c = db();
         let counts = ListCounts::new(3);
-        let ids = |r: &rusqlite::Row| super::super::ids::text_at(r, 0);
+        let ids = |r: &Row| r.text(0);
         let created_at = |c: &Connection, id: &str| -> i64 {
             let id = super::super::ids::key(id).unwrap();
             c.query_row("SELECT created_at FROM results WHERE id = ?1", [id], |r| r.get(0)).unwrap()
@@ -553,7 +674,7 @@ mod tests {
         // many lists (one per created_after value), each with up to 59 bookmarks
         for after in 0..1200 {
             let q = ListQuery { page: 60, limit: 1, created_after: Some(-after), ..query("created_at", true, None) };
-            list_page(&c, &src, "t1", &q, Some(&counts), |r| r.get::<_, String>(0)).unwrap();
+            list_page(&c, &src, "t1", &q, Some(&counts), |r: &Row| r.text(0)).unwrap();
         }
         assert!(counts.marks.held() <= super::super::bookmarks::MAX_MARKS, "{}", counts.marks.held());
         assert!(counts.marks.lists() <= super::super::bookmarks::MAX_LISTS, "{}", counts.marks.lists());

@@ -196,7 +196,6 @@ pub fn list(
     q: &ListQuery,
     counts: Option<&super::counts::ListCounts>,
 ) -> DbResult<(Vec<ResultRecord>, u64)> {
-    let conn = super::sql::lite(conn)?;
     let columns = if with_extraction {
         "id, team_id, schema_id, file_name, extraction, created_at, updated_at"
     } else {
@@ -215,19 +214,40 @@ pub fn list(
         indexed: &["created_at"],
         binary_ids: true,
     };
-    let Some(schema_id) = schema_id else { return list_page(conn, &src, team_id, q, counts, from_row) };
+    let Some(schema_id) = schema_id else { return list_page(conn, &src, team_id, q, counts, list_row) };
     // A schema's results all belong to the schema's team (they are stored for it), so once the
     // schema is known to be this team's, `schema_id` alone selects them and the count and the
-    // page read the (schema_id, created_at, id) index only.
-    let owned = conn
-        .query_row("SELECT 1 FROM schemas WHERE id = ?1 AND team_id = ?2", [schema_id, team_id], |_| Ok(()))
-        .optional()?
-        .is_some();
+    // page read the (schema_id, created_at, id) index only. (PostgreSQL's ids are `uuid`s: a
+    // text that is not one names no schema there.)
+    let owned = (conn.lite().is_some() || (key(schema_id).is_some() && key(team_id).is_some()))
+        && conn
+            .opt("SELECT 1 FROM schemas WHERE id = ?1 AND team_id = ?2", super::sql::args![schema_id, team_id], |_| {
+                Ok(())
+            })?
+            .is_some();
     if !owned {
         return Ok((vec![], 0));
     }
     let by_schema = ListSource { team_column: "schema_id", ..src };
-    list_page(conn, &by_schema, schema_id, q, counts, from_row)
+    list_page(conn, &by_schema, schema_id, q, counts, list_row)
+}
+
+/// A row of [`list`]: SQLite's read by `from_row` (its 16-byte ids), PostgreSQL's through the
+/// seam's conversions (`uuid` ids as text).
+fn list_row(r: &super::sql::Row) -> DbResult<ResultRecord> {
+    let r = match r {
+        super::sql::Row::Lite(r) => return Ok(from_row(r)?),
+        r => r,
+    };
+    Ok(ResultRecord {
+        id: r.text(0)?,
+        team_id: r.text(1)?,
+        schema_id: r.text(2)?,
+        file_name: r.opt_text(3)?,
+        extraction: r.text(4)?,
+        created_at: r.int(5)?,
+        updated_at: r.int(6)?,
+    })
 }
 
 /// One result as an export reads it, borrowed from the SQLite cursor (valid until the

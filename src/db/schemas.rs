@@ -83,7 +83,6 @@ pub fn get_any(conn: &dyn Sql, id: &str) -> DbResult<Option<SchemaRow>> {
 }
 
 pub fn list(conn: &dyn Sql, team_id: &str, q: &ListQuery) -> DbResult<(Vec<SchemaRow>, u64)> {
-    let conn = super::sql::lite(conn)?;
     let src = ListSource {
         table: "schemas",
         from: "schemas",
@@ -95,8 +94,29 @@ pub fn list(conn: &dyn Sql, team_id: &str, q: &ListQuery) -> DbResult<(Vec<Schem
         indexed: &["created_at"],
         binary_ids: false,
     };
-    let (rows, total) = list_page(conn, &src, team_id, q, None, from_row)?;
-    Ok((rows.into_iter().collect::<DbResult<_>>()?, total))
+    list_page(conn, &src, team_id, q, None, list_row)
+}
+
+/// A row of [`list`]: SQLite's read by `from_row`, PostgreSQL's through the seam's conversions.
+fn list_row(r: &super::sql::Row) -> DbResult<SchemaRow> {
+    let r = match r {
+        super::sql::Row::Lite(r) => return from_row(r)?,
+        r => r,
+    };
+    let id = r.text(0)?;
+    let definition = match serde_json::from_str(&r.text(4)?) {
+        Ok(d) => d,
+        Err(e) => return Err(DbError::Corrupt { table: "schemas", id, what: format!("unreadable definition: {e}") }),
+    };
+    Ok(SchemaRow {
+        team_id: r.text(1)?,
+        name: r.text(2)?,
+        description: r.opt_text(3)?,
+        definition,
+        created_at: r.int(5)?,
+        updated_at: r.int(6)?,
+        id,
+    })
 }
 
 /// Names of schemas by id, for `include=schema`.

@@ -339,6 +339,12 @@ impl Pg {
         Ok(self.conn.get_mut().batch_execute("COMMIT")?)
     }
 
+    /// Whether a transaction [`Pg::begin`] started is open (a write's): reads that need one
+    /// snapshot open their own only outside it (db/list.rs).
+    pub fn in_transaction(&self) -> bool {
+        self.in_tx
+    }
+
     /// The connection itself, for what the driver offers beyond [`Sql`] (`COPY`, `LISTEN`).
     pub fn client(&self) -> RefMut<'_, super::pg::PgConn> {
         self.conn.borrow_mut()

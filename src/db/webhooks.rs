@@ -98,7 +98,6 @@ pub fn all_of_team(conn: &dyn Sql, team_id: &str) -> DbResult<Vec<EndpointRow>> 
 
 /// A page of a team's endpoints and their total.
 pub fn list(conn: &dyn Sql, team_id: &str, q: &ListQuery) -> DbResult<(Vec<EndpointRow>, u64)> {
-    let conn = super::sql::lite(conn)?;
     let src = ListSource {
         table: "webhook_endpoints",
         from: "webhook_endpoints",
@@ -110,8 +109,34 @@ pub fn list(conn: &dyn Sql, team_id: &str, q: &ListQuery) -> DbResult<(Vec<Endpo
         indexed: &["created_at"],
         binary_ids: false,
     };
-    let (rows, total) = list_page(conn, &src, team_id, q, None, from_row)?;
-    Ok((rows.into_iter().collect::<DbResult<_>>()?, total))
+    list_page(conn, &src, team_id, q, None, list_row)
+}
+
+/// A row of [`list`]: SQLite's read by `from_row`, PostgreSQL's through the seam's conversions.
+fn list_row(r: &super::sql::Row) -> DbResult<EndpointRow> {
+    let r = match r {
+        super::sql::Row::Lite(r) => return from_row(r)?,
+        r => r,
+    };
+    let id = r.text(0)?;
+    let events = r.text(3)?;
+    let events = match serde_json::from_str(&events) {
+        Ok(e) => e,
+        Err(e) => {
+            let what = format!("unreadable events {events:?}: {e}");
+            return Err(DbError::Corrupt { table: "webhook_endpoints", id, what });
+        }
+    };
+    Ok(EndpointRow {
+        team_id: r.text(1)?,
+        url: r.text(2)?,
+        events,
+        description: r.opt_text(4)?,
+        secret: r.text(5)?,
+        created_at: r.int(6)?,
+        updated_at: r.int(7)?,
+        id,
+    })
 }
 
 /// Deletes an endpoint of a team with its deliveries (pending ones are never sent); false
