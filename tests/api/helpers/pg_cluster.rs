@@ -143,7 +143,7 @@ fn start() -> Result<Cluster, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=200",
+             -c full_page_writes=off -c max_connections=1000",
             dir.display()
         );
         let mut ctl = as_server_user(&pg_ctl);
