@@ -203,3 +203,13 @@ pub(crate) fn query_row_cached<T>(
 pub fn ping(conn: &dyn Sql) -> DbResult<()> {
     conn.one("SELECT 1", &[], |_| Ok(()))
 }
+
+/// The size of a PostgreSQL database in bytes (`pg_database_size`), for `/metrics`; `None`
+/// on SQLite, whose size is its files' (the caller stats them: no query needed).
+pub fn database_size(conn: &dyn Sql) -> DbResult<Option<u64>> {
+    if conn.lite().is_some() {
+        return Ok(None);
+    }
+    let n = conn.one("SELECT pg_database_size(current_database())", &[], |r| r.int(0))?;
+    Ok(Some(n.max(0) as u64))
+}
