@@ -103,23 +103,26 @@ pub fn count_keys(conn: &dyn Sql) -> DbResult<i64> {
 }
 
 pub fn list_keys(conn: &dyn Sql, team_id: Option<&str>) -> DbResult<Vec<KeyInfo>> {
-    conn.rows(
-        "SELECT k.id, k.team_id, t.name, k.name, k.prefix, k.created_at, k.revoked_at
-         FROM api_keys k JOIN teams t ON t.id = k.team_id
-         WHERE ?1 IS NULL OR k.team_id = ?1 ORDER BY k.created_at, k.id",
-        args![team_id],
-        |r| {
-            Ok(KeyInfo {
-                id: r.text(0)?,
-                team_id: r.text(1)?,
-                team_name: r.text(2)?,
-                name: r.opt_text(3)?,
-                prefix: r.text(4)?,
-                created_at: r.int(5)?,
-                revoked_at: r.opt_int(6)?,
-            })
-        },
-    )
+    let read = |r: &Row| {
+        Ok(KeyInfo {
+            id: r.text(0)?,
+            team_id: r.text(1)?,
+            team_name: r.text(2)?,
+            name: r.opt_text(3)?,
+            prefix: r.text(4)?,
+            created_at: r.int(5)?,
+            revoked_at: r.opt_int(6)?,
+        })
+    };
+    const SELECT: &str = "SELECT k.id, k.team_id, t.name, k.name, k.prefix, k.created_at, k.revoked_at
+         FROM api_keys k JOIN teams t ON t.id = k.team_id";
+    // two texts: PostgreSQL cannot type a parameter that is only tested for NULL
+    match team_id {
+        Some(team) => {
+            conn.rows(&format!("{SELECT} WHERE k.team_id = ?1 ORDER BY k.created_at, k.id"), args![team], read)
+        }
+        None => conn.rows(&format!("{SELECT} ORDER BY k.created_at, k.id"), &[], read),
+    }
 }
 
 /// Revokes a key; false when there is no such key.

@@ -2,7 +2,7 @@
 
 use rusqlite::Row;
 
-use super::sql::{self, args, Sql};
+use super::sql::{self, args, Arg, Sql};
 use super::{list_page, DbError, DbResult, ListSource};
 use crate::domain::list::ListQuery;
 use crate::domain::schema::SchemaDef;
@@ -67,7 +67,7 @@ fn read(r: &sql::Row) -> DbResult<SchemaRow> {
 /// Whether `id` can be a stored id: on PostgreSQL ids are `uuid`s, and a text that is no
 /// lowercase UUID (an operator's typo) finds nothing there, as on SQLite, instead of failing.
 fn may_be_id(conn: &dyn Sql, id: &str) -> bool {
-    conn.lite().is_some() || uuid::Uuid::try_parse(id).is_ok_and(|u| u.to_string() == id)
+    conn.lite().is_some() || super::ids::key(id).is_some()
 }
 
 pub fn insert(conn: &dyn Sql, row: &SchemaRow) -> DbResult<()> {
@@ -156,7 +156,12 @@ pub fn delete(conn: &dyn Sql, team_id: &str, id: &str) -> DbResult<DeleteOutcome
     if exists.is_none() {
         return Ok(DeleteOutcome::NotFound);
     }
-    let results = super::results::count_for_schema(conn, id)?;
+    // a result keeps its schema's id as the UUID's 16 bytes on SQLite (db/ids.rs), as a uuid
+    // on PostgreSQL: `Arg::Key` binds either; a schema id that is no UUID has no results
+    let results = match super::ids::key(id) {
+        Some(_) => conn.one("SELECT COUNT(*) FROM results WHERE schema_id = ?1", &[Arg::Key(id)], |r| r.int(0))?,
+        None => 0,
+    };
     let exports = conn.one("SELECT COUNT(*) FROM exports WHERE schema_id = ?1", args![id], |r| r.int(0))?;
     if results > 0 || exports > 0 {
         return Ok(DeleteOutcome::InUse(results, exports));

@@ -138,23 +138,33 @@ macro_rules! sqlite_only {
     };
 }
 
-/// The PostgreSQL database of the app on `data_dir` when the suite runs on PostgreSQL.
-async fn suite_database(data_dir: &Path) -> Option<String> {
+/// The suite's PostgreSQL database of each data folder (see [`suite_database`]).
+fn suite_databases() -> std::sync::MutexGuard<'static, std::collections::HashMap<PathBuf, String>> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     static DATABASES: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+    DATABASES.get_or_init(Default::default).lock().unwrap()
+}
+
+/// The PostgreSQL database an app the harness started on `data_dir` uses, when the suite runs
+/// on PostgreSQL (for the command-line tools run on that folder: see `process::run`).
+pub fn suite_database_of(data_dir: &Path) -> Option<String> {
+    suite_databases().get(data_dir).cloned()
+}
+
+/// The PostgreSQL database of the app on `data_dir` when the suite runs on PostgreSQL.
+async fn suite_database(data_dir: &Path) -> Option<String> {
     if !on_postgres() {
         return None;
     }
-    let known = DATABASES.get_or_init(Default::default).lock().unwrap().get(data_dir).cloned();
-    if let Some(url) = known {
+    if let Some(url) = suite_database_of(data_dir) {
         return Some(url);
     }
     let url = tokio::task::spawn_blocking(|| pg_database("the suite on PostgreSQL"))
         .await
         .unwrap()
         .expect("EXPORTS_TEST_DB=postgres needs the PostgreSQL tests on (EXPORTS_TEST_PG is off)");
-    DATABASES.get_or_init(Default::default).lock().unwrap().insert(data_dir.to_path_buf(), url.clone());
+    suite_databases().insert(data_dir.to_path_buf(), url.clone());
     Some(url)
 }
 
