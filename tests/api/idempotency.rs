@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+use exports_api::db::sql::args;
 
 fn schema(name: &str) -> Value {
     json!({"name": name, "schema": {"fields": [{"key": "total", "type": "number"}]}})
@@ -42,8 +43,7 @@ async fn post_keyed(app: &TestApp, path: &str, key: &str, body: &str) -> (u16, O
 }
 
 fn stored_keys(app: &TestApp) -> i64 {
-    let c = rusqlite::Connection::open(app.data_dir.join("exports.db")).unwrap();
-    c.query_row("SELECT COUNT(*) FROM idempotency_keys", [], |r| r.get(0)).unwrap()
+    beside(&app.data_dir, |c| c.one("SELECT COUNT(*) FROM idempotency_keys", &[], |r| r.int(0)).unwrap())
 }
 
 #[tokio::test]
@@ -169,14 +169,18 @@ async fn a_5xx_answer_is_not_kept_so_a_retry_runs() {
     let s = app.create_schema(&schema("s")).await;
     let id = s["id"].as_str().unwrap();
     // a schema row no code writes: creating an export from it is a 500
-    let db = rusqlite::Connection::open(app.data_dir.join("exports.db")).unwrap();
-    let good: String = db.query_row("SELECT definition FROM schemas WHERE id = ?1", [id], |r| r.get(0)).unwrap();
-    db.execute("UPDATE schemas SET definition = 'not json' WHERE id = ?1", [id]).unwrap();
+    let set_definition = |def: &str| {
+        beside(&app.data_dir, |c| c.exec("UPDATE schemas SET definition = ?2 WHERE id = ?1", args![id, def]))
+    };
+    let good = beside(&app.data_dir, |c| {
+        c.one("SELECT definition FROM schemas WHERE id = ?1", args![id], |r| r.text(0)).unwrap()
+    });
+    assert_eq!(set_definition("not json").unwrap(), 1);
     let body = export_body(id).to_string();
     let (status, replayed, text) = post_keyed(&app, "/v1/exports", "retry-me", &body).await;
     assert_eq!((status, replayed), (500, None), "{text}");
 
-    db.execute("UPDATE schemas SET definition = ?2 WHERE id = ?1", [id, &good]).unwrap();
+    assert_eq!(set_definition(&good).unwrap(), 1);
     let (status, replayed, text) = post_keyed(&app, "/v1/exports", "retry-me", &body).await;
     assert_eq!((status, replayed), (201, None), "the retry ran: {text}");
     assert_eq!(total(&app, "/v1/exports").await, 1);
