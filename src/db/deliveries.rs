@@ -140,6 +140,27 @@ pub fn due_for_endpoint(
     )
 }
 
+/// Claims deliveries `ids` for an attempt by this process: each one still pending and due at
+/// `now` is pushed back to `until` (its lease) and returned; one another process has claimed
+/// meanwhile (it is no longer due) is left out. Run it on the writer: of several replicas
+/// reading the same queue, exactly one claims a delivery. The attempt's outcome then sets the
+/// delivery's state (`record_attempt`); a process that dies mid-attempt leaves it pending, due
+/// again once the lease is over (at least once).
+pub fn claim(conn: &dyn Sql, ids: &[i64], now: i64, until: i64) -> DbResult<Vec<i64>> {
+    let mut claimed = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let n = conn.exec(
+            "UPDATE webhook_deliveries SET next_attempt_at = ?3
+             WHERE id = ?1 AND status = 'pending' AND next_attempt_at <= ?2",
+            args![id, now, until],
+        )?;
+        if n > 0 {
+            claimed.push(id);
+        }
+    }
+    Ok(claimed)
+}
+
 /// What one attempt left.
 #[derive(Debug, Clone)]
 pub struct Attempt {

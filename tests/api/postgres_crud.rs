@@ -422,3 +422,57 @@ fn the_database_size_is_postgres_own() {
     let lite = Pool::Lite(db::open(&dir.path().join("x.db"), 1, std::time::Duration::from_secs(5)).unwrap());
     assert_eq!(db::database_size(&lite.get().unwrap()).unwrap(), None, "SQLite's size is its files'");
 }
+
+/// Two replicas (two pools and writers on one database) claiming the same due deliveries at
+/// once: each is claimed by exactly one; a claimed delivery is not due until its lease ends,
+/// then it is claimable again (its process died: at least once).
+#[test]
+fn each_due_delivery_is_claimed_by_one_replica() {
+    let Some((pool, w, url)) = store("postgres_crud::claims") else { return };
+    let team = write(&w, |c| keys::create_team(c, "a")).id;
+    let e = endpoint(&team, "http://127.0.0.1:9/x");
+    let id = e.id.clone();
+    write(&w, move |c| webhooks::insert(c, &e));
+    let export = export_json(&team);
+    for t in 0..20 {
+        queue_event(&url, &team, &[&id], &export, 100 + t);
+    }
+    let c = pool.get().unwrap();
+    let due: Vec<i64> =
+        deliveries::due_for_endpoint(&c, &id, 1000, 100).unwrap().into_iter().map(|d| d.unwrap().id).collect();
+    assert_eq!(due.len(), 20);
+
+    let replicas: Vec<Writer> = (0..2).map(|_| Writer::postgres(pg::open(&url, 2).unwrap())).collect();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(replicas.len()));
+    let claims: Vec<Vec<i64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = replicas
+            .iter()
+            .map(|r| {
+                let (ids, barrier) = (due.clone(), barrier.clone());
+                s.spawn(move || {
+                    barrier.wait();
+                    // claimed one at a time, as dispatches do, interleaving with the other replica
+                    ids.iter().flat_map(|&i| write(r, move |c| deliveries::claim(c, &[i], 1000, 61_000))).collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut all: Vec<i64> = claims.concat();
+    all.sort();
+    assert_eq!(all, due, "every delivery claimed once, by one replica: {claims:?}");
+    assert!(deliveries::due_for_endpoint(&c, &id, 1000, 100).unwrap().is_empty(), "claimed: not due");
+    assert_eq!(deliveries::due_endpoints(&c).unwrap(), vec![(id.clone(), 61_000)], "due again when the lease ends");
+    let again = due.clone();
+    assert_eq!(write(&w, move |c| deliveries::claim(c, &again, 61_000, 121_000)), due, "the lease over: claimable");
+    // an outcome recorded ends it
+    let first = due[0];
+    let ok = deliveries::Attempt {
+        status: deliveries::SUCCEEDED,
+        next_attempt_at: None,
+        status_code: Some(200),
+        error: None,
+    };
+    assert!(write(&w, move |c| deliveries::record_attempt(c, first, &ok)));
+    assert!(write(&w, move |c| deliveries::claim(c, &[first], 200_000, 260_000)).is_empty(), "finished: not claimed");
+}
