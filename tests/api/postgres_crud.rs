@@ -476,3 +476,24 @@ fn each_due_delivery_is_claimed_by_one_replica() {
     assert!(write(&w, move |c| deliveries::record_attempt(c, first, &ok)));
     assert!(write(&w, move |c| deliveries::claim(c, &[first], 200_000, 260_000)).is_empty(), "finished: not claimed");
 }
+
+/// The first start's key setup on PostgreSQL, as `serve` runs it (on the writer): with no key
+/// configured, team `default` and one printed key, once; a configured key is added to team
+/// `default` once (a second start adds nothing).
+#[test]
+fn first_start_keys() {
+    use exports_api::bootstrap::ensure_keys;
+    let Some((pool, w, _)) = store("postgres_crud::first_start_keys") else { return };
+    let made = write(&w, |c| ensure_keys(c, None)).expect("a key made and printed");
+    assert_eq!(write(&w, |c| ensure_keys(c, None)), None, "made once");
+    let c = pool.get().unwrap();
+    let default = keys::team_for_digest(&c, &keys::hash_key(&made)).unwrap().expect("the printed key works");
+    assert_eq!(default.name, "default");
+
+    for _ in 0..2 {
+        assert_eq!(write(&w, |c| ensure_keys(c, Some("exp_configured-key"))), None, "a configured key is not printed");
+    }
+    assert_eq!(keys::team_for_digest(&c, &keys::hash_key("exp_configured-key")).unwrap(), Some(default.clone()));
+    assert_eq!(keys::count_keys(&c).unwrap(), 2, "the configured key is stored once");
+    assert_eq!(keys::list_teams(&c).unwrap(), vec![default]);
+}
