@@ -19,14 +19,9 @@ use crate::state::AppState;
 /// `stat`s), on PostgreSQL `pg_database_size` (the whole database, its indexes included).
 #[handler]
 pub async fn metrics(state: Data<&Arc<AppState>>) -> Result<Response, ApiError> {
-    let data_dir = state.data_dir.clone();
     let (queued, database_bytes) = with_db(&state, move |c| {
         let queued = crate::db::exports::count_pending(c)?;
-        if let Some(bytes) = crate::db::database_size(c)? {
-            return Ok((queued, bytes));
-        }
-        let size = |p: std::path::PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        Ok((queued, size(data_dir.database()) + size(data_dir.database_wal())))
+        Ok((queued, crate::db::database_size(c)?))
     })
     .await?;
     let text = state.metrics.render(queued, database_bytes);

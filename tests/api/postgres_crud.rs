@@ -409,18 +409,23 @@ fn idempotency_reservations_answers_expiry_and_dead_runs() {
 fn the_database_size_is_postgres_own() {
     let Some((pool, w, _)) = store("postgres_crud::database_size") else { return };
     let c = pool.get().unwrap();
-    let before = db::database_size(&c).unwrap().expect("PostgreSQL knows its size");
+    let before = db::database_size(&c).unwrap();
     assert!(before > 1_000_000, "an empty database already has its catalogs: {before}");
     // a table's worth of rows shows (PostgreSQL counts whole 8 KiB pages)
     let team = write(&w, |c| keys::create_team(c, "a")).id;
     let rows: Vec<_> = (0..400).map(|i| schema(&new_id(), &team, &format!("s{i}"))).collect();
     write(&w, move |c| rows.iter().try_for_each(|r| schemas::insert(c, r)));
-    let after = db::database_size(&c).unwrap().unwrap();
+    let after = db::database_size(&c).unwrap();
     assert!(after > before, "{after} <= {before}");
 
+    // SQLite's is its file's and its WAL's, wherever the file is
     let dir = tempfile::tempdir().unwrap();
-    let lite = Pool::Lite(db::open(&dir.path().join("x.db"), 1, std::time::Duration::from_secs(5)).unwrap());
-    assert_eq!(db::database_size(&lite.get().unwrap()).unwrap(), None, "SQLite's size is its files'");
+    let path = dir.path().join("elsewhere.db");
+    let lite = Pool::Lite(db::open(&path, 1, std::time::Duration::from_secs(5)).unwrap());
+    let files =
+        ["elsewhere.db", "elsewhere.db-wal"].map(|f| std::fs::metadata(dir.path().join(f)).map_or(0, |m| m.len()));
+    assert!(files[0] > 0, "{files:?}");
+    assert_eq!(db::database_size(&lite.get().unwrap()).unwrap(), files[0] + files[1]);
 }
 
 /// Two replicas (two pools and writers on one database) claiming the same due deliveries at
