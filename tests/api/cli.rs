@@ -218,6 +218,41 @@ fn teams_and_keys_on_a_postgres_database_need_no_data_folder() {
     assert!(!out.status.success() && msg.contains("cannot open the database") && msg.contains(&down), "{msg}");
 }
 
+/// `--database-url sqlite:///FILE` points the tools at that file, wherever the data folder is;
+/// a file that does not exist is not made (only `serve` makes one).
+#[test]
+fn teams_and_keys_on_a_sqlite_database_url() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("elsewhere.db");
+    let url = format!("sqlite://{}", file.display());
+    let nowhere = tmp.path().join("no-data-folder");
+    let tool = |args: &[&str]| {
+        helpers::bin().args(args).args(["--database-url", &url]).arg("--data-dir").arg(&nowhere).output().unwrap()
+    };
+    let out = tool(&["teams", "list"]);
+    let msg = text(&out.stderr);
+    assert!(!out.status.success() && msg.contains(&file.display().to_string()), "{msg}");
+    assert!(!file.exists(), "a tool made the database file");
+
+    drop(exports_api::db::open(&file, 1, Duration::from_secs(5)).unwrap());
+    let out = tool(&["teams", "create", "acme"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let team_id = text(&out.stdout).trim().to_string();
+    let out = tool(&["keys", "create", "--team", "acme"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let secret = text(&out.stdout).trim().to_string();
+    let c = rusqlite::Connection::open(&file).unwrap();
+    let team: String = c
+        .query_row(
+            "SELECT team_id FROM api_keys WHERE key_hash = ?1",
+            [exports_api::db::keys::hash_key(&secret)],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(team, team_id, "the key is in the file the URL names");
+    assert!(!nowhere.exists(), "a tool made a data folder it does not need");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_from_file_and_stdin_all_or_nothing() {
     let tmp = tempfile::tempdir().unwrap();
