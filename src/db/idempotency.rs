@@ -26,6 +26,8 @@ pub struct StoredKey {
     pub body_hash: String,
     /// The process whose request holds the reservation.
     pub run_id: String,
+    /// When the key was reserved (ms).
+    pub created_at: i64,
     /// `None` while the first request still runs.
     pub answer: Option<StoredAnswer>,
 }
@@ -51,7 +53,7 @@ pub enum Reservation {
 /// The key's row, if it was created at or after `since`.
 pub fn get(conn: &dyn Sql, team_id: &str, key: &str, since: i64) -> DbResult<Option<StoredKey>> {
     conn.opt(
-        "SELECT method, path, body_hash, run_id, status, content_type, body FROM idempotency_keys
+        "SELECT method, path, body_hash, run_id, status, content_type, body, created_at FROM idempotency_keys
          WHERE team_id = ?1 AND key = ?2 AND created_at >= ?3",
         args![team_id, key, since],
         |r| {
@@ -60,6 +62,7 @@ pub fn get(conn: &dyn Sql, team_id: &str, key: &str, since: i64) -> DbResult<Opt
                 path: r.text(1)?,
                 body_hash: r.text(2)?,
                 run_id: r.text(3)?,
+                created_at: r.int(7)?,
                 answer: match r.opt_int(4)? {
                     Some(s) => Some(StoredAnswer {
                         status: s as u16,
@@ -76,9 +79,15 @@ pub fn get(conn: &dyn Sql, team_id: &str, key: &str, since: i64) -> DbResult<Opt
 /// Takes the key for `req` unless it is in use: a row created before `since` (expired), or
 /// a reservation another run of the service left (its process died), is replaced. Run it on
 /// the writer, so that of concurrent requests exactly one reserves.
+///
+/// On SQLite one process serves: a reservation of another run is one a process that died
+/// left. On PostgreSQL several replicas serve at once, each its own run: another run's
+/// reservation is in use (that replica's request still runs) until it is
+/// [`RESERVATION_LEASE_MS`] old, and only then counts as left by a replica that died.
 pub fn reserve(conn: &dyn Sql, req: &KeyedRequest, run_id: &str, now: i64, since: i64) -> DbResult<Reservation> {
     if let Some(existing) = get(conn, &req.team_id, &req.key, since)? {
-        if existing.answer.is_some() || existing.run_id == run_id {
+        let another_replica_runs = conn.pg().is_some() && existing.created_at > now - RESERVATION_LEASE_MS;
+        if existing.answer.is_some() || existing.run_id == run_id || another_replica_runs {
             return Ok(Reservation::Existing(existing));
         }
     }
@@ -126,6 +135,11 @@ pub fn release(conn: &dyn Sql, team_id: &str, key: &str, run_id: &str) -> DbResu
 pub fn delete_expired(conn: &dyn Sql, cutoff: i64) -> DbResult<usize> {
     Ok(conn.exec("DELETE FROM idempotency_keys WHERE created_at < ?1", args![cutoff])? as usize)
 }
+
+/// On PostgreSQL, how long another replica's reservation counts as in use (its request still
+/// running) before it is taken as left by a replica that died: 15 minutes, longer than a
+/// request takes (a large upload included). Meanwhile a repeat is answered 409 (in flight).
+pub const RESERVATION_LEASE_MS: i64 = 15 * 60 * 1000;
 
 /// How long a key and its answer are kept: 24 hours.
 pub const KEY_LIFETIME_MS: i64 = 24 * 3600 * 1000;

@@ -346,7 +346,9 @@ fn webhook_endpoints_and_their_delivery_queue() {
 /// released key is free; the sweep deletes by age.
 #[test]
 fn idempotency_reservations_answers_expiry_and_dead_runs() {
-    use idempotency::{delete_expired, finish, get, release, reserve, KeyedRequest, Reservation, StoredAnswer};
+    use idempotency::{
+        delete_expired, finish, get, release, reserve, KeyedRequest, Reservation, StoredAnswer, RESERVATION_LEASE_MS,
+    };
     let Some((pool, w, _)) = store("postgres_crud::idempotency") else { return };
     let team = new_id();
     let request = move |body_hash: &str| KeyedRequest {
@@ -367,8 +369,15 @@ fn idempotency_reservations_answers_expiry_and_dead_runs() {
         Reservation::Existing(k) => assert!(k.answer.is_none(), "in flight"),
         r => panic!("{r:?}"),
     }
+    // another replica's reservation is in use until its lease ends, then taken over
     let r = req.clone();
-    assert!(matches!(write(&w, move |c| reserve(c, &r, "run-2", 1002, 0)), Reservation::Reserved), "run-1 died");
+    match write(&w, move |c| reserve(c, &r, "run-2", 999 + RESERVATION_LEASE_MS, 0)) {
+        Reservation::Existing(k) => assert!(k.answer.is_none() && k.run_id == "run-1", "in flight on another replica"),
+        r => panic!("{r:?}"),
+    }
+    let r = req.clone();
+    let later = 1001 + RESERVATION_LEASE_MS;
+    assert!(matches!(write(&w, move |c| reserve(c, &r, "run-2", later, 0)), Reservation::Reserved), "run-1 died");
     let r = req.clone();
     assert!(!write(&w, move |c| finish(c, &r, "run-1", &answer())), "run-1 no longer holds it");
     let r = req.clone();
@@ -391,9 +400,9 @@ fn idempotency_reservations_answers_expiry_and_dead_runs() {
     let tt = t.clone();
     assert!(!write(&w, move |c| release(c, &tt, "k", "run-2")), "a kept answer is not released");
     let c = pool.get().unwrap();
-    assert!(get(&c, &t, "k", 1003).unwrap().is_none(), "older than `since`: gone");
+    assert!(get(&c, &t, "k", later + 1).unwrap().is_none(), "older than `since`: gone");
     let other = request("other");
-    assert!(matches!(write(&w, move |c| reserve(c, &other, "run-3", 5000, 1003)), Reservation::Reserved));
+    assert!(matches!(write(&w, move |c| reserve(c, &other, "run-3", later + 5000, later + 1)), Reservation::Reserved));
     let k = get(&c, &t, "k", 0).unwrap().unwrap();
     assert!(k.answer.is_none() && k.body_hash == "other", "the expired answer is replaced, not kept");
     let tt = t.clone();
