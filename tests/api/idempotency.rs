@@ -292,3 +292,50 @@ async fn a_repeat_while_the_first_runs_gets_409_then_the_replay() {
     assert_eq!(total(&app, "/v1/results").await, 2, "stored once");
     app.stop().await;
 }
+
+/// Two replicas on one PostgreSQL database (the scale-out setup): repeats of a keyed POST sent
+/// to both at once, and again later to each, make one schema; every answer is that schema (or
+/// a 409 while the first still runs), whichever replica got it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_on_one_postgres_database_run_a_key_once() {
+    let Some(url) = tokio::task::spawn_blocking(|| pg_database("idempotency::two_replicas")).await.unwrap() else {
+        return;
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let on_pg =
+        |c: &mut exports_api::config::Config| c.database = Some(exports_api::config::Database::Postgres(url.clone()));
+    let a = spawn_app_with(dir_a.path().to_path_buf(), on_pg).await;
+    let b = spawn_app_with(dir_b.path().to_path_buf(), on_pg).await;
+    let body = schema("once").to_string();
+    let mut sends = Vec::new();
+    for i in 0..16 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        sends.push(post_keyed(app, "/v1/schemas", "across-replicas", &body));
+    }
+    let answers = futures_util::future::join_all(sends).await;
+    let ids: std::collections::HashSet<String> = answers
+        .iter()
+        .filter(|(status, ..)| *status == 201)
+        .map(|(_, _, text)| serde_json::from_str::<Value>(text).unwrap()["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(answers.iter().all(|(s, ..)| *s == 201 || *s == 409), "{answers:?}");
+    assert_eq!(ids.len(), 1, "one schema for one key: {answers:?}");
+    let fresh = answers.iter().filter(|(s, replayed, _)| *s == 201 && replayed.is_none()).count();
+    assert_eq!(fresh, 1, "one request ran, the others were replays: {answers:?}");
+    for app in [&a, &b] {
+        let (status, replayed, text) = post_keyed(app, "/v1/schemas", "across-replicas", &body).await;
+        assert_eq!((status, replayed.as_deref()), (201, Some("true")), "{text}");
+        assert!(ids.contains(serde_json::from_str::<Value>(&text).unwrap()["id"].as_str().unwrap()), "{text}");
+    }
+    let stored = tokio::task::spawn_blocking(move || {
+        let mut c = pg_client(&url);
+        let schemas: i64 = c.query_one("SELECT count(*) FROM schemas", &[]).unwrap().get(0);
+        let keys: i64 = c.query_one("SELECT count(*) FROM idempotency_keys", &[]).unwrap().get(0);
+        (schemas, keys)
+    })
+    .await
+    .unwrap();
+    assert_eq!(stored, (1, 1), "(schemas, idempotency keys) in the shared database");
+    a.stop().await;
+    b.stop().await;
+}
