@@ -15,14 +15,13 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The metrics, with the gauges that need the database or the disk read now: the PENDING
-/// count (from an index) and the size of the database and its WAL (two `stat`s).
+/// count (from an index) and the size of the database: on SQLite its file and its WAL (two
+/// `stat`s), on PostgreSQL `pg_database_size` (the whole database, its indexes included).
 #[handler]
 pub async fn metrics(state: Data<&Arc<AppState>>) -> Result<Response, ApiError> {
-    let data_dir = state.data_dir.clone();
     let (queued, database_bytes) = with_db(&state, move |c| {
         let queued = crate::db::exports::count_pending(c)?;
-        let size = |p: std::path::PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        Ok((queued, size(data_dir.database()) + size(data_dir.database_wal())))
+        Ok((queued, crate::db::database_size(c)?))
     })
     .await?;
     let text = state.metrics.render(queued, database_bytes);

@@ -4,11 +4,12 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
-use super::{connect, open_db, KeysCommand, TeamsCommand};
+use super::{connect, open_store, store_name, KeysCommand, TeamsCommand};
+use crate::config::Database;
 use crate::db::keys;
 
-pub fn teams(data_dir: &Path, cmd: TeamsCommand) -> anyhow::Result<()> {
-    let pool = open_db(data_dir)?;
+pub fn teams(data_dir: &Path, database: Option<&Database>, cmd: TeamsCommand) -> anyhow::Result<()> {
+    let pool = open_store(data_dir, database)?;
     let conn = connect(&pool)?;
     match cmd {
         TeamsCommand::Create { name } => {
@@ -31,15 +32,15 @@ pub fn teams(data_dir: &Path, cmd: TeamsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn keys(data_dir: &Path, cmd: KeysCommand) -> anyhow::Result<()> {
-    let pool = open_db(data_dir)?;
+pub fn keys(data_dir: &Path, database: Option<&Database>, cmd: KeysCommand) -> anyhow::Result<()> {
+    let pool = open_store(data_dir, database)?;
     let conn = connect(&pool)?;
     let find_team = |team: &str| -> anyhow::Result<keys::Team> {
         keys::find_team(&conn, team).context("looking the team up failed")?.with_context(|| {
             format!(
-                "no team '{team}' in the data folder {}; `exports-api teams list` shows the teams, \
+                "no team '{team}' in {}; `exports-api teams list` shows the teams, \
                  `exports-api teams create NAME` makes one",
-                data_dir.display()
+                store_name(data_dir, database)
             )
         })
     };

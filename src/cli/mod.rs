@@ -340,8 +340,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Healthcheck { listen } => serve::healthcheck(&listen),
-        Command::Teams(cmd) => admin::teams(&data_dir, cmd),
-        Command::Keys(cmd) => admin::keys(&data_dir, cmd),
+        Command::Teams(cmd) => admin::teams(&data_dir, database.as_ref(), cmd),
+        Command::Keys(cmd) => admin::keys(&data_dir, database.as_ref(), cmd),
         Command::Import { schema, file } => data::import(&data_dir, &schema, &file),
         Command::Export(args) => data::export(&data_dir, args),
     }
@@ -354,18 +354,55 @@ pub(crate) const CLI_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::fr
 /// Opens the database of an existing data folder. Only `serve` creates a data folder: a tool
 /// run from the wrong directory says so instead of starting an empty one.
 fn open_db(data_dir: &Path) -> anyhow::Result<Pool> {
-    let data = DataDir::new(data_dir);
-    if !data.database().is_file() {
-        anyhow::bail!(
-            "{} is not an exports-api data folder (there is no {}); `exports-api serve` creates one. \
-             Point --data-dir (or EXPORTS_DATA_DIR) at the folder your server uses",
-            data_dir.display(),
-            data.database().display()
-        );
+    open_store(data_dir, None)
+}
+
+/// Opens the database `--database-url` names, or else the data folder's (see [`open_db`]).
+/// A PostgreSQL database needs no data folder; it is migrated like `serve` migrates it. A
+/// SQLite file named by the URL must exist already: only `serve` creates one.
+fn open_store(data_dir: &Path, database: Option<&config::Database>) -> anyhow::Result<Pool> {
+    let path = match database {
+        Some(config::Database::Postgres(url)) => {
+            let shown = config::redact_password(url);
+            return db::pg::open(url, 2).map(Pool::Pg).with_context(|| format!("cannot open the database {shown}"));
+        }
+        Some(config::Database::Sqlite(path)) => {
+            if !path.is_file() {
+                anyhow::bail!(
+                    "there is no database file {}; `exports-api serve` with the same --database-url creates it",
+                    path.display()
+                );
+            }
+            path.clone()
+        }
+        None => {
+            let data = DataDir::new(data_dir);
+            if !data.database().is_file() {
+                anyhow::bail!(
+                    "{} is not an exports-api data folder (there is no {}); `exports-api serve` creates one. \
+                     Point --data-dir (or EXPORTS_DATA_DIR) at the folder your server uses",
+                    data_dir.display(),
+                    data.database().display()
+                );
+            }
+            data.database()
+        }
+    };
+    let shown = match database {
+        Some(_) => path.display().to_string(),
+        None => data_dir.display().to_string(),
+    };
+    db::open(&path, 2, CLI_BUSY_TIMEOUT).map(Pool::Lite).with_context(|| format!("cannot open the database in {shown}"))
+}
+
+/// Where the tools' database is, for their messages: the data folder, or the URL (without
+/// its password).
+fn store_name(data_dir: &Path, database: Option<&config::Database>) -> String {
+    match database {
+        Some(config::Database::Postgres(url)) => format!("the database {}", config::redact_password(url)),
+        Some(config::Database::Sqlite(path)) => format!("the database {}", path.display()),
+        None => format!("the data folder {}", data_dir.display()),
     }
-    db::open(&data.database(), 2, CLI_BUSY_TIMEOUT)
-        .map(Pool::Lite)
-        .with_context(|| format!("cannot open the database in {}", data_dir.display()))
 }
 
 /// A pooled connection of the command-line tools.

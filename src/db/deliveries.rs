@@ -5,12 +5,10 @@
 //! all, and a delivery stays `pending` until an attempt's outcome is committed (an attempt
 //! cut short by a stop is made again after the next start: at least once).
 
-use super::sql::Sql;
 use std::sync::Arc;
 
-use rusqlite::{params, OptionalExtension};
-
-use super::exports::{get_where, ExportRow};
+use super::exports::ExportRow;
+use super::sql::{args, Sql};
 use super::{DbError, DbResult};
 use crate::domain::webhook::{subscribed, EventType};
 
@@ -42,16 +40,13 @@ pub const FAILED: &str = "failed";
 /// team without endpoints costs one lookup. A row that cannot be read (damaged) enqueues
 /// nothing, so that deleting it still works.
 pub fn enqueue(conn: &dyn Sql, event: EventType, export_id: &str) -> DbResult<usize> {
-    let conn = super::sql::lite(conn)?;
-    let team: Option<String> =
-        conn.query_row("SELECT team_id FROM exports WHERE id = ?1", [export_id], |r| r.get(0)).optional()?;
-    let Some(team) = team else { return Ok(0) };
+    let Some(team) = super::exports::get_team_of(conn, export_id)? else { return Ok(0) };
     let endpoints: Vec<_> =
         super::webhooks::all_of_team(conn, &team)?.into_iter().filter(|e| subscribed(&e.events, event)).collect();
     if endpoints.is_empty() {
         return Ok(0);
     }
-    let export = match get_where(conn, "e.id = ?1", [export_id]) {
+    let export = match super::exports::get(conn, &team, export_id) {
         Ok(Some(row)) => row,
         Ok(None) => return Ok(0),
         Err(e @ DbError::Corrupt { .. }) => {
@@ -62,35 +57,28 @@ pub fn enqueue(conn: &dyn Sql, event: EventType, export_id: &str) -> DbResult<us
     };
     let now = crate::domain::time::now_ms();
     let event_id = uuid::Uuid::now_v7().to_string();
-    conn.prepare_cached(
+    let export = serde_json::to_string(&export).expect("an export row serializes");
+    conn.exec(
         "INSERT INTO webhook_events (id, team_id, type, export_id, export, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        event_id,
-        team,
-        event.as_str(),
-        export_id,
-        serde_json::to_string(&export).expect("an export row serializes"),
-        now
-    ])?;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, next_attempt_at, created_at, updated_at)
-         VALUES (?1, ?2, 'pending', ?3, ?3, ?3)",
+        args![&event_id, &team, event.as_str(), export_id, &export, now],
     )?;
     for e in &endpoints {
-        insert.execute(params![event_id, e.id, now])?;
+        conn.exec(
+            "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, next_attempt_at, created_at, updated_at)
+             VALUES (?1, ?2, 'pending', ?3, ?3, ?3)",
+            args![&event_id, &e.id, now],
+        )?;
     }
     Ok(endpoints.len())
 }
 
 /// For each endpoint with pending deliveries, when its earliest one is due (ms).
 pub fn due_endpoints(conn: &dyn Sql) -> DbResult<Vec<(String, i64)>> {
-    let conn = super::sql::lite(conn)?;
-    let mut stmt = conn.prepare_cached(
+    conn.rows(
         "SELECT endpoint_id, MIN(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending' GROUP BY endpoint_id",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-    Ok(rows)
+        &[],
+        |r| Ok((r.text(0)?, r.int(1)?)),
+    )
 }
 
 /// A delivery to attempt, with what the attempt needs.
@@ -118,8 +106,7 @@ pub fn due_for_endpoint(
     now: i64,
     limit: usize,
 ) -> DbResult<Vec<Result<DueDelivery, (i64, DbError)>>> {
-    let conn = super::sql::lite(conn)?;
-    let mut stmt = conn.prepare_cached(
+    conn.rows(
         "SELECT d.id, d.endpoint_id, p.url, p.secret, d.event_id, v.type, v.created_at, v.export, d.attempts,
                 d.created_at
          FROM webhook_deliveries d
@@ -127,34 +114,51 @@ pub fn due_for_endpoint(
          JOIN webhook_endpoints p ON p.id = d.endpoint_id
          WHERE d.endpoint_id = ?1 AND d.status = 'pending' AND d.next_attempt_at <= ?2
          ORDER BY d.next_attempt_at, d.id LIMIT ?3",
-    )?;
-    let rows = stmt
-        .query_map(params![endpoint_id, now, limit as i64], |r| {
-            let id: i64 = r.get(0)?;
-            let export: String = r.get(7)?;
-            let export = match serde_json::from_str(&export) {
+        args![endpoint_id, now, limit as i64],
+        |r| {
+            let id = r.int(0)?;
+            let export = match serde_json::from_str(&r.text(7)?) {
                 Ok(e) => e,
                 Err(e) => {
                     let what = format!("unreadable export: {e}");
-                    let err = DbError::Corrupt { table: "webhook_events", id: r.get(4)?, what };
-                    return Ok(Err((id, err)));
+                    return Ok(Err((id, DbError::Corrupt { table: "webhook_events", id: r.text(4)?, what })));
                 }
             };
             Ok(Ok(DueDelivery {
                 id,
-                endpoint_id: r.get(1)?,
-                url: r.get(2)?,
-                secret: r.get(3)?,
-                event_id: r.get(4)?,
-                event_type: r.get(5)?,
-                event_created_at: r.get(6)?,
+                endpoint_id: r.text(1)?,
+                url: r.text(2)?,
+                secret: r.text(3)?,
+                event_id: r.text(4)?,
+                event_type: r.text(5)?,
+                event_created_at: r.int(6)?,
                 export,
-                attempts: r.get(8)?,
-                created_at: r.get(9)?,
+                attempts: r.int(8)?,
+                created_at: r.int(9)?,
             }))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+        },
+    )
+}
+
+/// Claims deliveries `ids` for an attempt by this process: each one still pending and due at
+/// `now` is pushed back to `until` (its lease) and returned; one another process has claimed
+/// meanwhile (it is no longer due) is left out. Run it on the writer: of several replicas
+/// reading the same queue, exactly one claims a delivery. The attempt's outcome then sets the
+/// delivery's state (`record_attempt`); a process that dies mid-attempt leaves it pending, due
+/// again once the lease is over (at least once).
+pub fn claim(conn: &dyn Sql, ids: &[i64], now: i64, until: i64) -> DbResult<Vec<i64>> {
+    let mut claimed = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let n = conn.exec(
+            "UPDATE webhook_deliveries SET next_attempt_at = ?3
+             WHERE id = ?1 AND status = 'pending' AND next_attempt_at <= ?2",
+            args![id, now, until],
+        )?;
+        if n > 0 {
+            claimed.push(id);
+        }
+    }
+    Ok(claimed)
 }
 
 /// What one attempt left.
@@ -170,12 +174,18 @@ pub struct Attempt {
 /// Records an attempt of delivery `id` (counted); false when the delivery is gone (its
 /// endpoint was deleted meanwhile).
 pub fn record_attempt(conn: &dyn Sql, id: i64, a: &Attempt) -> DbResult<bool> {
-    let conn = super::sql::lite(conn)?;
-    Ok(conn.execute(
+    Ok(conn.exec(
         "UPDATE webhook_deliveries SET attempts = attempts + 1, status = ?2, next_attempt_at = ?3,
                 last_status_code = ?4, last_error = ?5, updated_at = ?6
          WHERE id = ?1 AND status = 'pending'",
-        params![id, a.status, a.next_attempt_at, a.status_code, a.error, crate::domain::time::now_ms()],
+        args![
+            id,
+            a.status,
+            a.next_attempt_at,
+            a.status_code.map(i64::from),
+            a.error.as_deref(),
+            crate::domain::time::now_ms()
+        ],
     )? > 0)
 }
 
@@ -197,42 +207,38 @@ pub struct DeliveryRow {
 
 /// The newest deliveries of an endpoint, at most `limit`, newest first.
 pub fn recent(conn: &dyn Sql, endpoint_id: &str, limit: u32) -> DbResult<Vec<DeliveryRow>> {
-    let conn = super::sql::lite(conn)?;
-    let mut stmt = conn.prepare_cached(
+    conn.rows(
         "SELECT d.id, d.event_id, v.type, v.export_id, d.status, d.attempts, d.last_status_code, d.last_error,
                 d.next_attempt_at, d.created_at, d.updated_at
          FROM webhook_deliveries d JOIN webhook_events v ON v.id = d.event_id
          WHERE d.endpoint_id = ?1 ORDER BY d.id DESC LIMIT ?2",
-    )?;
-    let rows = stmt
-        .query_map(params![endpoint_id, limit], |r| {
+        args![endpoint_id, i64::from(limit)],
+        |r| {
             Ok(DeliveryRow {
-                id: r.get(0)?,
-                event_id: r.get(1)?,
-                event_type: r.get(2)?,
-                export_id: r.get(3)?,
-                status: r.get(4)?,
-                attempts: r.get(5)?,
-                last_status_code: r.get(6)?,
-                last_error: r.get(7)?,
-                next_attempt_at: r.get(8)?,
-                created_at: r.get(9)?,
-                updated_at: r.get(10)?,
+                id: r.int(0)?,
+                event_id: r.text(1)?,
+                event_type: r.text(2)?,
+                export_id: r.text(3)?,
+                status: r.text(4)?,
+                attempts: r.int(5)?,
+                last_status_code: r.opt_int(6)?,
+                last_error: r.opt_text(7)?,
+                next_attempt_at: r.opt_int(8)?,
+                created_at: r.int(9)?,
+                updated_at: r.int(10)?,
             })
-        })?
-        .collect::<Result<_, _>>()?;
-    Ok(rows)
+        },
+    )
 }
 
 /// Deletes finished deliveries last changed before `cutoff`, then events no delivery refers
 /// to any more; returns the deliveries deleted.
 pub fn sweep(conn: &dyn Sql, cutoff: i64) -> DbResult<usize> {
-    let conn = super::sql::lite(conn)?;
-    let n = conn.execute("DELETE FROM webhook_deliveries WHERE status <> 'pending' AND updated_at < ?1", [cutoff])?;
-    conn.execute(
+    let n = conn.exec("DELETE FROM webhook_deliveries WHERE status <> 'pending' AND updated_at < ?1", args![cutoff])?;
+    conn.exec(
         "DELETE FROM webhook_events WHERE created_at < ?1
          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)",
-        [cutoff],
+        args![cutoff],
     )?;
-    Ok(n)
+    Ok(n as usize)
 }

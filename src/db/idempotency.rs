@@ -2,8 +2,7 @@
 //! first a reservation (`status` NULL) taken by the request that does the work, then that
 //! request's answer; rows older than the key lifetime count as gone and are swept.
 
-use super::sql::Sql;
-use rusqlite::{params, OptionalExtension};
+use super::sql::{args, Sql};
 
 use super::DbResult;
 
@@ -27,6 +26,8 @@ pub struct StoredKey {
     pub body_hash: String,
     /// The process whose request holds the reservation.
     pub run_id: String,
+    /// When the key was reserved (ms).
+    pub created_at: i64,
     /// `None` while the first request still runs.
     pub answer: Option<StoredAnswer>,
 }
@@ -51,47 +52,54 @@ pub enum Reservation {
 
 /// The key's row, if it was created at or after `since`.
 pub fn get(conn: &dyn Sql, team_id: &str, key: &str, since: i64) -> DbResult<Option<StoredKey>> {
-    let conn = super::sql::lite(conn)?;
-    Ok(conn
-        .query_row(
-            "SELECT method, path, body_hash, run_id, status, content_type, body FROM idempotency_keys
-             WHERE team_id = ?1 AND key = ?2 AND created_at >= ?3",
-            params![team_id, key, since],
-            |r| {
-                let status: Option<i64> = r.get(4)?;
-                Ok(StoredKey {
-                    method: r.get(0)?,
-                    path: r.get(1)?,
-                    body_hash: r.get(2)?,
-                    run_id: r.get(3)?,
-                    answer: match status {
-                        Some(s) => Some(StoredAnswer {
-                            status: s as u16,
-                            content_type: r.get(5)?,
-                            body: r.get::<_, Option<Vec<u8>>>(6)?.unwrap_or_default(),
-                        }),
-                        None => None,
-                    },
-                })
-            },
-        )
-        .optional()?)
+    conn.opt(
+        "SELECT method, path, body_hash, run_id, status, content_type, body, created_at FROM idempotency_keys
+         WHERE team_id = ?1 AND key = ?2 AND created_at >= ?3",
+        args![team_id, key, since],
+        |r| {
+            Ok(StoredKey {
+                method: r.text(0)?,
+                path: r.text(1)?,
+                body_hash: r.text(2)?,
+                run_id: r.text(3)?,
+                created_at: r.int(7)?,
+                answer: match r.opt_int(4)? {
+                    Some(s) => Some(StoredAnswer {
+                        status: s as u16,
+                        content_type: r.opt_text(5)?,
+                        body: r.opt_bytes(6)?.unwrap_or_default(),
+                    }),
+                    None => None,
+                },
+            })
+        },
+    )
 }
 
 /// Takes the key for `req` unless it is in use: a row created before `since` (expired), or
 /// a reservation another run of the service left (its process died), is replaced. Run it on
 /// the writer, so that of concurrent requests exactly one reserves.
+///
+/// On SQLite one process serves: a reservation of another run is one a process that died
+/// left. On PostgreSQL several replicas serve at once, each its own run: another run's
+/// reservation is in use (that replica's request still runs) until it is
+/// [`RESERVATION_LEASE_MS`] old, and only then counts as left by a replica that died.
 pub fn reserve(conn: &dyn Sql, req: &KeyedRequest, run_id: &str, now: i64, since: i64) -> DbResult<Reservation> {
-    let conn = super::sql::lite(conn)?;
     if let Some(existing) = get(conn, &req.team_id, &req.key, since)? {
-        if existing.answer.is_some() || existing.run_id == run_id {
+        let another_replica_runs = conn.pg().is_some() && existing.created_at > now - RESERVATION_LEASE_MS;
+        if existing.answer.is_some() || existing.run_id == run_id || another_replica_runs {
             return Ok(Reservation::Existing(existing));
         }
     }
-    conn.execute(
-        "INSERT OR REPLACE INTO idempotency_keys (team_id, key, method, path, body_hash, run_id, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![req.team_id, req.key, req.method, req.path, req.body_hash, run_id, now],
+    // an upsert both databases read alike: the replaced row loses its answer, as a new one
+    // has none
+    conn.exec(
+        "INSERT INTO idempotency_keys (team_id, key, method, path, body_hash, run_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (team_id, key) DO UPDATE SET method = excluded.method, path = excluded.path,
+             body_hash = excluded.body_hash, run_id = excluded.run_id, created_at = excluded.created_at,
+             status = NULL, content_type = NULL, body = NULL",
+        args![&req.team_id, &req.key, &req.method, &req.path, &req.body_hash, run_id, now],
     )?;
     Ok(Reservation::Reserved)
 }
@@ -99,29 +107,39 @@ pub fn reserve(conn: &dyn Sql, req: &KeyedRequest, run_id: &str, now: i64, since
 /// Stores the answer to the request that holds the reservation (and the body's hash, now
 /// known for an upload).
 pub fn finish(conn: &dyn Sql, req: &KeyedRequest, run_id: &str, answer: &StoredAnswer) -> DbResult<bool> {
-    let conn = super::sql::lite(conn)?;
-    Ok(conn.execute(
+    Ok(conn.exec(
         "UPDATE idempotency_keys SET body_hash = ?4, status = ?5, content_type = ?6, body = ?7
          WHERE team_id = ?1 AND key = ?2 AND run_id = ?3 AND status IS NULL",
-        params![req.team_id, req.key, run_id, req.body_hash, answer.status, answer.content_type, answer.body],
+        args![
+            &req.team_id,
+            &req.key,
+            run_id,
+            &req.body_hash,
+            i64::from(answer.status),
+            &answer.content_type,
+            answer.body.as_slice()
+        ],
     )? > 0)
 }
 
 /// Gives a reservation up (the answer is not kept: a 5xx, or the request was dropped), so a
 /// retry runs.
 pub fn release(conn: &dyn Sql, team_id: &str, key: &str, run_id: &str) -> DbResult<bool> {
-    let conn = super::sql::lite(conn)?;
-    Ok(conn.execute(
+    Ok(conn.exec(
         "DELETE FROM idempotency_keys WHERE team_id = ?1 AND key = ?2 AND run_id = ?3 AND status IS NULL",
-        params![team_id, key, run_id],
+        args![team_id, key, run_id],
     )? > 0)
 }
 
 /// Deletes keys created before `cutoff`; returns how many.
 pub fn delete_expired(conn: &dyn Sql, cutoff: i64) -> DbResult<usize> {
-    let conn = super::sql::lite(conn)?;
-    Ok(conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?1", [cutoff])?)
+    Ok(conn.exec("DELETE FROM idempotency_keys WHERE created_at < ?1", args![cutoff])? as usize)
 }
+
+/// On PostgreSQL, how long another replica's reservation counts as in use (its request still
+/// running) before it is taken as left by a replica that died: 15 minutes, longer than a
+/// request takes (a large upload included). Meanwhile a repeat is answered 409 (in flight).
+pub const RESERVATION_LEASE_MS: i64 = 15 * 60 * 1000;
 
 /// How long a key and its answer are kept: 24 hours.
 pub const KEY_LIFETIME_MS: i64 = 24 * 3600 * 1000;

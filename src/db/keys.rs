@@ -1,9 +1,8 @@
 //! Teams and API keys. A key is shown once when it is made; only its SHA-256 is stored.
 
-use super::sql::Sql;
-use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
+use super::sql::{args, Row, Sql};
 use super::DbResult;
 use crate::domain::time::now_ms;
 
@@ -36,52 +35,49 @@ pub fn generate_key() -> String {
     format!("exp_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
+fn team(r: &Row) -> DbResult<Team> {
+    Ok(Team { id: r.text(0)?, name: r.text(1)? })
+}
+
 pub fn create_team(conn: &dyn Sql, name: &str) -> DbResult<Team> {
-    let conn = super::sql::lite(conn)?;
     create_team_with_id(conn, &uuid::Uuid::now_v7().to_string(), name)
 }
 
 /// Creates a team with a fixed id (the demo team).
 pub fn create_team_with_id(conn: &dyn Sql, id: &str, name: &str) -> DbResult<Team> {
-    let conn = super::sql::lite(conn)?;
-    conn.execute("INSERT INTO teams (id, name, created_at) VALUES (?1, ?2, ?3)", params![id, name, now_ms()])?;
+    conn.exec("INSERT INTO teams (id, name, created_at) VALUES (?1, ?2, ?3)", args![id, name, now_ms()])?;
     Ok(Team { id: id.to_string(), name: name.to_string() })
 }
 
-/// A team by id or by name.
+/// A team by id or by name (an id wins over a name that spells it).
 pub fn find_team(conn: &dyn Sql, id_or_name: &str) -> DbResult<Option<Team>> {
-    let conn = super::sql::lite(conn)?;
-    Ok(conn
-        .query_row(
-            "SELECT id, name FROM teams WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC LIMIT 1",
-            [id_or_name],
-            |r| Ok(Team { id: r.get(0)?, name: r.get(1)? }),
-        )
-        .optional()?)
+    // ids compared as text: on PostgreSQL the id is a uuid, and a name is no uuid (the few
+    // teams are scanned; only the command-line tools and the first start look teams up)
+    conn.opt(
+        "SELECT id, name FROM teams WHERE CAST(id AS TEXT) = ?1 OR name = ?1
+         ORDER BY CAST(id AS TEXT) = ?1 DESC LIMIT 1",
+        args![id_or_name],
+        team,
+    )
 }
 
 /// Every team, oldest first.
 pub fn list_teams(conn: &dyn Sql) -> DbResult<Vec<Team>> {
-    let conn = super::sql::lite(conn)?;
-    let mut stmt = conn.prepare("SELECT id, name FROM teams ORDER BY created_at, id")?;
-    let teams = stmt.query_map([], |r| Ok(Team { id: r.get(0)?, name: r.get(1)? }))?.collect::<Result<_, _>>()?;
-    Ok(teams)
+    conn.rows("SELECT id, name FROM teams ORDER BY created_at, id", &[], team)
 }
 
 pub fn team_exists_by_name(conn: &dyn Sql, name: &str) -> DbResult<bool> {
-    let conn = super::sql::lite(conn)?;
     Ok(find_team(conn, name)?.is_some_and(|t| t.name == name))
 }
 
 /// Stores the key `secret` (only its SHA-256 and first 8 characters) for a team, and
 /// returns the new key's id.
 pub fn add_key(conn: &dyn Sql, team_id: &str, name: Option<&str>, secret: &str) -> DbResult<String> {
-    let conn = super::sql::lite(conn)?;
     let id = uuid::Uuid::now_v7().to_string();
     let prefix: String = secret.chars().take(8).collect();
-    conn.execute(
+    conn.exec(
         "INSERT INTO api_keys (id, team_id, name, key_hash, prefix, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![id, team_id, name, hash_key(secret), prefix, now_ms()],
+        args![&id, team_id, name, &hash_key(secret), &prefix, now_ms()],
     )?;
     Ok(id)
 }
@@ -89,58 +85,53 @@ pub fn add_key(conn: &dyn Sql, team_id: &str, name: Option<&str>, secret: &str) 
 /// The team of the key with this digest (`hash_key` of the secret), unless the key is unknown
 /// or revoked.
 pub fn team_for_digest(conn: &dyn Sql, digest: &str) -> DbResult<Option<Team>> {
-    let conn = super::sql::lite(conn)?;
-    Ok(conn
-        .query_row(
-            "SELECT t.id, t.name FROM api_keys k JOIN teams t ON t.id = k.team_id
-             WHERE k.key_hash = ?1 AND k.revoked_at IS NULL",
-            [digest],
-            |r| Ok(Team { id: r.get(0)?, name: r.get(1)? }),
-        )
-        .optional()?)
+    conn.opt(
+        "SELECT t.id, t.name FROM api_keys k JOIN teams t ON t.id = k.team_id
+         WHERE k.key_hash = ?1 AND k.revoked_at IS NULL",
+        args![digest],
+        team,
+    )
 }
 
 /// Whether this exact secret is stored (revoked or not).
 pub fn key_exists(conn: &dyn Sql, secret: &str) -> DbResult<bool> {
-    let conn = super::sql::lite(conn)?;
-    Ok(conn
-        .query_row("SELECT 1 FROM api_keys WHERE key_hash = ?1", [hash_key(secret)], |_| Ok(()))
-        .optional()?
-        .is_some())
+    Ok(conn.opt("SELECT 1 FROM api_keys WHERE key_hash = ?1", args![&hash_key(secret)], |_| Ok(()))?.is_some())
 }
 
 pub fn count_keys(conn: &dyn Sql) -> DbResult<i64> {
-    let conn = super::sql::lite(conn)?;
-    Ok(conn.query_row("SELECT COUNT(*) FROM api_keys", [], |r| r.get(0))?)
+    conn.one("SELECT COUNT(*) FROM api_keys", &[], |r| r.int(0))
 }
 
 pub fn list_keys(conn: &dyn Sql, team_id: Option<&str>) -> DbResult<Vec<KeyInfo>> {
-    let conn = super::sql::lite(conn)?;
-    let mut stmt = conn.prepare(
-        "SELECT k.id, k.team_id, t.name, k.name, k.prefix, k.created_at, k.revoked_at
-         FROM api_keys k JOIN teams t ON t.id = k.team_id
-         WHERE ?1 IS NULL OR k.team_id = ?1 ORDER BY k.created_at, k.id",
-    )?;
-    let rows = stmt.query_map([team_id], |r| {
+    let read = |r: &Row| {
         Ok(KeyInfo {
-            id: r.get(0)?,
-            team_id: r.get(1)?,
-            team_name: r.get(2)?,
-            name: r.get(3)?,
-            prefix: r.get(4)?,
-            created_at: r.get(5)?,
-            revoked_at: r.get(6)?,
+            id: r.text(0)?,
+            team_id: r.text(1)?,
+            team_name: r.text(2)?,
+            name: r.opt_text(3)?,
+            prefix: r.text(4)?,
+            created_at: r.int(5)?,
+            revoked_at: r.opt_int(6)?,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    };
+    const SELECT: &str = "SELECT k.id, k.team_id, t.name, k.name, k.prefix, k.created_at, k.revoked_at
+         FROM api_keys k JOIN teams t ON t.id = k.team_id";
+    // two texts: PostgreSQL cannot type a parameter that is only tested for NULL
+    match team_id {
+        Some(team) => {
+            conn.rows(&format!("{SELECT} WHERE k.team_id = ?1 ORDER BY k.created_at, k.id"), args![team], read)
+        }
+        None => conn.rows(&format!("{SELECT} ORDER BY k.created_at, k.id"), &[], read),
+    }
 }
 
 /// Revokes a key; false when there is no such key.
 pub fn revoke_key(conn: &dyn Sql, key_id: &str) -> DbResult<bool> {
-    let conn = super::sql::lite(conn)?;
-    let n = conn.execute(
-        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
-        params![key_id, now_ms()],
+    // the id compared as text: the operator may type anything, and on PostgreSQL a text that
+    // is no uuid must find nothing, not fail (api_keys is small)
+    let n = conn.exec(
+        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE CAST(id AS TEXT) = ?1",
+        args![key_id, now_ms()],
     )?;
     Ok(n > 0)
 }

@@ -203,3 +203,19 @@ pub(crate) fn query_row_cached<T>(
 pub fn ping(conn: &dyn Sql) -> DbResult<()> {
     conn.one("SELECT 1", &[], |_| Ok(()))
 }
+
+/// The size of the database in bytes, for `/metrics`: on SQLite its file and its WAL (two
+/// `stat`s of the files this connection has open, wherever `--database-url` put them; 0 for
+/// one that is missing), on PostgreSQL `pg_database_size` (the whole database, indexes
+/// included).
+pub fn database_size(conn: &dyn Sql) -> DbResult<u64> {
+    if let Some(c) = conn.lite() {
+        let size = |p: &str| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        return Ok(match c.path().filter(|p| !p.is_empty()) {
+            Some(path) => size(path) + size(&format!("{path}-wal")),
+            None => 0,
+        });
+    }
+    let n = conn.one("SELECT pg_database_size(current_database())", &[], |r| r.int(0))?;
+    Ok(n.max(0) as u64)
+}

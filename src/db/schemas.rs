@@ -1,8 +1,8 @@
 //! Schemas: a team's field definitions.
 
-use super::sql::Sql;
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::Row;
 
+use super::sql::{self, args, Arg, Sql};
 use super::{list_page, DbError, DbResult, ListSource};
 use crate::domain::list::ListQuery;
 use crate::domain::schema::SchemaDef;
@@ -20,16 +20,23 @@ pub struct SchemaRow {
 
 const COLUMNS: &str = "id, team_id, name, description, definition, created_at, updated_at";
 
-/// Reads a row; the outer error is SQLite's, the inner one a definition that does not read
-/// back (`DbError::Corrupt`).
+/// The stored definition read back; one that does not is a corrupt row (`DbError::Corrupt`).
+fn definition(id: &str, def: &str) -> DbResult<SchemaDef> {
+    serde_json::from_str(def).map_err(|e| DbError::Corrupt {
+        table: "schemas",
+        id: id.to_string(),
+        what: format!("unreadable definition: {e}"),
+    })
+}
+
+/// Reads a row (for `list`); the outer error is SQLite's, the inner one a definition that
+/// does not read back (`DbError::Corrupt`).
 fn from_row(r: &Row) -> rusqlite::Result<DbResult<SchemaRow>> {
     let id: String = r.get(0)?;
     let def: String = r.get(4)?;
-    let definition = match serde_json::from_str(&def) {
+    let definition = match definition(&id, &def) {
         Ok(d) => d,
-        Err(e) => {
-            return Ok(Err(DbError::Corrupt { table: "schemas", id, what: format!("unreadable definition: {e}") }))
-        }
+        Err(e) => return Ok(Err(e)),
     };
     Ok(Ok(SchemaRow {
         id,
@@ -42,44 +49,51 @@ fn from_row(r: &Row) -> rusqlite::Result<DbResult<SchemaRow>> {
     }))
 }
 
-/// Binds a row's seven columns, in table order, as `?1`…`?7` of `sql`.
-fn execute_with_row(conn: &dyn Sql, sql: &str, row: &SchemaRow) -> DbResult<usize> {
-    let conn = super::sql::lite(conn)?;
-    let definition = serde_json::to_string(&row.definition).expect("a schema serializes");
-    let p = params![row.id, row.team_id, row.name, row.description, definition, row.created_at, row.updated_at];
-    Ok(super::execute_cached(conn, sql, p)?)
+/// Reads a row of `SELECT {COLUMNS}` on either database.
+fn read(r: &sql::Row) -> DbResult<SchemaRow> {
+    let id = r.text(0)?;
+    let definition = definition(&id, &r.text(4)?)?;
+    Ok(SchemaRow {
+        id,
+        team_id: r.text(1)?,
+        name: r.text(2)?,
+        description: r.opt_text(3)?,
+        definition,
+        created_at: r.int(5)?,
+        updated_at: r.int(6)?,
+    })
+}
+
+/// Whether `id` can be a stored id: on PostgreSQL ids are `uuid`s, and a text that is no
+/// lowercase UUID (an operator's typo) finds nothing there, as on SQLite, instead of failing.
+fn may_be_id(conn: &dyn Sql, id: &str) -> bool {
+    conn.lite().is_some() || super::ids::key(id).is_some()
 }
 
 pub fn insert(conn: &dyn Sql, row: &SchemaRow) -> DbResult<()> {
-    let conn = super::sql::lite(conn)?;
-    execute_with_row(
-        conn,
+    let definition = serde_json::to_string(&row.definition).expect("a schema serializes");
+    conn.exec(
         "INSERT INTO schemas (id, team_id, name, description, definition, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        row,
+        args![&row.id, &row.team_id, &row.name, &row.description, &definition, row.created_at, row.updated_at],
     )?;
     Ok(())
 }
 
 /// One schema of a team; another team's schema is `None`, as a missing one is.
 pub fn get(conn: &dyn Sql, team_id: &str, id: &str) -> DbResult<Option<SchemaRow>> {
-    let conn = super::sql::lite(conn)?;
-    super::query_row_cached(
-        conn,
-        &format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1 AND team_id = ?2"),
-        [id, team_id],
-        from_row,
-    )
-    .optional()?
-    .transpose()
+    if !may_be_id(conn, id) {
+        return Ok(None);
+    }
+    conn.opt(&format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1 AND team_id = ?2"), args![id, team_id], read)
 }
 
 /// A schema by id alone (command-line tools, which act for the operator).
 pub fn get_any(conn: &dyn Sql, id: &str) -> DbResult<Option<SchemaRow>> {
-    let conn = super::sql::lite(conn)?;
-    super::query_row_cached(conn, &format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1"), [id], from_row)
-        .optional()?
-        .transpose()
+    if !may_be_id(conn, id) {
+        return Ok(None);
+    }
+    conn.opt(&format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1"), args![id], read)
 }
 
 pub fn list(conn: &dyn Sql, team_id: &str, q: &ListQuery) -> DbResult<(Vec<SchemaRow>, u64)> {
@@ -121,11 +135,10 @@ fn list_row(r: &super::sql::Row) -> DbResult<SchemaRow> {
 
 /// Names of schemas by id, for `include=schema`.
 pub fn names(conn: &dyn Sql, team_id: &str, ids: &[String]) -> DbResult<Vec<(String, String)>> {
-    let conn = super::sql::lite(conn)?;
-    let mut stmt = conn.prepare_cached("SELECT id, name FROM schemas WHERE id = ?1 AND team_id = ?2")?;
     let mut out = Vec::new();
-    for id in ids {
-        if let Some(pair) = stmt.query_row([id, team_id], |r| Ok((r.get(0)?, r.get(1)?))).optional()? {
+    for id in ids.iter().filter(|id| may_be_id(conn, id)) {
+        let sql = "SELECT id, name FROM schemas WHERE id = ?1 AND team_id = ?2";
+        if let Some(pair) = conn.opt(sql, args![id, team_id], |r| Ok((r.text(0)?, r.text(1)?)))? {
             out.push(pair);
         }
     }
@@ -135,13 +148,11 @@ pub fn names(conn: &dyn Sql, team_id: &str, ids: &[String]) -> DbResult<Vec<(Str
 /// Replaces a schema's name, description and fields; false when it does not exist in this
 /// team.
 pub fn update(conn: &dyn Sql, row: &SchemaRow) -> DbResult<bool> {
-    let conn = super::sql::lite(conn)?;
-    // created_at (?6) is bound but never changes
-    let n = execute_with_row(
-        conn,
-        "UPDATE schemas SET name = ?3, description = ?4, definition = ?5, updated_at = ?7
+    let definition = serde_json::to_string(&row.definition).expect("a schema serializes");
+    let n = conn.exec(
+        "UPDATE schemas SET name = ?3, description = ?4, definition = ?5, updated_at = ?6
          WHERE id = ?1 AND team_id = ?2",
-        row,
+        args![&row.id, &row.team_id, &row.name, &row.description, &definition, row.updated_at],
     )?;
     Ok(n > 0)
 }
@@ -158,22 +169,24 @@ pub enum DeleteOutcome {
 /// Deletes a schema unless results or exports still refer to it. Run it on the writer: the
 /// checks and the delete then share one transaction.
 pub fn delete(conn: &dyn Sql, team_id: &str, id: &str) -> DbResult<DeleteOutcome> {
-    let conn = super::sql::lite(conn)?;
-    let tx = conn;
-    let exists = tx
-        .query_row("SELECT 1 FROM schemas WHERE id = ?1 AND team_id = ?2", [id, team_id], |_| Ok(()))
-        .optional()?
-        .is_some();
-    if !exists {
+    if !may_be_id(conn, id) {
         return Ok(DeleteOutcome::NotFound);
     }
-    let results = super::results::count_for_schema(tx, id)?;
-    let exports: i64 =
-        super::query_row_cached(tx, "SELECT COUNT(*) FROM exports WHERE schema_id = ?1", [id], |r| r.get(0))?;
+    let exists = conn.opt("SELECT 1 FROM schemas WHERE id = ?1 AND team_id = ?2", args![id, team_id], |_| Ok(()))?;
+    if exists.is_none() {
+        return Ok(DeleteOutcome::NotFound);
+    }
+    // a result keeps its schema's id as the UUID's 16 bytes on SQLite (db/ids.rs), as a uuid
+    // on PostgreSQL: `Arg::Key` binds either; a schema id that is no UUID has no results
+    let results = match super::ids::key(id) {
+        Some(_) => conn.one("SELECT COUNT(*) FROM results WHERE schema_id = ?1", &[Arg::Key(id)], |r| r.int(0))?,
+        None => 0,
+    };
+    let exports = conn.one("SELECT COUNT(*) FROM exports WHERE schema_id = ?1", args![id], |r| r.int(0))?;
     if results > 0 || exports > 0 {
         return Ok(DeleteOutcome::InUse(results, exports));
     }
-    super::execute_cached(tx, "DELETE FROM schemas WHERE id = ?1", [id])?;
+    conn.exec("DELETE FROM schemas WHERE id = ?1", args![id])?;
     Ok(DeleteOutcome::Deleted)
 }
 

@@ -1,7 +1,8 @@
 //! Webhook endpoints: a team's receivers, the events each subscribes to, and its secret.
 
-use super::sql::Sql;
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::Row;
+
+use super::sql::{self, args, Sql};
 
 use super::{list_page, DbError, DbResult, ListSource};
 use crate::domain::list::ListQuery;
@@ -35,15 +36,22 @@ impl std::fmt::Debug for EndpointRow {
 
 const COLUMNS: &str = "id, team_id, url, events, description, secret, created_at, updated_at";
 
+/// The stored event names read back; unreadable ones are a corrupt row (`DbError::Corrupt`).
+fn read_events(id: &str, events: &str) -> DbResult<Vec<String>> {
+    serde_json::from_str(events).map_err(|e| DbError::Corrupt {
+        table: "webhook_endpoints",
+        id: id.to_string(),
+        what: format!("unreadable events {events:?}: {e}"),
+    })
+}
+
+/// Reads a row (for `list`); the outer error is SQLite's, the inner one a corrupt row.
 fn from_row(r: &Row) -> rusqlite::Result<DbResult<EndpointRow>> {
     let id: String = r.get(0)?;
     let events: String = r.get(3)?;
-    let events = match serde_json::from_str(&events) {
+    let events = match read_events(&id, &events) {
         Ok(e) => e,
-        Err(e) => {
-            let what = format!("unreadable events {events:?}: {e}");
-            return Ok(Err(DbError::Corrupt { table: "webhook_endpoints", id, what }));
-        }
+        Err(e) => return Ok(Err(e)),
     };
     Ok(Ok(EndpointRow {
         id,
@@ -57,43 +65,44 @@ fn from_row(r: &Row) -> rusqlite::Result<DbResult<EndpointRow>> {
     }))
 }
 
+/// Reads a row of `SELECT {COLUMNS}` on either database.
+fn read(r: &sql::Row) -> DbResult<EndpointRow> {
+    let id = r.text(0)?;
+    let events = read_events(&id, &r.text(3)?)?;
+    Ok(EndpointRow {
+        id,
+        team_id: r.text(1)?,
+        url: r.text(2)?,
+        events,
+        description: r.opt_text(4)?,
+        secret: r.text(5)?,
+        created_at: r.int(6)?,
+        updated_at: r.int(7)?,
+    })
+}
+
 pub fn insert(conn: &dyn Sql, e: &EndpointRow) -> DbResult<()> {
-    let conn = super::sql::lite(conn)?;
-    conn.execute(
+    let events = serde_json::to_string(&e.events).expect("event names serialize");
+    conn.exec(
         "INSERT INTO webhook_endpoints (id, team_id, url, events, description, secret, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            e.id,
-            e.team_id,
-            e.url,
-            serde_json::to_string(&e.events).expect("event names serialize"),
-            e.description,
-            e.secret,
-            e.created_at,
-            e.updated_at
-        ],
+        args![&e.id, &e.team_id, &e.url, &events, &e.description, &e.secret, e.created_at, e.updated_at],
     )?;
     Ok(())
 }
 
 /// One endpoint of a team; another team's is `None`, as a missing one is.
 pub fn get(conn: &dyn Sql, team_id: &str, id: &str) -> DbResult<Option<EndpointRow>> {
-    let conn = super::sql::lite(conn)?;
-    conn.query_row(
+    conn.opt(
         &format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE id = ?1 AND team_id = ?2"),
-        [id, team_id],
-        from_row,
+        args![id, team_id],
+        read,
     )
-    .optional()?
-    .transpose()
 }
 
 /// Every endpoint of a team (few: a team has a handful), for matching an event.
 pub fn all_of_team(conn: &dyn Sql, team_id: &str) -> DbResult<Vec<EndpointRow>> {
-    let conn = super::sql::lite(conn)?;
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE team_id = ?1"))?;
-    let rows = stmt.query_map([team_id], from_row)?.collect::<Result<Vec<_>, _>>()?;
-    rows.into_iter().collect()
+    conn.rows(&format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE team_id = ?1"), args![team_id], read)
 }
 
 /// A page of a team's endpoints and their total.
@@ -142,18 +151,20 @@ fn list_row(r: &super::sql::Row) -> DbResult<EndpointRow> {
 /// Deletes an endpoint of a team with its deliveries (pending ones are never sent); false
 /// when the team has no such endpoint.
 pub fn delete(conn: &dyn Sql, team_id: &str, id: &str) -> DbResult<bool> {
-    let conn = super::sql::lite(conn)?;
-    conn.execute("DELETE FROM webhook_deliveries WHERE endpoint_id = (SELECT id FROM webhook_endpoints WHERE id = ?1 AND team_id = ?2)", [id, team_id])?;
-    Ok(conn.execute("DELETE FROM webhook_endpoints WHERE id = ?1 AND team_id = ?2", [id, team_id])? > 0)
+    conn.exec(
+        "DELETE FROM webhook_deliveries
+         WHERE endpoint_id = (SELECT id FROM webhook_endpoints WHERE id = ?1 AND team_id = ?2)",
+        args![id, team_id],
+    )?;
+    Ok(conn.exec("DELETE FROM webhook_endpoints WHERE id = ?1 AND team_id = ?2", args![id, team_id])? > 0)
 }
 
 /// Gives an endpoint of a team a new secret; the row as it is now, or `None` when the team
 /// has no such endpoint. Deliveries sent from the commit on are signed with the new secret.
 pub fn set_secret(conn: &dyn Sql, team_id: &str, id: &str, secret: &str, now: i64) -> DbResult<Option<EndpointRow>> {
-    let conn = super::sql::lite(conn)?;
-    let changed = conn.execute(
+    let changed = conn.exec(
         "UPDATE webhook_endpoints SET secret = ?3, updated_at = ?4 WHERE id = ?1 AND team_id = ?2",
-        params![id, team_id, secret, now],
+        args![id, team_id, secret, now],
     )?;
     if changed == 0 {
         return Ok(None);

@@ -95,7 +95,10 @@ impl Jobs {
             metrics,
             webhooks,
         });
-        if let Err(e) = clean_exports_dir(&shared) {
+        // on a thread of its own: `start` runs inside the async runtime, where PostgreSQL's
+        // blocking client panics (it starts a runtime of its own)
+        let tidied = std::thread::scope(|sc| sc.spawn(|| clean_exports_dir(&shared).map_err(|e| e.to_string())).join());
+        if let Err(e) = tidied.unwrap_or_else(|_| Err("tidying the export files panicked".into())) {
             tracing::warn!(error = %e, "could not tidy the export files' store");
         }
         let mut threads = Vec::new();

@@ -108,6 +108,10 @@ async fn dispatch(
     let (picked, next) = tokio::task::spawn_blocking(move || pick(&pool, &busy, free))
         .await
         .map_err(|_| DbError::Interrupted("reading the webhook queue panicked"))??;
+    let picked = match ctx.pool {
+        Pool::Pg(_) => claim(ctx, picked).await?,
+        Pool::Lite(_) => picked,
+    };
     for d in picked {
         match d {
             Ok(d) => {
@@ -135,6 +139,26 @@ async fn dispatch(
 }
 
 type Picked = Vec<Result<DueDelivery, (i64, DbError)>>;
+
+/// How long a delivery claimed on PostgreSQL stays this process's: longer than an attempt and
+/// the recording of its outcome take (a busy database waited out included); after it, a
+/// delivery whose process died is due again, on any replica.
+const CLAIM_LEASE: Duration = Duration::from_secs(60);
+
+/// On PostgreSQL, where several replicas read one queue: the picked deliveries this process
+/// claimed (see `deliveries::claim`); those another replica claimed first are dropped, so that
+/// each attempt is made by one replica. SQLite has one process, whose in-flight set does this.
+/// A damaged event is kept: failing its delivery twice changes nothing the second time.
+async fn claim(ctx: &Arc<Ctx>, picked: Picked) -> db::DbResult<Picked> {
+    let ids: Vec<i64> = picked.iter().filter_map(|d| d.as_ref().ok().map(|d| d.id)).collect();
+    if ids.is_empty() {
+        return Ok(picked);
+    }
+    let now = now_ms();
+    let until = now + CLAIM_LEASE.as_millis() as i64;
+    let claimed = ctx.writer.run_async(move |c| deliveries::claim(c, &ids, now, until)).await?;
+    Ok(picked.into_iter().filter(|d| d.as_ref().map_or(true, |d| claimed.contains(&d.id))).collect())
+}
 
 /// Due deliveries not in flight, at most `PER_ENDPOINT` in flight per endpoint and `free` in
 /// all; and the earliest time a pending delivery not yet due comes due.

@@ -95,7 +95,9 @@ async fn teams_and_keys_create_list_revoke() {
     let no_team = run(dir, &["keys", "create", "--team", "nope"]);
     assert!(!no_team.status.success(), "keys create for a missing team succeeded");
     let msg = text(&no_team.stderr);
-    assert!(msg.contains("'nope'") && msg.contains(&dir.display().to_string()) && msg.contains("teams list"), "{msg}");
+    // where it looked: the data folder, or the database the tools were given
+    let place = helpers::suite_database_of(dir).unwrap_or_else(|| dir.display().to_string());
+    assert!(msg.contains("'nope'") && msg.contains(&place) && msg.contains("teams list"), "{msg}");
 
     let list = run(dir, &["keys", "list"]);
     assert!(list.status.success(), "keys list: {}", text(&list.stderr));
@@ -147,6 +149,108 @@ async fn teams_and_keys_create_list_revoke() {
     assert!(!bad.status.success(), "revoking an unknown key id succeeded");
     assert!(!text(&bad.stderr).trim().is_empty());
     app.stop().await;
+}
+
+/// `teams` and `keys` on a PostgreSQL database (`--database-url`): no data folder needed (none
+/// is made), and what they write is what the server reads.
+#[test]
+fn teams_and_keys_on_a_postgres_database_need_no_data_folder() {
+    let Some(url) = helpers::pg_database("cli::teams_and_keys_on_postgres") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let nowhere = tmp.path().join("no-data-folder");
+    let tool = |args: &[&str]| {
+        helpers::bin().args(args).args(["--database-url", &url]).arg("--data-dir").arg(&nowhere).output().unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let out = tool(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+
+    let team_id = ok(&["teams", "create", "acme"]).trim().to_string();
+    assert!(is_uuid(&team_id), "teams create prints the team id, got {team_id:?}");
+    let again = tool(&["teams", "create", "acme"]);
+    assert!(!again.status.success() && text(&again.stderr).contains("acme"), "{}", text(&again.stderr));
+    ok(&["teams", "create", "other"]);
+    let teams = ok(&["teams", "list"]);
+    let listed: Vec<&str> = teams.lines().collect();
+    assert_eq!(listed.len(), 2, "{teams}");
+    assert_eq!(listed[0], format!("{team_id}\tacme"), "oldest first");
+    assert!(listed[1].ends_with("\tother"), "{teams}");
+
+    let secret = ok(&["keys", "create", "--team", "acme", "--name", "deploy-bot"]).trim().to_string();
+    assert!(secret.starts_with("exp_") && secret.len() > 40, "{secret:?}");
+    let by_id = ok(&["keys", "create", "--team", &team_id]).trim().to_string();
+    let listing = ok(&["keys", "list", "--team", "acme"]);
+    assert!(!listing.contains(&secret) && !listing.contains(&by_id), "keys list shows a secret:\n{listing}");
+    let row = listing.lines().find(|l| l.contains("deploy-bot")).unwrap_or_else(|| panic!("{listing}"));
+    let key_id = row.split('\t').next().unwrap().to_string();
+    assert!(is_uuid(&key_id) && row.contains(&secret[..8]), "{row}");
+    assert_eq!(listing.lines().count(), 3, "a header and acme's two keys:\n{listing}");
+    assert!(!ok(&["keys", "list", "--team", "other"]).contains("deploy-bot"));
+
+    let missing = tool(&["keys", "create", "--team", "nope"]);
+    let msg = text(&missing.stderr);
+    assert!(!missing.status.success() && msg.contains("'nope'") && msg.contains(&url), "{msg}");
+
+    // the server's view of the keys: the same database, read by the store's own function
+    let pool = exports_api::db::Pool::Pg(exports_api::db::pg::open(&url, 1).unwrap());
+    let team_of = |s: &str| {
+        exports_api::db::keys::team_for_digest(&pool.get().unwrap(), &exports_api::db::keys::hash_key(s)).unwrap()
+    };
+    assert_eq!(team_of(&secret).map(|t| (t.id, t.name)), Some((team_id.clone(), "acme".to_string())));
+    assert_eq!(team_of(&by_id).map(|t| t.name).as_deref(), Some("acme"));
+
+    ok(&["keys", "revoke", &key_id]);
+    assert_eq!(team_of(&secret), None, "a revoked key is refused");
+    assert!(team_of(&by_id).is_some(), "the team's other key still works");
+    for bad in ["not-a-key-id", "019760a0-dead-7000-8000-000000000000"] {
+        let out = tool(&["keys", "revoke", bad]);
+        assert!(!out.status.success() && text(&out.stderr).contains("no key with id"), "{bad}: {}", text(&out.stderr));
+    }
+    assert!(!nowhere.exists(), "a tool made a data folder it does not need");
+
+    // a server that does not answer: said, with the URL
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let down = format!("postgres://exports@127.0.0.1:{port}/x");
+    let out = helpers::bin().args(["teams", "list", "--database-url", &down]).output().unwrap();
+    let msg = text(&out.stderr);
+    assert!(!out.status.success() && msg.contains("cannot open the database") && msg.contains(&down), "{msg}");
+}
+
+/// `--database-url sqlite:///FILE` points the tools at that file, wherever the data folder is;
+/// a file that does not exist is not made (only `serve` makes one).
+#[test]
+fn teams_and_keys_on_a_sqlite_database_url() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("elsewhere.db");
+    let url = format!("sqlite://{}", file.display());
+    let nowhere = tmp.path().join("no-data-folder");
+    let tool = |args: &[&str]| {
+        helpers::bin().args(args).args(["--database-url", &url]).arg("--data-dir").arg(&nowhere).output().unwrap()
+    };
+    let out = tool(&["teams", "list"]);
+    let msg = text(&out.stderr);
+    assert!(!out.status.success() && msg.contains(&file.display().to_string()), "{msg}");
+    assert!(!file.exists(), "a tool made the database file");
+
+    drop(exports_api::db::open(&file, 1, Duration::from_secs(5)).unwrap());
+    let out = tool(&["teams", "create", "acme"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let team_id = text(&out.stdout).trim().to_string();
+    let out = tool(&["keys", "create", "--team", "acme"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let secret = text(&out.stdout).trim().to_string();
+    let c = rusqlite::Connection::open(&file).unwrap();
+    let team: String = c
+        .query_row(
+            "SELECT team_id FROM api_keys WHERE key_hash = ?1",
+            [exports_api::db::keys::hash_key(&secret)],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(team, team_id, "the key is in the file the URL names");
+    assert!(!nowhere.exists(), "a tool made a data folder it does not need");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+use exports_api::db::sql::args;
 
 fn schema(name: &str) -> Value {
     json!({"name": name, "schema": {"fields": [{"key": "total", "type": "number"}]}})
@@ -42,8 +43,7 @@ async fn post_keyed(app: &TestApp, path: &str, key: &str, body: &str) -> (u16, O
 }
 
 fn stored_keys(app: &TestApp) -> i64 {
-    let c = rusqlite::Connection::open(app.data_dir.join("exports.db")).unwrap();
-    c.query_row("SELECT COUNT(*) FROM idempotency_keys", [], |r| r.get(0)).unwrap()
+    beside(&app.data_dir, |c| c.one("SELECT COUNT(*) FROM idempotency_keys", &[], |r| r.int(0)).unwrap())
 }
 
 #[tokio::test]
@@ -169,14 +169,18 @@ async fn a_5xx_answer_is_not_kept_so_a_retry_runs() {
     let s = app.create_schema(&schema("s")).await;
     let id = s["id"].as_str().unwrap();
     // a schema row no code writes: creating an export from it is a 500
-    let db = rusqlite::Connection::open(app.data_dir.join("exports.db")).unwrap();
-    let good: String = db.query_row("SELECT definition FROM schemas WHERE id = ?1", [id], |r| r.get(0)).unwrap();
-    db.execute("UPDATE schemas SET definition = 'not json' WHERE id = ?1", [id]).unwrap();
+    let set_definition = |def: &str| {
+        beside(&app.data_dir, |c| c.exec("UPDATE schemas SET definition = ?2 WHERE id = ?1", args![id, def]))
+    };
+    let good = beside(&app.data_dir, |c| {
+        c.one("SELECT definition FROM schemas WHERE id = ?1", args![id], |r| r.text(0)).unwrap()
+    });
+    assert_eq!(set_definition("not json").unwrap(), 1);
     let body = export_body(id).to_string();
     let (status, replayed, text) = post_keyed(&app, "/v1/exports", "retry-me", &body).await;
     assert_eq!((status, replayed), (500, None), "{text}");
 
-    db.execute("UPDATE schemas SET definition = ?2 WHERE id = ?1", [id, &good]).unwrap();
+    assert_eq!(set_definition(&good).unwrap(), 1);
     let (status, replayed, text) = post_keyed(&app, "/v1/exports", "retry-me", &body).await;
     assert_eq!((status, replayed), (201, None), "the retry ran: {text}");
     assert_eq!(total(&app, "/v1/exports").await, 1);
@@ -287,4 +291,51 @@ async fn a_repeat_while_the_first_runs_gets_409_then_the_replay() {
     assert_eq!(again.text().await.unwrap(), first);
     assert_eq!(total(&app, "/v1/results").await, 2, "stored once");
     app.stop().await;
+}
+
+/// Two replicas on one PostgreSQL database (the scale-out setup): repeats of a keyed POST sent
+/// to both at once, and again later to each, make one schema; every answer is that schema (or
+/// a 409 while the first still runs), whichever replica got it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_on_one_postgres_database_run_a_key_once() {
+    let Some(url) = tokio::task::spawn_blocking(|| pg_database("idempotency::two_replicas")).await.unwrap() else {
+        return;
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let on_pg =
+        |c: &mut exports_api::config::Config| c.database = Some(exports_api::config::Database::Postgres(url.clone()));
+    let a = spawn_app_with(dir_a.path().to_path_buf(), on_pg).await;
+    let b = spawn_app_with(dir_b.path().to_path_buf(), on_pg).await;
+    let body = schema("once").to_string();
+    let mut sends = Vec::new();
+    for i in 0..16 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        sends.push(post_keyed(app, "/v1/schemas", "across-replicas", &body));
+    }
+    let answers = futures_util::future::join_all(sends).await;
+    let ids: std::collections::HashSet<String> = answers
+        .iter()
+        .filter(|(status, ..)| *status == 201)
+        .map(|(_, _, text)| serde_json::from_str::<Value>(text).unwrap()["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(answers.iter().all(|(s, ..)| *s == 201 || *s == 409), "{answers:?}");
+    assert_eq!(ids.len(), 1, "one schema for one key: {answers:?}");
+    let fresh = answers.iter().filter(|(s, replayed, _)| *s == 201 && replayed.is_none()).count();
+    assert_eq!(fresh, 1, "one request ran, the others were replays: {answers:?}");
+    for app in [&a, &b] {
+        let (status, replayed, text) = post_keyed(app, "/v1/schemas", "across-replicas", &body).await;
+        assert_eq!((status, replayed.as_deref()), (201, Some("true")), "{text}");
+        assert!(ids.contains(serde_json::from_str::<Value>(&text).unwrap()["id"].as_str().unwrap()), "{text}");
+    }
+    let stored = tokio::task::spawn_blocking(move || {
+        let mut c = pg_client(&url);
+        let schemas: i64 = c.query_one("SELECT count(*) FROM schemas", &[]).unwrap().get(0);
+        let keys: i64 = c.query_one("SELECT count(*) FROM idempotency_keys", &[]).unwrap().get(0);
+        (schemas, keys)
+    })
+    .await
+    .unwrap();
+    assert_eq!(stored, (1, 1), "(schemas, idempotency keys) in the shared database");
+    a.stop().await;
+    b.stop().await;
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use exports_api::db::sql::args;
 use prometheus_parse::{Scrape, Value as Sample};
 use serde_json::{json, Value};
 
@@ -209,15 +210,13 @@ async fn a_job_failed_at_claim_is_counted() {
     let id = first_export(&app).await;
     app.stop().await;
     // as a process that died while running it, the third time
-    let db = rusqlite::Connection::open(dir.join("exports.db")).unwrap();
-    let n = db
-        .execute(
+    let n = crate::helpers::beside(&dir, |c| {
+        c.exec(
             "UPDATE exports SET status = 'PROCESSING', claimed_by = 'a-run-that-died', attempts = 3 WHERE id = ?1",
-            [&id],
+            args![&id],
         )
-        .unwrap();
-    assert_eq!(n, 1);
-    drop(db);
+    });
+    assert_eq!(n.unwrap(), 1);
 
     let app = crate::helpers::spawn_app_with(dir, |_| {}).await;
     let failed = crate::helpers::poll_until(crate::helpers::within(10), "the job to be failed", || async {

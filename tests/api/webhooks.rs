@@ -2,6 +2,7 @@
 //! event, retried until a 2xx, from a queue that survives restarts; a hanging receiver
 //! delays nobody else; rotated secrets sign what follows; deleted endpoints get nothing more.
 
+use exports_api::db::sql::args;
 use serde_json::{json, Value};
 
 use crate::helpers::{
@@ -129,13 +130,13 @@ async fn a_failed_export_is_an_export_failed_event() {
     assert_eq!(status, 201, "{e}");
     let id = e["id"].as_str().unwrap().to_string();
     app.stop().await;
-    let db = rusqlite::Connection::open(dir.join("exports.db")).unwrap();
-    db.execute(
-        "UPDATE exports SET status = 'PROCESSING', claimed_by = 'a-run-that-died', attempts = 3 WHERE id = ?1",
-        [&id],
-    )
-    .unwrap();
-    drop(db);
+    let changed = helpers::beside(&dir, |c| {
+        c.exec(
+            "UPDATE exports SET status = 'PROCESSING', claimed_by = 'a-run-that-died', attempts = 3 WHERE id = ?1",
+            args![&id],
+        )
+    });
+    assert_eq!(changed.unwrap(), 1);
 
     let app = spawn_app_with(dir, |c| c.webhooks.retry_scale = FAST).await;
     let got = receiver.wait_event("export.failed", &id, 30).await;

@@ -138,23 +138,53 @@ macro_rules! sqlite_only {
     };
 }
 
-/// The PostgreSQL database of the app on `data_dir` when the suite runs on PostgreSQL.
-async fn suite_database(data_dir: &Path) -> Option<String> {
+/// The suite's PostgreSQL database of each data folder (see [`suite_database`]).
+fn suite_databases() -> std::sync::MutexGuard<'static, std::collections::HashMap<PathBuf, String>> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     static DATABASES: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+    DATABASES.get_or_init(Default::default).lock().unwrap()
+}
+
+/// The PostgreSQL database an app the harness started on `data_dir` uses, when the suite runs
+/// on PostgreSQL (for the command-line tools run on that folder: see `process::run`).
+pub fn suite_database_of(data_dir: &Path) -> Option<String> {
+    suite_databases().get(data_dir).cloned()
+}
+
+/// Runs `f` on the database of the app on `data_dir` (its SQLite file, or the suite's
+/// PostgreSQL database), beside the app: for a test that reads or changes rows the API does
+/// not show or cannot make. The queries are the store's portable form (`?1`, `Arg`s; see
+/// `exports_api::db::sql`). Runs on a thread of its own: PostgreSQL's blocking client must not
+/// run inside the test's runtime.
+pub fn beside<T: Send>(data_dir: &Path, f: impl FnOnce(&dyn exports_api::db::Sql) -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| match suite_database_of(data_dir) {
+            Some(url) => {
+                let pool = exports_api::db::Pool::Pg(exports_api::db::pg::open(&url, 1).expect("the suite's database"));
+                let conn = pool.get().expect("a connection to the suite's database");
+                f(&*conn)
+            }
+            None => f(&rusqlite::Connection::open(data_dir.join("exports.db")).expect("the app's SQLite database")),
+        })
+        .join()
+        .expect("a query beside the app panicked")
+    })
+}
+
+/// The PostgreSQL database of the app on `data_dir` when the suite runs on PostgreSQL.
+async fn suite_database(data_dir: &Path) -> Option<String> {
     if !on_postgres() {
         return None;
     }
-    let known = DATABASES.get_or_init(Default::default).lock().unwrap().get(data_dir).cloned();
-    if let Some(url) = known {
+    if let Some(url) = suite_database_of(data_dir) {
         return Some(url);
     }
     let url = tokio::task::spawn_blocking(|| pg_database("the suite on PostgreSQL"))
         .await
         .unwrap()
         .expect("EXPORTS_TEST_DB=postgres needs the PostgreSQL tests on (EXPORTS_TEST_PG is off)");
-    DATABASES.get_or_init(Default::default).lock().unwrap().insert(data_dir.to_path_buf(), url.clone());
+    suite_databases().insert(data_dir.to_path_buf(), url.clone());
     Some(url)
 }
 

@@ -24,8 +24,14 @@ pub fn bin() -> Command {
 }
 
 /// Runs `exports-api ARGS --data-dir DIR` and returns its output, whatever the exit status.
+/// When the suite runs on PostgreSQL and an app ran on `DIR`, the tool is given that app's
+/// database (`EXPORTS_DATABASE_URL`), as an operator gives it the server's.
 pub fn run(data_dir: &Path, args: &[&str]) -> std::process::Output {
-    bin().args(args).arg("--data-dir").arg(data_dir).output().expect("run exports-api")
+    let mut cmd = bin();
+    if let Some(url) = super::suite_database_of(data_dir) {
+        cmd.env("EXPORTS_DATABASE_URL", url);
+    }
+    cmd.args(args).arg("--data-dir").arg(data_dir).output().expect("run exports-api")
 }
 
 /// Runs the `exports-api` binary with `--data-dir`, returns its trimmed stdout; panics on failure.
