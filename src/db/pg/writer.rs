@@ -30,19 +30,18 @@ pub struct PgWriter {
 impl PgWriter {
     pub fn new(pool: PgPool) -> PgWriter {
         let (sends, queue) = mpsc::channel::<Sent>();
-        let w = PgWriter { pool: pool.clone(), sends: sends.clone() };
-        let thread = PgWriter { pool, sends };
-        // The thread holds a handle (and so its own sender): it runs until the process ends,
-        // idle on an empty queue.
+        let thread_pool = pool.clone();
+        // The thread holds the pool, not a handle: it ends (and the pool's connections close)
+        // once the last handle, and so the last sender, is gone.
         let _ = std::thread::Builder::new().name("db-sends".into()).spawn(move || {
             while let Ok(f) = queue.recv() {
-                let _ = thread.run(move |c| -> Result<(), DbError> {
+                let _ = write(&thread_pool, move |c| -> Result<(), DbError> {
                     f(c);
                     Ok(())
                 });
             }
         });
-        w
+        PgWriter { pool, sends }
     }
 
     /// Runs `f` inside a write transaction that commits before this returns; an `Err` from
@@ -51,12 +50,7 @@ impl PgWriter {
     where
         E: From<DbError>,
     {
-        let conn = self.pool.get().map_err(DbError::from)?;
-        let mut pg = Pg::new(conn);
-        pg.begin(&format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")).map_err(E::from)?;
-        let out = f(&pg)?;
-        pg.commit().map_err(E::from)?;
-        Ok(out)
+        write(&self.pool, f)
     }
 
     /// [`PgWriter::run`] from async code, on tokio's blocking pool.
@@ -77,4 +71,17 @@ impl PgWriter {
     pub fn send(&self, f: Sent) {
         let _ = self.sends.send(f);
     }
+}
+
+/// One write transaction on a connection of `pool` (see [`PgWriter::run`]).
+fn write<T, E>(pool: &PgPool, f: impl FnOnce(&dyn Sql) -> Result<T, E>) -> Result<T, E>
+where
+    E: From<DbError>,
+{
+    let conn = pool.get().map_err(DbError::from)?;
+    let mut pg = Pg::new(conn);
+    pg.begin(&format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")).map_err(E::from)?;
+    let out = f(&pg)?;
+    pg.commit().map_err(E::from)?;
+    Ok(out)
 }
