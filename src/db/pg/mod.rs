@@ -66,7 +66,7 @@ pub fn open(url: &str, max_size: u32) -> DbResult<PgPool> {
         .max_size(max_size)
         // connections open as they are needed, not all at start (the server's
         // `max_connections` is shared by every replica)
-        .min_idle(Some(2))
+        .min_idle(Some(max_size.min(2)))
         .connection_timeout(CONNECT_TIMEOUT + Duration::from_secs(5))
         .build(manager)?;
     Ok(pool)
