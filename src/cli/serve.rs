@@ -56,7 +56,7 @@ pub fn serve(data_dir: &Path, database: Option<config::Database>, a: ServeArgs) 
         storage,
         database,
         role: a.role,
-        tuning: config::Tuning::default(),
+        tuning: config::Tuning { job_lease: a.job_lease, ..config::Tuning::default() },
     };
     let rt =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
