@@ -35,6 +35,7 @@ mod openapi_drift;
 mod pg_jobs;
 mod postgres_schema;
 mod progress;
+mod replicas;
 mod request_ids;
 mod restart;
 mod webhooks;
