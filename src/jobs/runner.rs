@@ -100,7 +100,15 @@ impl Jobs {
             metrics,
             webhooks,
         });
-        if let Err(e) = clean_exports_dir(&shared) {
+        // on a thread of its own: this may be called from async code, where PostgreSQL's
+        // blocking client must not run (it starts a runtime of its own)
+        let tidied = std::thread::scope(|scope| {
+            scope
+                .spawn(|| clean_exports_dir(&shared).map_err(|e| e.to_string()))
+                .join()
+                .unwrap_or_else(|_| Err("tidying panicked".to_string()))
+        });
+        if let Err(e) = tidied {
             tracing::warn!(error = %e, "could not tidy the export files' store");
         }
         let mut threads = Vec::new();
