@@ -367,7 +367,8 @@ const PG_NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM now()) * 1000 AS BIGINT)";
 ///   opens the data folder, so no other process can be running them);
 /// - on PostgreSQL, which several replicas share, PENDING jobs, and PROCESSING ones whose
 ///   lease has lapsed (`lease_until` passed, by the database's clock: the worker holding it
-///   stopped renewing it — it died, or lost the database) under another run. The claim
+///   stopped renewing it — it died, or lost the database), or that have none (written
+///   beside the service), under another run. The claim
 ///   takes a lease of `lease` on the job, which the worker renews (see [`renew`]) while it
 ///   runs it; the rows are read `FOR UPDATE SKIP LOCKED`.
 ///
@@ -408,7 +409,8 @@ pub fn claim_next(conn: &dyn Sql, run_id: &str, lease: std::time::Duration) -> D
                 oldest(
                     &format!(
                         "SELECT created_at, id, attempts, team_id FROM exports
-                         WHERE status = 'PROCESSING' AND lease_until < {PG_NOW_MS} AND COALESCE(claimed_by, '') <> ?1
+                         WHERE status = 'PROCESSING' AND (lease_until < {PG_NOW_MS} OR lease_until IS NULL)
+                               AND COALESCE(claimed_by, '') <> ?1
                          ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
                     ),
                     args![run_id],

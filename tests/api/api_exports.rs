@@ -901,17 +901,10 @@ async fn a_damaged_export_can_still_be_deleted() {
             .into_iter()
             .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&id)))
             .expect("the export's file");
-        if let Some(url) = helpers::suite_database(&app.data_dir).await {
-            let sql = format!("UPDATE exports SET {column} = $1 WHERE CAST(id AS TEXT) = $2");
-            let (value, id) = (value.to_string(), id.clone());
-            let changed =
-                tokio::task::spawn_blocking(move || helpers::pg_client(&url).execute(&sql, &[&value, &id]).unwrap());
-            assert_eq!(changed.await.unwrap(), 1);
-        } else {
-            let db = rusqlite::Connection::open(app.data_dir.join("exports.db")).unwrap();
-            let sql = format!("UPDATE exports SET {column} = ?1 WHERE id = ?2");
-            assert_eq!(db.execute(&sql, [value, &id]).unwrap(), 1);
-        }
+        let db = rusqlite::Connection::open(app.data_dir.join("exports.db")).unwrap();
+        let sql = format!("UPDATE exports SET {column} = ?1 WHERE id = ?2");
+        assert_eq!(db.execute(&sql, [value, &id]).unwrap(), 1);
+        drop(db);
         let r = app.get(&format!("/v1/exports/{id}")).send().await.unwrap();
         assert_eq!(r.status(), 500, "{column}: the damaged row is reported, not guessed at");
 

@@ -194,6 +194,24 @@ fn a_lapsed_lease_is_taken_over_and_the_first_worker_loses_the_job() {
     assert_eq!((row.status, row.attempts, row.row_count), (ExportStatus::Completed, 2, Some(7)));
 }
 
+/// A PROCESSING job without a lease (written beside the service, say) is taken over by a run
+/// that is not its own, its attempt counted.
+#[test]
+fn a_processing_job_without_a_lease_is_taken_over() {
+    let Some((url, team, schema)) = database("pg_jobs::no_lease") else { return };
+    let r = replica(&url);
+    let id = r.create(&team, &schema);
+    pg_client(&url)
+        .execute(
+            "UPDATE exports SET status = 'PROCESSING', claimed_by = 'a dead run', attempts = 1 WHERE id = $1",
+            &[&id.parse::<uuid::Uuid>().unwrap()],
+        )
+        .unwrap();
+    let job = r.claim(LONG).expect("the job is taken over");
+    assert_eq!((job.id.as_str(), job.attempts), (id.as_str(), 2));
+    assert!(r.claim(LONG).is_none(), "it now holds a lease");
+}
+
 /// A job given back at shutdown (`release`) is taken over by another replica at once,
 /// without waiting for its lease, and the interrupted attempt does not count.
 #[test]
@@ -219,7 +237,7 @@ fn a_job_whose_lease_lapsed_too_often_fails_at_claim() {
     let next = r.create(&team, &schema);
     pg_client(&url)
         .execute(
-            "UPDATE exports SET status = 'PROCESSING', claimed_by = 'a dead run', lease_until = 0, attempts = $1
+            "UPDATE exports SET status = 'PROCESSING', claimed_by = 'a dead run', lease_until = NULL, attempts = $1
              WHERE id = $2",
             &[&exports::MAX_ATTEMPTS, &worn.parse::<uuid::Uuid>().unwrap()],
         )

@@ -138,9 +138,8 @@ macro_rules! sqlite_only {
     };
 }
 
-/// The PostgreSQL database of the app on `data_dir` when the suite runs on PostgreSQL (for a
-/// test that changes rows beside the app, as others do in the SQLite file).
-pub async fn suite_database(data_dir: &Path) -> Option<String> {
+/// The PostgreSQL database of the app on `data_dir` when the suite runs on PostgreSQL.
+async fn suite_database(data_dir: &Path) -> Option<String> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     static DATABASES: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
