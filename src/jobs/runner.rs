@@ -119,7 +119,8 @@ impl Jobs {
         }
         let s = shared.clone();
         threads.push(std::thread::Builder::new().name("export-retention".into()).spawn(move || retention_loop(&s))?);
-        if let Some(url) = shared.settings.listen.clone() {
+        // (a process that runs no export worker, `serve --role api`, has none to wake)
+        if let Some(url) = shared.settings.listen.clone().filter(|_| workers > 0) {
             let s = shared.clone();
             threads
                 .push(std::thread::Builder::new().name("export-listen".into()).spawn(move || listen_loop(&s, &url))?);
