@@ -24,7 +24,7 @@ const LONG: Duration = Duration::from_secs(600);
 /// A migrated database with one team and one schema: `(url, team, schema)`.
 fn database(test: &str) -> Option<(String, String, String)> {
     let url = pg_database(test)?;
-    drop(pg::open(&url, 1).unwrap());
+    drop(pg::open(&url, 2).unwrap());
     let (team, schema) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
     let mut c = pg_client(&url);
     c.execute("INSERT INTO teams (id, name, created_at) VALUES ($1, 't', 0)", &[&team]).unwrap();
