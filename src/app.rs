@@ -137,6 +137,11 @@ impl App {
                 sweep_every: config.tuning.sweep_every,
                 clock: config.tuning.clock.clone(),
                 batch_pause: config.tuning.export_batch_pause,
+                lease: config.tuning.job_lease,
+                listen: match &config.database {
+                    Some(crate::config::Database::Postgres(url)) => Some(url.clone()),
+                    _ => None,
+                },
             },
             metrics.clone(),
             doorbell.clone(),

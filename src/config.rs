@@ -70,11 +70,24 @@ pub struct Tuning {
     pub sweep_every: Duration,
     /// Slows every export down by this much per batch of rows, so a test can watch one run.
     pub export_batch_pause: Option<Duration>,
+    /// On PostgreSQL, how long a claimed export job's lease lasts: its worker renews it every
+    /// third of this; another replica takes the job over once it has lapsed (the hidden
+    /// `--job-lease`, for tests).
+    pub job_lease: Duration,
 }
+
+/// How long a claimed job's lease lasts on PostgreSQL unless set: renewed every 5 s, a dead
+/// replica's job is taken over within 15 s.
+pub const DEFAULT_JOB_LEASE: Duration = Duration::from_secs(15);
 
 impl Default for Tuning {
     fn default() -> Tuning {
-        Tuning { clock: Default::default(), sweep_every: Duration::from_secs(60), export_batch_pause: None }
+        Tuning {
+            clock: Default::default(),
+            sweep_every: Duration::from_secs(60),
+            export_batch_pause: None,
+            job_lease: DEFAULT_JOB_LEASE,
+        }
     }
 }
 

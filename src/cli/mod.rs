@@ -186,6 +186,13 @@ pub struct ServeArgs {
     /// Multiplies webhook retry waits and the day they are retried for (for tests).
     #[arg(long, hide = true, default_value_t = 1.0, value_parser = Checked(config::parse_retry_scale))]
     pub webhook_retry_scale: f64,
+    /// On PostgreSQL: how long a claimed export job's lease lasts (for tests).
+    #[arg(long, hide = true, default_value = "15s", value_name = "DURATION", value_parser = Checked(config::parse_positive_duration))]
+    pub job_lease: std::time::Duration,
+    /// Every batch of an export waits this many milliseconds (for tests that must catch one
+    /// running); 0 does not wait.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub export_batch_pause_ms: u64,
 }
 
 /// How log lines are written (`--log-format`).

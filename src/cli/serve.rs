@@ -56,7 +56,12 @@ pub fn serve(data_dir: &Path, database: Option<config::Database>, a: ServeArgs) 
         storage,
         database,
         role: a.role,
-        tuning: config::Tuning::default(),
+        tuning: config::Tuning {
+            job_lease: a.job_lease,
+            export_batch_pause: (a.export_batch_pause_ms > 0)
+                .then(|| std::time::Duration::from_millis(a.export_batch_pause_ms)),
+            ..config::Tuning::default()
+        },
     };
     let rt =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;

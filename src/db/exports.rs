@@ -1,6 +1,6 @@
 //! Export jobs: their rows, and the atomic claim/complete/fail steps the workers take.
 
-use super::sql::Sql;
+use super::sql::{args, Arg, Sql};
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::{list_page, DbError, DbResult, ListSource};
@@ -49,14 +49,9 @@ fn from_row(r: &Row) -> rusqlite::Result<DbResult<ExportRow>> {
     // read in place: both are parsed, not kept (two allocations a row fewer in every list)
     let status = r.get_ref(4)?.as_str()?;
     let options = r.get_ref(8)?.as_str()?;
-    let corrupt = |what: String| DbError::Corrupt { table: "exports", id: id.clone(), what };
-    let status = match ExportStatus::parse(status) {
-        Some(s) => s,
-        None => return Ok(Err(corrupt(format!("unknown status {status:?}")))),
-    };
-    let options = match serde_json::from_str(options) {
-        Ok(o) => o,
-        Err(e) => return Ok(Err(corrupt(format!("unreadable options {options:?}: {e}")))),
+    let (status, options) = match parse(&id, status, options) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
     };
     Ok(Ok(ExportRow {
         id,
@@ -80,34 +75,125 @@ fn from_row(r: &Row) -> rusqlite::Result<DbResult<ExportRow>> {
     }))
 }
 
+/// An export's stored status and options, parsed; `DbError::Corrupt` names what no code writes.
+fn parse(id: &str, status: &str, options: &str) -> DbResult<(ExportStatus, CsvOptions)> {
+    let corrupt = |what: String| DbError::Corrupt { table: "exports", id: id.to_string(), what };
+    let status = ExportStatus::parse(status).ok_or_else(|| corrupt(format!("unknown status {status:?}")))?;
+    let options = serde_json::from_str(options).map_err(|e| corrupt(format!("unreadable options {options:?}: {e}")))?;
+    Ok((status, options))
+}
+
+/// Reads a row of `SELECT {COLUMNS} FROM {FROM}` on either database (SQLite's through
+/// `from_row`, unchanged), as `from_row` does.
+pub(crate) fn read_row(r: &super::sql::Row) -> DbResult<ExportRow> {
+    if let super::sql::Row::Lite(l) = r {
+        return from_row(l)?;
+    }
+    let id = r.text(0)?;
+    let (status, options) = parse(&id, &r.text(4)?, &r.text(8)?)?;
+    Ok(ExportRow {
+        team_id: r.text(1)?,
+        schema_id: r.text(2)?,
+        schema_name: r.opt_text(3)?,
+        status,
+        start_ms: r.int(5)?,
+        end_ms: r.int(6)?,
+        expand_array: r.opt_text(7)?,
+        options,
+        row_count: r.opt_int(9)?,
+        file_size: r.opt_int(10)?,
+        error: r.opt_text(11)?,
+        attempts: r.int(12)?,
+        created_at: r.int(13)?,
+        updated_at: r.int(14)?,
+        completed_at: r.opt_int(15)?,
+        results_done: r.opt_int(16)?,
+        results_total: r.opt_int(17)?,
+        id,
+    })
+}
+
+/// Whether `id` can be an export's id: its lowercase hyphenated UUID form. On PostgreSQL an
+/// id column is a `uuid`, which any other text could not be compared with; such an id
+/// names no export there, as on SQLite (where no row has it).
+fn is_id(id: &str) -> bool {
+    uuid::Uuid::try_parse(id).is_ok_and(|u| u.hyphenated().to_string() == id)
+}
+
+/// The arguments of [`get_where`]'s filter: texts (`[&str; N]`, as the callers of the SQLite
+/// form pass them) or [`Arg`]s.
+pub(crate) trait WhereArgs {
+    fn with<T>(&self, f: impl FnOnce(&[Arg]) -> T) -> T;
+}
+
+impl<const N: usize> WhereArgs for [&str; N] {
+    fn with<T>(&self, f: impl FnOnce(&[Arg]) -> T) -> T {
+        f(&self.map(Arg::Text))
+    }
+}
+
+impl WhereArgs for &[Arg<'_>] {
+    fn with<T>(&self, f: impl FnOnce(&[Arg]) -> T) -> T {
+        f(self)
+    }
+}
+
 /// One job by id, as `from_row` reads it.
-pub(super) fn get_where(conn: &dyn Sql, filter: &str, args: impl rusqlite::Params) -> DbResult<Option<ExportRow>> {
-    let conn = super::sql::lite(conn)?;
-    super::query_row_cached(conn, &format!("SELECT {COLUMNS} FROM {FROM} WHERE {filter}"), args, from_row)
-        .optional()?
-        .transpose()
+pub(super) fn get_where(conn: &dyn Sql, filter: &str, args: impl WhereArgs) -> DbResult<Option<ExportRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE {filter}");
+    args.with(|args| {
+        if let Some(c) = conn.lite() {
+            return super::query_row_cached(c, &sql, rusqlite::params_from_iter(args), from_row)
+                .optional()?
+                .transpose();
+        }
+        conn.opt(&sql, args, read_row)
+    })
 }
 
 pub fn insert(conn: &dyn Sql, e: &ExportRow) -> DbResult<()> {
-    let conn = super::sql::lite(conn)?;
-    super::execute_cached(
-        conn,
-        "INSERT INTO exports (id, team_id, schema_id, status, start_ms, end_ms, expand_array, options,
+    const INSERT: &str = "INSERT INTO exports (id, team_id, schema_id, status, start_ms, end_ms, expand_array, options,
                               created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
-            e.id,
-            e.team_id,
-            e.schema_id,
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+    let options = serde_json::to_string(&e.options).expect("options serialize");
+    if let Some(conn) = conn.lite() {
+        super::execute_cached(
+            conn,
+            INSERT,
+            params![
+                e.id,
+                e.team_id,
+                e.schema_id,
+                e.status.as_str(),
+                e.start_ms,
+                e.end_ms,
+                e.expand_array,
+                options,
+                e.created_at,
+                e.updated_at
+            ],
+        )?;
+        return Ok(());
+    }
+    conn.exec(
+        INSERT,
+        args![
+            &e.id,
+            &e.team_id,
+            &e.schema_id,
             e.status.as_str(),
             e.start_ms,
             e.end_ms,
-            e.expand_array,
-            serde_json::to_string(&e.options).expect("options serialize"),
+            &e.expand_array,
+            &options,
             e.created_at,
             e.updated_at
         ],
     )?;
+    if e.status == ExportStatus::Pending {
+        // delivered at commit: idle workers of every replica that LISTEN wake up (jobs/runner.rs)
+        conn.exec("SELECT pg_notify('exports_jobs', '')", &[])?;
+    }
     Ok(())
 }
 
@@ -132,36 +218,36 @@ pub enum QuotaExceeded {
 /// Inserts a new job unless the team is at a quota. Run it on the writer: counting and
 /// inserting then happen in one write transaction, so concurrent creates cannot overshoot.
 pub fn insert_within_quotas(conn: &dyn Sql, e: &ExportRow, quotas: Quotas) -> DbResult<Result<(), QuotaExceeded>> {
-    let conn = super::sql::lite(conn)?;
-    let tx = conn;
+    const QUEUED: &str = "SELECT COUNT(*) FROM exports WHERE team_id = ?1 AND status IN ('PENDING', 'PROCESSING')";
+    // (PostgreSQL's SUM of a BIGINT is a NUMERIC: cast back)
+    const USED: &str = "SELECT CAST(COALESCE(SUM(file_size), 0) AS BIGINT) FROM exports
+         WHERE team_id = ?1 AND file_size IS NOT NULL";
+    let count = |sql: &str| -> DbResult<i64> {
+        match conn.lite() {
+            Some(tx) => Ok(super::query_row_cached(tx, sql, [&e.team_id], |r| r.get(0))?),
+            None => conn.one(sql, args![&e.team_id], |r| r.int(0)),
+        }
+    };
     if quotas.max_queued > 0 {
-        let queued: i64 = super::query_row_cached(
-            tx,
-            "SELECT COUNT(*) FROM exports WHERE team_id = ?1 AND status IN ('PENDING', 'PROCESSING')",
-            [&e.team_id],
-            |r| r.get(0),
-        )?;
+        let queued = count(QUEUED)?;
         if queued as u64 >= u64::from(quotas.max_queued) {
             return Ok(Err(QuotaExceeded::Queued { queued: queued as u64, max: quotas.max_queued }));
         }
     }
     if let Some(max) = quotas.max_storage {
-        let used: i64 = super::query_row_cached(
-            tx,
-            "SELECT COALESCE(SUM(file_size), 0) FROM exports WHERE team_id = ?1 AND file_size IS NOT NULL",
-            [&e.team_id],
-            |r| r.get(0),
-        )?;
+        let used = count(USED)?;
         if used.max(0) as u64 >= max {
             return Ok(Err(QuotaExceeded::Storage { used: used.max(0) as u64, max }));
         }
     }
-    insert(tx, e)?;
+    insert(conn, e)?;
     Ok(Ok(()))
 }
 
 pub fn get(conn: &dyn Sql, team_id: &str, id: &str) -> DbResult<Option<ExportRow>> {
-    let conn = super::sql::lite(conn)?;
+    if conn.pg().is_some() && !is_id(id) {
+        return Ok(None);
+    }
     get_where(conn, "e.id = ?1 AND e.team_id = ?2", [id, team_id])
 }
 
@@ -227,8 +313,10 @@ fn list_row(r: &super::sql::Row) -> DbResult<ExportRow> {
 
 /// The team of export `id`, if it exists.
 pub fn get_team_of(conn: &dyn Sql, id: &str) -> DbResult<Option<String>> {
-    let conn = super::sql::lite(conn)?;
-    Ok(super::query_row_cached(conn, "SELECT team_id FROM exports WHERE id = ?1", [id], |r| r.get(0)).optional()?)
+    if conn.pg().is_some() && !is_id(id) {
+        return Ok(None);
+    }
+    conn.opt("SELECT team_id FROM exports WHERE id = ?1", args![id], |r| r.text(0))
 }
 
 /// What a delete removed: what it takes to stop the job and remove the file. Read column by
@@ -259,24 +347,24 @@ impl From<&ExportRow> for Removed {
 /// Deletes export `id` of `team_id`; `None` when the team has no such export. A damaged row
 /// (an unknown status, unreadable options) is deleted too: it is what a user deletes it for.
 pub fn delete(conn: &dyn Sql, team_id: &str, id: &str) -> DbResult<Option<Removed>> {
-    let conn = super::sql::lite(conn)?;
-    let removed = conn
-        .query_row(
-            "SELECT id, team_id, status, options, file_size FROM exports WHERE id = ?1 AND team_id = ?2",
-            [id, team_id],
-            |r| {
-                Ok(Removed {
-                    id: r.get(0)?,
-                    team_id: r.get(1)?,
-                    status: ExportStatus::parse(&r.get::<_, String>(2)?),
-                    gzip: serde_json::from_str::<CsvOptions>(&r.get::<_, String>(3)?).ok().map(|o| o.gzip),
-                    file_size: r.get(4)?,
-                })
-            },
-        )
-        .optional()?;
+    if conn.pg().is_some() && !is_id(id) {
+        return Ok(None);
+    }
+    let removed = conn.opt(
+        "SELECT id, team_id, status, options, file_size FROM exports WHERE id = ?1 AND team_id = ?2",
+        args![id, team_id],
+        |r| {
+            Ok(Removed {
+                id: r.text(0)?,
+                team_id: r.text(1)?,
+                status: ExportStatus::parse(&r.text(2)?),
+                gzip: serde_json::from_str::<CsvOptions>(&r.text(3)?).ok().map(|o| o.gzip),
+                file_size: r.opt_int(4)?,
+            })
+        },
+    )?;
     if removed.is_some() {
-        super::execute_cached(conn, "DELETE FROM exports WHERE id = ?1", [id])?;
+        conn.exec("DELETE FROM exports WHERE id = ?1", args![id])?;
     }
     Ok(removed)
 }
@@ -303,33 +391,68 @@ pub struct FailedAtClaim {
     pub error: String,
 }
 
-/// Atomically takes the oldest job that is waiting: PENDING, or PROCESSING under an earlier
-/// run of the service (`claimed_by` differs from this run's `run_id`: its process died).
-/// Orphans that have already been tried `MAX_ATTEMPTS` times, and rows that cannot be read,
+/// The database's clock in milliseconds, on PostgreSQL: leases are set and compared by it,
+/// so replicas whose clocks differ agree on when one lapses. (`now()`, the transaction's
+/// start, is stable within a statement: the lease index can be searched with it.)
+const PG_NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM now()) * 1000 AS BIGINT)";
+
+/// Atomically takes the oldest job that is waiting, and returns it (its `attempts` counting
+/// this one). What is waiting:
+/// - on SQLite, PENDING jobs, and PROCESSING ones under an earlier run of the service
+///   (`claimed_by` differs from this run's `run_id`: its process died; one process at a time
+///   opens the data folder, so no other process can be running them);
+/// - on PostgreSQL, which several replicas share, PENDING jobs, and PROCESSING ones whose
+///   lease has lapsed (`lease_until` passed, by the database's clock: the worker holding it
+///   stopped renewing it — it died, or lost the database), or that have none (written
+///   beside the service), under another run. The claim
+///   takes a lease of `lease` on the job, which the worker renews (see [`renew`]) while it
+///   runs it; the rows are read `FOR UPDATE SKIP LOCKED`.
+///
+/// Jobs that have already been tried `MAX_ATTEMPTS` times, and rows that cannot be read,
 /// are marked FAILED instead (and reported in [`Claimed::failed`]). Run it on the writer (one
 /// transaction).
-pub fn claim_next(conn: &dyn Sql, run_id: &str) -> DbResult<Claimed> {
-    let conn = super::sql::lite(conn)?;
-    let tx = conn;
+pub fn claim_next(conn: &dyn Sql, run_id: &str, lease: std::time::Duration) -> DbResult<Claimed> {
+    let lease_ms = lease.as_millis().min(i64::MAX as u128) as i64;
     let mut claimed = Claimed::default();
     loop {
-        // two walks of the `exports_queue` index, each stopping at its first row (one query
-        // with OR would sort every waiting job)
-        let oldest = |sql: &str, args: &[&dyn rusqlite::ToSql]| {
-            super::query_row_cached(tx, sql, args, |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
-            })
-            .optional()
+        // two walks of the `exports_queue` index (on PostgreSQL the second walks
+        // `exports_leases`), each stopping at its first row: one query with OR would sort
+        // every waiting job
+        let oldest =
+            |sql: &str, args: &[Arg]| conn.opt(sql, args, |r| Ok((r.int(0)?, r.text(1)?, r.int(2)?, r.text(3)?)));
+        let (pending, orphan) = if conn.lite().is_some() {
+            (
+                oldest(
+                    "SELECT created_at, id, attempts, team_id FROM exports WHERE status = 'PENDING'
+                     ORDER BY created_at, id LIMIT 1",
+                    &[],
+                )?,
+                oldest(
+                    "SELECT created_at, id, attempts, team_id FROM exports
+                     WHERE status = 'PROCESSING' AND COALESCE(claimed_by, '') <> ?1 ORDER BY created_at, id LIMIT 1",
+                    args![run_id],
+                )?,
+            )
+        } else {
+            // the global write lock (db/pg/writer.rs) already serialises claims; SKIP LOCKED
+            // says what a claim needs, should that lock ever be narrowed
+            (
+                oldest(
+                    "SELECT created_at, id, attempts, team_id FROM exports WHERE status = 'PENDING'
+                     ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                    &[],
+                )?,
+                oldest(
+                    &format!(
+                        "SELECT created_at, id, attempts, team_id FROM exports
+                         WHERE status = 'PROCESSING' AND (lease_until < {PG_NOW_MS} OR lease_until IS NULL)
+                               AND COALESCE(claimed_by, '') <> ?1
+                         ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+                    ),
+                    args![run_id],
+                )?,
+            )
         };
-        let pending = oldest(
-            "SELECT created_at, id, attempts, team_id FROM exports WHERE status = 'PENDING' ORDER BY created_at, id LIMIT 1",
-            &[],
-        )?;
-        let orphan = oldest(
-            "SELECT created_at, id, attempts, team_id FROM exports
-             WHERE status = 'PROCESSING' AND COALESCE(claimed_by, '') <> ?1 ORDER BY created_at, id LIMIT 1",
-            &[&run_id],
-        )?;
         let next = match (pending, orphan) {
             (Some(p), Some(o)) => Some(if (o.0, &o.1) < (p.0, &p.1) { o } else { p }),
             (p, o) => p.or(o),
@@ -339,12 +462,11 @@ pub fn claim_next(conn: &dyn Sql, run_id: &str) -> DbResult<Claimed> {
         };
         let now = now_ms();
         let mut fail = |error: String| -> DbResult<()> {
-            super::execute_cached(
-                tx,
+            conn.exec(
                 "UPDATE exports SET status = 'FAILED', updated_at = ?2, claimed_by = NULL, error = ?3 WHERE id = ?1",
-                params![id, now, error],
+                args![&id, now, &error],
             )?;
-            claimed.webhooks += super::deliveries::enqueue(tx, EventType::ExportFailed, &id)?;
+            claimed.webhooks += super::deliveries::enqueue(conn, EventType::ExportFailed, &id)?;
             claimed.failed.push(FailedAtClaim { id: id.clone(), team_id: team_id.clone(), attempts, error });
             Ok(())
         };
@@ -354,14 +476,24 @@ pub fn claim_next(conn: &dyn Sql, run_id: &str) -> DbResult<Claimed> {
             ))?;
             continue;
         }
-        super::execute_cached(
-            tx,
-            "UPDATE exports SET status = 'PROCESSING', claimed_by = ?2, attempts = attempts + 1, updated_at = ?3,
-                    row_count = NULL, results_done = NULL, results_total = NULL
-             WHERE id = ?1",
-            params![id, run_id, now],
-        )?;
-        match get_where(tx, "e.id = ?1", [&id]) {
+        if conn.lite().is_some() {
+            conn.exec(
+                "UPDATE exports SET status = 'PROCESSING', claimed_by = ?2, attempts = attempts + 1, updated_at = ?3,
+                        row_count = NULL, results_done = NULL, results_total = NULL
+                 WHERE id = ?1",
+                args![&id, run_id, now],
+            )?;
+        } else {
+            conn.exec(
+                &format!(
+                    "UPDATE exports SET status = 'PROCESSING', claimed_by = ?2, attempts = attempts + 1, updated_at = ?3,
+                            row_count = NULL, results_done = NULL, results_total = NULL, lease_until = {PG_NOW_MS} + ?4
+                     WHERE id = ?1"
+                ),
+                args![&id, run_id, now, lease_ms],
+            )?;
+        }
+        match get_where(conn, "e.id = ?1", args![&id]) {
             Ok(Some(row)) => {
                 claimed.job = Some(row);
                 return Ok(claimed);
@@ -377,6 +509,30 @@ pub fn claim_next(conn: &dyn Sql, run_id: &str) -> DbResult<Claimed> {
     }
 }
 
+/// Renews the lease this run holds on a running job (PostgreSQL): it lapses `lease` from now,
+/// by the database's clock. False when the job is no longer this run's (deleted, finished, or
+/// taken over by another replica after the lease lapsed): its worker must stop. On SQLite,
+/// which has no leases, only that check.
+pub fn renew(conn: &dyn Sql, id: &str, run_id: &str, lease: std::time::Duration) -> DbResult<bool> {
+    if conn.lite().is_some() {
+        return Ok(conn
+            .opt(
+                "SELECT 1 FROM exports WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2",
+                args![id, run_id],
+                |_| Ok(()),
+            )?
+            .is_some());
+    }
+    let lease_ms = lease.as_millis().min(i64::MAX as u128) as i64;
+    Ok(conn.exec(
+        &format!(
+            "UPDATE exports SET lease_until = {PG_NOW_MS} + ?3
+             WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2"
+        ),
+        args![id, run_id, lease_ms],
+    )? > 0)
+}
+
 /// How far a running job has got, as [`progress`] records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobProgress {
@@ -388,17 +544,16 @@ pub struct JobProgress {
 /// Records how far a job this run holds has got (one small update; `updated_at` is left
 /// alone, so lists sorted by it keep their bookmarks). False when the job is no longer ours.
 pub fn progress(conn: &dyn Sql, id: &str, run_id: &str, p: JobProgress) -> DbResult<bool> {
-    let conn = super::sql::lite(conn)?;
-    Ok(super::execute_cached(
-        conn,
+    Ok(conn.exec(
         "UPDATE exports SET row_count = ?3, results_done = ?4, results_total = ?5
          WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2",
-        params![id, run_id, p.row_count, p.results_done, p.results_total],
+        args![id, run_id, p.row_count, p.results_done, p.results_total],
     )? > 0)
 }
 
 /// Marks a job this run holds COMPLETED, with `results` (the results in its range when it
-/// started) as both its results done and total. False when the job was deleted meanwhile.
+/// started) as both its results done and total. False when the job was deleted meanwhile (or,
+/// on PostgreSQL, taken over by another replica).
 pub fn complete(
     conn: &dyn Sql,
     id: &str,
@@ -407,25 +562,21 @@ pub fn complete(
     file_size: i64,
     results: i64,
 ) -> DbResult<bool> {
-    let conn = super::sql::lite(conn)?;
     let now = now_ms();
-    Ok(super::execute_cached(
-        conn,
+    Ok(conn.exec(
         "UPDATE exports SET status = 'COMPLETED', row_count = ?3, file_size = ?4, error = NULL,
                 completed_at = ?5, updated_at = ?5, claimed_by = NULL, results_done = ?6, results_total = ?6
          WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2",
-        params![id, run_id, row_count, file_size, now, results],
+        args![id, run_id, row_count, file_size, now, results],
     )? > 0)
 }
 
 /// Marks a job this run holds FAILED, with a message for the user.
 pub fn fail(conn: &dyn Sql, id: &str, run_id: &str, error: &str) -> DbResult<bool> {
-    let conn = super::sql::lite(conn)?;
-    Ok(super::execute_cached(
-        conn,
+    Ok(conn.exec(
         "UPDATE exports SET status = 'FAILED', error = ?3, updated_at = ?4, claimed_by = NULL
          WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2",
-        params![id, run_id, error, now_ms()],
+        args![id, run_id, error, now_ms()],
     )? > 0)
 }
 
@@ -435,30 +586,29 @@ pub fn fail(conn: &dyn Sql, id: &str, run_id: &str, error: &str) -> DbResult<boo
 /// The search reads (call it on a pool connection, not the writer: it may scan every
 /// finished job); `delete_finished` then deletes them in small batches.
 pub fn finished_before(conn: &dyn Sql, cutoff: i64) -> DbResult<Vec<ExportRow>> {
-    let conn = super::sql::lite(conn)?;
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM {FROM} WHERE e.status IN ('COMPLETED', 'FAILED') AND e.updated_at < ?1"
-    ))?;
-    let rows = stmt.query_map([cutoff], from_row)?.collect::<Result<Vec<_>, _>>()?;
-    rows.into_iter().collect()
+    conn.rows(
+        &format!("SELECT {COLUMNS} FROM {FROM} WHERE e.status IN ('COMPLETED', 'FAILED') AND e.updated_at < ?1"),
+        args![cutoff],
+        read_row,
+    )
 }
 
 /// Deletes those of `ids` that are still finished and last changed before `cutoff`, each
 /// with its `export.deleted` webhook event; returns the ids it deleted and the webhook
 /// deliveries it enqueued.
 pub fn delete_finished(conn: &dyn Sql, ids: &[String], cutoff: i64) -> DbResult<(Vec<String>, usize)> {
-    let conn = super::sql::lite(conn)?;
-    let mut still = conn.prepare_cached(
-        "SELECT 1 FROM exports WHERE id = ?1 AND status IN ('COMPLETED', 'FAILED') AND updated_at < ?2",
-    )?;
-    let mut stmt = conn.prepare_cached("DELETE FROM exports WHERE id = ?1")?;
     let (mut deleted, mut hooks) = (Vec::new(), 0);
     for id in ids {
-        if still.query_row(params![id, cutoff], |_| Ok(())).optional()?.is_none() {
+        let still = conn.opt(
+            "SELECT 1 FROM exports WHERE id = ?1 AND status IN ('COMPLETED', 'FAILED') AND updated_at < ?2",
+            args![id, cutoff],
+            |_| Ok(()),
+        )?;
+        if still.is_none() {
             continue;
         }
         hooks += super::deliveries::enqueue(conn, EventType::ExportDeleted, id)?;
-        if stmt.execute(params![id])? > 0 {
+        if conn.exec("DELETE FROM exports WHERE id = ?1", args![id])? > 0 {
             deleted.push(id.clone());
         }
     }
@@ -468,28 +618,27 @@ pub fn delete_finished(conn: &dyn Sql, ids: &[String], cutoff: i64) -> DbResult<
 /// Jobs waiting for a worker (PENDING), for the `exports_jobs_queued` gauge: counted from
 /// the `exports_queue` index, so the cost follows the queue, not the history.
 pub fn count_pending(conn: &dyn Sql) -> DbResult<u64> {
-    let conn = super::sql::lite(conn)?;
-    let n: i64 =
-        super::query_row_cached(conn, "SELECT COUNT(*) FROM exports WHERE status = 'PENDING'", [], |r| r.get(0))?;
+    let n = conn.one("SELECT COUNT(*) FROM exports WHERE status = 'PENDING'", &[], |r| r.int(0))?;
     Ok(n.max(0) as u64)
 }
 
 /// Ids of every job, for removing files that no job owns any more.
 pub fn all_ids(conn: &dyn Sql) -> DbResult<std::collections::HashSet<String>> {
-    let conn = super::sql::lite(conn)?;
-    let mut stmt = conn.prepare("SELECT id FROM exports")?;
-    let ids = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    Ok(ids)
+    Ok(conn.rows("SELECT id FROM exports", &[], |r| r.text(0))?.into_iter().collect())
 }
 
-/// Gives a job back at shutdown: it stays PROCESSING under this run's id, so the next start
-/// takes it up again, and this interrupted attempt does not count.
+/// Gives a job back at shutdown, and this interrupted attempt does not count. On SQLite it
+/// stays PROCESSING under this run's id, so the next start takes it up again; on PostgreSQL
+/// its lease lapses at once, so another replica (or the next start) takes it over without
+/// waiting for the lease.
 pub fn release(conn: &dyn Sql, id: &str, run_id: &str) -> DbResult<bool> {
-    let conn = super::sql::lite(conn)?;
-    Ok(super::execute_cached(conn,
-        "UPDATE exports SET attempts = MAX(attempts - 1, 0) WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2",
-        params![id, run_id],
-    )? > 0)
+    let sql = if conn.lite().is_some() {
+        "UPDATE exports SET attempts = MAX(attempts - 1, 0) WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2"
+    } else {
+        "UPDATE exports SET attempts = GREATEST(attempts - 1, 0), lease_until = 0
+         WHERE id = ?1 AND status = 'PROCESSING' AND claimed_by = ?2"
+    };
+    Ok(conn.exec(sql, args![id, run_id])? > 0)
 }
 
 #[cfg(test)]
@@ -600,7 +749,7 @@ mod tests {
             .unwrap();
         assert!(matches!(get(&conn, &team, &e.id), Err(DbError::Corrupt { what, .. }) if what.contains("options")));
         // a worker does not run it with default options: the job fails with a message
-        let claimed = claim_next(&conn, "run").unwrap();
+        let claimed = claim_next(&conn, "run", std::time::Duration::from_secs(15)).unwrap();
         assert!(claimed.job.is_none());
         assert_eq!(claimed.failed.len(), 1, "the failed job is reported, to be counted and logged");
         assert_eq!(claimed.failed[0].id, e.id);

@@ -59,6 +59,12 @@ pub struct Settings {
     pub clock: Clock,
     /// A test hook: every batch of an export waits this long, so a test can watch it run.
     pub batch_pause: Option<Duration>,
+    /// On PostgreSQL, how long a claimed job's lease lasts: its worker renews it every third
+    /// of this, and another replica takes the job over once it has lapsed (its worker died).
+    pub lease: Duration,
+    /// On PostgreSQL, the database's URL: a connection of its own `LISTEN`s for new jobs, so
+    /// idle workers of every replica wake up when one is created anywhere.
+    pub listen: Option<String>,
 }
 
 /// A running job's progress is recorded this often (one small write; never per row).
@@ -95,10 +101,15 @@ impl Jobs {
             metrics,
             webhooks,
         });
-        // on a thread of its own: `start` runs inside the async runtime, where PostgreSQL's
-        // blocking client panics (it starts a runtime of its own)
-        let tidied = std::thread::scope(|sc| sc.spawn(|| clean_exports_dir(&shared).map_err(|e| e.to_string())).join());
-        if let Err(e) = tidied.unwrap_or_else(|_| Err("tidying the export files panicked".into())) {
+        // on a thread of its own: this may be called from async code, where PostgreSQL's
+        // blocking client must not run (it starts a runtime of its own)
+        let tidied = std::thread::scope(|scope| {
+            scope
+                .spawn(|| clean_exports_dir(&shared).map_err(|e| e.to_string()))
+                .join()
+                .unwrap_or_else(|_| Err("tidying panicked".to_string()))
+        });
+        if let Err(e) = tidied {
             tracing::warn!(error = %e, "could not tidy the export files' store");
         }
         let mut threads = Vec::new();
@@ -109,15 +120,19 @@ impl Jobs {
         }
         let s = shared.clone();
         threads.push(std::thread::Builder::new().name("export-retention".into()).spawn(move || retention_loop(&s))?);
+        // (a process that runs no export worker, `serve --role api`, has none to wake)
+        if let Some(url) = shared.settings.listen.clone().filter(|_| workers > 0) {
+            let s = shared.clone();
+            threads
+                .push(std::thread::Builder::new().name("export-listen".into()).spawn(move || listen_loop(&s, &url))?);
+        }
         *shared.threads.lock().expect("threads lock") = threads;
         Ok(Jobs { shared })
     }
 
     /// A job was created: wake the workers.
     pub fn notify(&self) {
-        let mut g = self.shared.wake.lock().expect("wake lock");
-        *g += 1;
-        self.shared.cv.notify_all();
+        wake(&self.shared);
     }
 
     /// Webhook deliveries were enqueued and committed: wake the delivery worker.
@@ -153,11 +168,34 @@ impl Jobs {
     }
 }
 
+/// Wakes the idle workers: a job may be waiting.
+fn wake(s: &Shared) {
+    let mut g = s.wake.lock().expect("wake lock");
+    *g += 1;
+    s.cv.notify_all();
+}
+
+/// The channel a PENDING export's insert notifies on PostgreSQL (`db::exports::insert`).
+const JOBS_CHANNEL: &str = "exports_jobs";
+
+/// On PostgreSQL: wakes the workers whenever a job is created, on any replica, so they need
+/// not wait for their next poll (each still polls every second: a lapsed lease sends no
+/// notification, and notifications sent while the listener reconnects are lost).
+fn listen_loop(s: &Shared, url: &str) {
+    let go_on = || !s.stopping.load(Ordering::SeqCst);
+    while go_on() {
+        if let Err(e) = db::pg::listen(url, JOBS_CHANNEL, &go_on, &|| wake(s)) {
+            tracing::warn!(error = %e, "lost the connection listening for new export jobs; reconnecting");
+            pause(s, Duration::from_secs(1));
+        }
+    }
+}
+
 fn worker_loop(s: &Shared) {
     while !s.stopping.load(Ordering::SeqCst) {
         let seen = *s.wake.lock().expect("wake lock");
-        let run_id = s.run_id.clone();
-        let claimed = s.writer.run(move |c| db::exports::claim_next(c, &run_id));
+        let (run_id, lease) = (s.run_id.clone(), s.settings.lease);
+        let claimed = s.writer.run(move |c| db::exports::claim_next(c, &run_id, lease));
         if let Ok(claimed) = &claimed {
             failed_at_claim(s, &claimed.failed);
             if claimed.webhooks > 0 {
@@ -229,7 +267,50 @@ enum Outcome {
 const DISK_FULL: &str = "disk full: the server ran out of disk space while writing the export file, and nothing was \
 kept. Free space on the server (or delete old exports) and create the export again.";
 
+/// Runs a claimed job. On PostgreSQL a thread of its own renews the job's lease meanwhile
+/// (every third of the lease, whatever the job is doing: reading, writing or uploading); when
+/// the renewal finds the job is no longer this run's (another replica took it over after
+/// this one lost the database for longer than the lease, or it was deleted), the job is
+/// stopped as a deleted one is.
 fn run_job(s: &Shared, job: db::exports::ExportRow) {
+    if matches!(s.pool, Pool::Pg(_)) {
+        let (running, ended) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            let id = &job.id;
+            let heartbeat = std::thread::Builder::new()
+                .name(format!("lease-{}", &id[..8.min(id.len())]))
+                .spawn_scoped(scope, move || heartbeat(s, id, ended));
+            if let Err(e) = heartbeat {
+                tracing::error!(export_id = %id, error = %e, "cannot start the thread renewing a job's lease");
+            }
+            run_claimed(s, &job);
+            drop(running);
+        });
+    } else {
+        run_claimed(s, &job);
+    }
+    s.cancelled.lock().expect("cancel lock").remove(&job.id);
+}
+
+/// Renews job `id`'s lease every third of the lease until `ended` says the job is over.
+fn heartbeat(s: &Shared, id: &str, ended: std::sync::mpsc::Receiver<()>) {
+    let lease = s.settings.lease;
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = ended.recv_timeout(lease / 3) {
+        let (job, run_id) = (id.to_string(), s.run_id.clone());
+        match s.writer.run(move |c| db::exports::renew(c, &job, &run_id, lease)) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(export_id = %id, "the export is no longer this worker's (deleted, or taken over after its lease lapsed); it stops");
+                s.cancelled.lock().expect("cancel lock").insert(id.to_string());
+                return;
+            }
+            // the next renewal may succeed; the lease lapses only if none does for a whole lease
+            Err(e) => tracing::warn!(export_id = %id, error = %e, "could not renew an export job's lease"),
+        }
+    }
+}
+
+fn run_claimed(s: &Shared, job: &db::exports::ExportRow) {
     let started = Instant::now();
     let _running = Running::new(&s.metrics);
     tracing::info!(
@@ -241,7 +322,7 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
     );
     let cancelled = || s.cancelled.lock().expect("cancel lock").contains(&job.id);
     let outcome = loop {
-        let outcome = super::priority::run_in_background(format!("export-{}", &job.id[..8]), || produce_file(s, &job));
+        let outcome = super::priority::run_in_background(format!("export-{}", &job.id[..8]), || produce_file(s, job));
         match outcome {
             // a read that found the database busy: not the job's fault, try again
             // (the unfinished file was dropped, which removed it)
@@ -277,14 +358,19 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
                     );
                 }
                 // deleted while it ran: its file never took its final name (an object, already
-                // complete, is removed)
-                Ok(false) => s.store.discard(file),
+                // complete, is removed) — unless another replica took the job over (its lease
+                // lapsed): then the object, under the same name, is (or will be) that worker's
+                Ok(false) => {
+                    if !(matches!(file.publish(), Publish::Object { .. }) && still_exists(s, &job.id)) {
+                        s.store.discard(file)
+                    }
+                }
                 // the disk filled up before the outcome could be recorded: give the space back
                 Err(db::DbError::Full(_)) => {
                     let gzip = job.options.gzip;
                     s.store.discard(file);
                     let _ = s.store.remove(&job.id, gzip);
-                    failed(s, &job, started, DISK_FULL.into());
+                    failed(s, job, started, DISK_FULL.into());
                 }
                 // the file could not take its final name: nothing was recorded
                 Err(db::DbError::Io(e)) => {
@@ -293,7 +379,7 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
                     let message = format!(
                         "The export could not be written: {e}. Create it again; if it keeps failing, check the server's storage (disk or object store) and log."
                     );
-                    failed(s, &job, started, message);
+                    failed(s, job, started, message);
                 }
                 // the service is stopping (or the database failed): the job stays claimed and
                 // runs again; the next start removes the files it left
@@ -312,7 +398,11 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
                     "export interrupted by shutdown; it resumes at the next start"
                 );
             } else {
-                tracing::info!(export_id = %job.id, team_id = %job.team_id, "export cancelled: it was deleted");
+                tracing::info!(
+                    export_id = %job.id,
+                    team_id = %job.team_id,
+                    "export cancelled: it was deleted (or taken over by another replica)"
+                );
             }
         }
         Ok(Err(e)) => {
@@ -328,15 +418,19 @@ fn run_job(s: &Shared, job: db::exports::ExportRow) {
                     format!("The export could not be written: {other}. Create it again; if it keeps failing, check the server's storage (disk or object store) and log.")
                 }
             };
-            failed(s, &job, started, message);
+            failed(s, job, started, message);
         }
         Err(_) => {
             tracing::error!(export_id = %job.id, "export panicked");
             let message = "An internal error stopped this export; it is in the server log. Create it again.";
-            failed(s, &job, started, message.into());
+            failed(s, job, started, message.into());
         }
     }
-    s.cancelled.lock().expect("cancel lock").remove(&job.id);
+}
+
+/// Whether export `id` still exists (false also when that cannot be read).
+fn still_exists(s: &Shared, id: &str) -> bool {
+    s.pool.get().ok().and_then(|c| db::exports::get_team_of(&*c, id).ok()).flatten().is_some()
 }
 
 /// Counts a job as running while it lives.

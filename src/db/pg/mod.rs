@@ -8,9 +8,11 @@
 //! it must not be called from inside an async task. Connections are plain TCP or unix sockets
 //! (`NoTls`); TLS (`postgres-native-tls` or `tokio-postgres-rustls`) is left out for now.
 
+mod listen;
 mod migrations;
 mod writer;
 
+pub use listen::listen;
 pub use writer::{PgWriter, WRITE_LOCK};
 
 use std::time::Duration;
