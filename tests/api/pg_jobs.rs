@@ -229,7 +229,6 @@ fn a_released_job_is_taken_over_at_once_and_its_attempt_not_counted() {
 /// A job taken over `MAX_ATTEMPTS` times is not started again: the claim marks it FAILED with
 /// a message (and reports it), and takes the next job.
 #[test]
-#[ignore = "the claim's FAILED write enqueues webhook events: needs db/deliveries.rs on PostgreSQL (branch pg-crud)"]
 fn a_job_whose_lease_lapsed_too_often_fails_at_claim() {
     let Some((url, team, schema)) = database("pg_jobs::max_attempts") else { return };
     let r = replica(&url);
