@@ -76,10 +76,37 @@ pub fn get(conn: &dyn Sql, team_id: &str, id: &str) -> DbResult<Option<SchemaRow
 
 /// A schema by id alone (command-line tools, which act for the operator).
 pub fn get_any(conn: &dyn Sql, id: &str) -> DbResult<Option<SchemaRow>> {
-    let conn = super::sql::lite(conn)?;
+    let Some(conn) = conn.lite() else {
+        // PostgreSQL (the data tools on `--database-url`): its uuid column takes no other text
+        if uuid::Uuid::try_parse(id).is_err() {
+            return Ok(None);
+        }
+        let sql = format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1");
+        return conn.opt(&sql, super::sql::args![id], seam_row)?.transpose();
+    };
     super::query_row_cached(conn, &format!("SELECT {COLUMNS} FROM schemas WHERE id = ?1"), [id], from_row)
         .optional()?
         .transpose()
+}
+
+/// [`from_row`] through the seam (either database).
+fn seam_row(r: &super::sql::Row) -> DbResult<DbResult<SchemaRow>> {
+    let id = r.text(0)?;
+    let definition = match serde_json::from_str(&r.text(4)?) {
+        Ok(d) => d,
+        Err(e) => {
+            return Ok(Err(DbError::Corrupt { table: "schemas", id, what: format!("unreadable definition: {e}") }))
+        }
+    };
+    Ok(Ok(SchemaRow {
+        id,
+        team_id: r.text(1)?,
+        name: r.text(2)?,
+        description: r.opt_text(3)?,
+        definition,
+        created_at: r.int(5)?,
+        updated_at: r.int(6)?,
+    }))
 }
 
 pub fn list(conn: &dyn Sql, team_id: &str, q: &ListQuery) -> DbResult<(Vec<SchemaRow>, u64)> {

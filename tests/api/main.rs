@@ -32,6 +32,7 @@ mod logs;
 mod metrics;
 mod object_storage;
 mod openapi_drift;
+mod postgres_results;
 mod postgres_schema;
 mod progress;
 mod request_ids;
