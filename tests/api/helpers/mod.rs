@@ -138,8 +138,9 @@ macro_rules! sqlite_only {
     };
 }
 
-/// The PostgreSQL database of the app on `data_dir` when the suite runs on PostgreSQL.
-async fn suite_database(data_dir: &Path) -> Option<String> {
+/// The PostgreSQL database of the app on `data_dir` when the suite runs on PostgreSQL (also
+/// for the command-line tools and the checks a test runs beside that app); `None` on SQLite.
+pub async fn suite_database(data_dir: &Path) -> Option<String> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     static DATABASES: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
