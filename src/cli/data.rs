@@ -2,11 +2,12 @@
 //! parsing and the same CSV engine.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 
 use super::{connect, open_db, ExportArgs, FormatArg, HeaderArg};
+use crate::config::Database;
 use crate::db;
 use crate::domain::export::{ExportFormat, HeaderStyle};
 use crate::domain::export_input::{ExportField, ExportInput};
@@ -14,28 +15,76 @@ use crate::domain::time::now_ms;
 use crate::import::ImportError;
 use crate::jobs::engine::{write_export, ExportSpec};
 
-pub fn import(data_dir: &Path, schema_id: &str, file: &str) -> anyhow::Result<()> {
-    let pool = open_db(data_dir)?;
-    let conn = connect(&pool)?;
+/// The database the data tools work on: `--database-url`'s, else the data folder's SQLite
+/// file (which must exist: only `serve` creates a data folder).
+struct Store {
+    pool: db::Pool,
+    /// The SQLite file, when it is one.
+    file: Option<PathBuf>,
+    /// Where the database is, for messages.
+    place: String,
+}
+
+fn open_store(data_dir: &Path, database: Option<&Database>) -> anyhow::Result<Store> {
+    match database {
+        None => Ok(Store {
+            pool: open_db(data_dir)?,
+            file: Some(crate::data_dir::DataDir::new(data_dir).database()),
+            place: format!("the data folder {}", data_dir.display()),
+        }),
+        Some(Database::Sqlite(path)) => {
+            if !path.is_file() {
+                bail!("there is no database file {}; `exports-api serve` creates one", path.display());
+            }
+            let pool = db::open(path, 2, super::CLI_BUSY_TIMEOUT)
+                .with_context(|| format!("cannot open the database {}", path.display()))?;
+            Ok(Store {
+                pool: db::Pool::Lite(pool),
+                file: Some(path.clone()),
+                place: format!("the database {}", path.display()),
+            })
+        }
+        Some(d @ Database::Postgres(url)) => {
+            let pool = db::pg::open(url, 2).with_context(|| format!("cannot open the database {d:?}"))?;
+            Ok(Store { pool: db::Pool::Pg(pool), file: None, place: format!("the database {d:?}") })
+        }
+    }
+}
+
+pub fn import(data_dir: &Path, database: Option<&Database>, schema_id: &str, file: &str) -> anyhow::Result<()> {
+    let store = open_store(data_dir, database)?;
+    let conn = connect(&store.pool)?;
     let schema = db::schemas::get_any(&conn, schema_id)
         .context("looking the schema up failed")?
-        .with_context(|| format!("no schema with id '{schema_id}' in the data folder {}", data_dir.display()))?;
+        .with_context(|| format!("no schema with id '{schema_id}' in {}", store.place))?;
     let reader: Box<dyn Read + Send> = if file == "-" {
         Box::new(std::io::stdin())
     } else {
         Box::new(std::fs::File::open(file).with_context(|| format!("cannot open {file}"))?)
     };
-    // the import runs on a connection of its own (see `db::open_bulk`)
     drop(conn);
-    drop(pool);
-    let data = crate::data_dir::DataDir::new(data_dir);
-    let conn = db::open_bulk(&data.database(), super::CLI_BUSY_TIMEOUT)
-        .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     let input = crate::import::read_chunks(reader);
     let started = std::time::Instant::now();
-    let write_behind = crate::storage::write_behind::WalWriteBehind::start(data.database_wal());
-    let imported = crate::import::import(&conn, &schema.team_id, &schema.id, now_ms(), input);
-    drop(write_behind);
+    let imported = match store.pool {
+        db::Pool::Lite(pool) => {
+            // the import runs on a connection of its own (see `db::open_bulk`)
+            drop(pool);
+            let path = store.file.expect("a SQLite store has a file");
+            let conn = db::open_bulk(&path, super::CLI_BUSY_TIMEOUT)
+                .with_context(|| format!("cannot open the database {}", path.display()))?;
+            let mut wal = path.into_os_string();
+            wal.push("-wal");
+            let write_behind = crate::storage::write_behind::WalWriteBehind::start(PathBuf::from(wal));
+            let imported = crate::import::import(&conn, &schema.team_id, &schema.id, now_ms(), input);
+            drop(write_behind);
+            imported
+        }
+        db::Pool::Pg(pool) => {
+            // one write transaction under the store's write lock, as the server's writes
+            let (team, id) = (schema.team_id.clone(), schema.id.clone());
+            db::Writer::postgres(pool).run(move |c| crate::import::import(c, &team, &id, now_ms(), input))
+        }
+    };
     let count = match imported {
         Ok(n) => n,
         // an empty input imports nothing, as it always has
@@ -96,7 +145,7 @@ fn check_out(path: &Path) -> anyhow::Result<()> {
     }
 }
 
-pub fn export(data_dir: &Path, a: ExportArgs) -> anyhow::Result<()> {
+pub fn export(data_dir: &Path, database: Option<&Database>, a: ExportArgs) -> anyhow::Result<()> {
     // the same checks, in the same order and with the same words, as POST /v1/exports
     let delimiter = a.delimiter.as_deref().map(|d| match d {
         // how a tab is easiest to write in a shell
@@ -129,11 +178,11 @@ pub fn export(data_dir: &Path, a: ExportArgs) -> anyhow::Result<()> {
     if let Some(path) = &a.out {
         check_out(path)?;
     }
-    let pool = open_db(data_dir)?;
-    let conn = connect(&pool)?;
+    let store = open_store(data_dir, database)?;
+    let conn = connect(&store.pool)?;
     let schema = db::schemas::get_any(&conn, &new.schema_id)
         .context("looking the schema up failed")?
-        .with_context(|| format!("no schema with id '{}' in the data folder {}", new.schema_id, data_dir.display()))?;
+        .with_context(|| format!("no schema with id '{}' in {}", new.schema_id, store.place))?;
     if let Some(k) = &new.expand_array {
         crate::domain::export::check_expand_array(&schema.definition, k).map_err(|e| anyhow!(e))?;
     }

@@ -349,8 +349,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Healthcheck { listen } => serve::healthcheck(&listen),
         Command::Teams(cmd) => admin::teams(&data_dir, database.as_ref(), cmd),
         Command::Keys(cmd) => admin::keys(&data_dir, database.as_ref(), cmd),
-        Command::Import { schema, file } => data::import(&data_dir, &schema, &file),
-        Command::Export(args) => data::export(&data_dir, args),
+        Command::Import { schema, file } => data::import(&data_dir, database.as_ref(), &schema, &file),
+        Command::Export(args) => data::export(&data_dir, database.as_ref(), args),
     }
 }
 

@@ -79,9 +79,6 @@ pub enum DbError {
 use a newer exports-api"
     )]
     TooNew { found: usize, known: usize },
-    /// The operation is not available on this database (yet); nothing was changed.
-    #[error("not supported: {0}")]
-    Unsupported(&'static str),
     /// A stored row holds a value no code writes (an unknown status, unreadable options): the
     /// row is not guessed at but reported, with where it is and what is wrong.
     #[error("corrupt row in {table} (id {id}): {what}")]

@@ -1,7 +1,9 @@
 //! Extraction results: one JSON object per document, kept exactly as sent.
 
-use super::sql::Sql;
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use super::sql::{args, Arg, Pg, Sql};
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{FromSql, Type};
+use rusqlite::{params, Connection, Row, TransactionBehavior};
 
 use super::ids::{self, key, key_to_store};
 use super::{list_page, DbResult, ListSource};
@@ -19,6 +21,19 @@ pub struct ResultRecord {
     pub extraction: String,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// A result read through the seam (either database).
+fn record(r: &super::sql::Row) -> DbResult<ResultRecord> {
+    Ok(ResultRecord {
+        id: r.text(0)?,
+        team_id: r.text(1)?,
+        schema_id: r.text(2)?,
+        file_name: r.opt_text(3)?,
+        extraction: r.text(4)?,
+        created_at: r.int(5)?,
+        updated_at: r.int(6)?,
+    })
 }
 
 fn from_row(r: &Row) -> rusqlite::Result<ResultRecord> {
@@ -53,7 +68,15 @@ pub fn insert_in(
     schema_id: &str,
     rows: impl IntoIterator<Item = NewResult>,
 ) -> DbResult<Vec<String>> {
-    let conn = super::sql::lite(conn)?;
+    let Some(conn) = conn.lite() else {
+        let pg = conn.pg().expect("a connection is SQLite's or PostgreSQL's");
+        return pg_copy(pg, team_id, schema_id, |ins| {
+            let To::Pg(copy) = &mut ins.to else { unreachable!("pg_copy makes PostgreSQL's") };
+            rows.into_iter()
+                .map(|r| Ok(copy.insert(r.file_name.as_deref(), r.created_at, &r.extraction)?.to_string()))
+                .collect()
+        });
+    };
     let now = crate::domain::time::now_ms();
     let (team, schema) = (key_to_store(team_id)?, key_to_store(schema_id)?);
     let mut stmt = conn.prepare_cached(INSERT)?;
@@ -71,34 +94,79 @@ const INSERT: &str = "INSERT INTO results (id, team_id, schema_id, file_name, ex
 
 /// Inserts results of one schema in one transaction, as `fill` hands them to the
 /// [`BulkInserter`]: committed when `fill` returns `Ok`, rolled back (nothing stored) when it
-/// returns `Err` or panics. The write lock is taken at the first insert, not before, and held
-/// until the end. Inside a transaction the caller holds (the writer's), it adds to that one
-/// and leaves the commit to the caller.
+/// returns `Err` or panics. On SQLite the write lock is taken at the first insert, not
+/// before, and held until the end. Inside a transaction the caller holds (the writer's), it
+/// adds to that one and leaves the commit to the caller.
+///
+/// On PostgreSQL the rows go through one `COPY … FROM STDIN` (binary format) streamed as
+/// `fill` hands them over: one statement, so all or nothing even outside a transaction, and
+/// never more than the driver's few KiB of rows buffered. A `fill` that fails abandons the
+/// `COPY` (nothing stored); the caller's transaction is then rolled back by its owner.
 pub fn insert_streamed<T, E: From<super::DbError>>(
     conn: &dyn Sql,
     team_id: &str,
     schema_id: &str,
     fill: impl FnOnce(&mut BulkInserter<'_>) -> Result<T, E>,
 ) -> Result<T, E> {
-    let conn = super::sql::lite(conn)?;
+    let Some(conn) = conn.lite() else {
+        let pg = conn.pg().expect("a connection is SQLite's or PostgreSQL's");
+        return pg_copy(pg, team_id, schema_id, fill);
+    };
     let mut ins = BulkInserter {
-        conn,
-        team_id: key_to_store(team_id).map_err(|e| E::from(e.into()))?,
-        schema_id: key_to_store(schema_id).map_err(|e| E::from(e.into()))?,
-        now: crate::domain::time::now_ms(),
-        stmt: None,
-        open: OpenTransaction(conn, false),
+        to: To::Lite(LiteRows {
+            conn,
+            team_id: key_to_store(team_id).map_err(|e| E::from(e.into()))?,
+            schema_id: key_to_store(schema_id).map_err(|e| E::from(e.into()))?,
+            now: crate::domain::time::now_ms(),
+            stmt: None,
+            open: OpenTransaction(conn, false),
+        }),
         count: 0,
     };
     let out = fill(&mut ins)?;
-    ins.stmt = None;
-    if ins.open.1 {
+    let To::Lite(mut lite) = ins.to else { unreachable!("made SQLite's above") };
+    lite.stmt = None;
+    if lite.open.1 {
         if let Err(e) = conn.execute_batch("COMMIT") {
             // the guard rolls back a transaction COMMIT left open (e.g. SQLITE_BUSY)
             return Err(E::from(e.into()));
         }
-        ins.open.1 = false;
+        lite.open.1 = false;
     }
+    Ok(out)
+}
+
+/// PostgreSQL's bulk insert: the rows of `results` in `COPY`'s binary format.
+const COPY: &str = "COPY results (id, team_id, schema_id, file_name, extraction, created_at, updated_at)
+     FROM STDIN (FORMAT binary)";
+const COPY_TYPES: [Type; 7] = [Type::UUID, Type::UUID, Type::UUID, Type::TEXT, Type::TEXT, Type::INT8, Type::INT8];
+
+/// Runs `fill` with a [`BulkInserter`] writing to a `COPY` into `results` open on `pg`, and
+/// completes the `COPY` when `fill` returns `Ok`; an `Err` (or a panic) drops it unfinished,
+/// which aborts it: nothing is stored.
+fn pg_copy<T, E: From<super::DbError>>(
+    pg: &Pg,
+    team_id: &str,
+    schema_id: &str,
+    fill: impl FnOnce(&mut BulkInserter<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    let db = |e: postgres::Error| E::from(super::DbError::from(e));
+    let team = key_to_store(team_id).map_err(|e| E::from(e.into()))?;
+    let schema = key_to_store(schema_id).map_err(|e| E::from(e.into()))?;
+    let mut client = pg.client();
+    let copy = client.copy_in(COPY).map_err(db)?;
+    let mut ins = BulkInserter {
+        to: To::Pg(PgRows {
+            copy: BinaryCopyInWriter::new(copy, &COPY_TYPES),
+            team: uuid::Uuid::from_bytes(team),
+            schema: uuid::Uuid::from_bytes(schema),
+            now: crate::domain::time::now_ms(),
+        }),
+        count: 0,
+    };
+    let out = fill(&mut ins)?;
+    let To::Pg(rows) = ins.to else { unreachable!("made PostgreSQL's above") };
+    rows.copy.finish().map_err(db)?;
     Ok(out)
 }
 
@@ -113,21 +181,56 @@ impl Drop for OpenTransaction<'_> {
     }
 }
 
-/// Inserts the rows of one bulk transaction (see [`insert_streamed`]) with one prepared
-/// statement whose team, schema and `updatedAt` are bound once.
+/// Inserts the rows of one bulk transaction (see [`insert_streamed`]): on SQLite with one
+/// prepared statement whose team, schema and `updatedAt` are bound once, on PostgreSQL into
+/// one `COPY`.
 pub struct BulkInserter<'c> {
+    to: To<'c>,
+    count: u64,
+}
+
+enum To<'c> {
+    Lite(LiteRows<'c>),
+    Pg(PgRows<'c>),
+}
+
+struct LiteRows<'c> {
     conn: &'c Connection,
     team_id: [u8; 16],
     schema_id: [u8; 16],
     now: i64,
     stmt: Option<rusqlite::CachedStatement<'c>>,
     open: OpenTransaction<'c>,
-    count: u64,
+}
+
+struct PgRows<'c> {
+    copy: BinaryCopyInWriter<'c>,
+    team: uuid::Uuid,
+    schema: uuid::Uuid,
+    now: i64,
 }
 
 impl BulkInserter<'_> {
     /// Stores one result under a new UUIDv7.
     pub fn insert(&mut self, file_name: Option<&str>, created_at: i64, extraction: &str) -> DbResult<()> {
+        match &mut self.to {
+            To::Lite(rows) => rows.insert(file_name, created_at, extraction)?,
+            To::Pg(rows) => {
+                rows.insert(file_name, created_at, extraction)?;
+            }
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Results inserted so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+impl LiteRows<'_> {
+    fn insert(&mut self, file_name: Option<&str>, created_at: i64, extraction: &str) -> DbResult<()> {
         let stmt = match &mut self.stmt {
             Some(s) => s,
             None => {
@@ -149,43 +252,48 @@ impl BulkInserter<'_> {
         stmt.raw_bind_parameter(5, extraction)?;
         stmt.raw_bind_parameter(6, created_at)?;
         stmt.raw_execute()?;
-        self.count += 1;
         Ok(())
     }
+}
 
-    /// Results inserted so far.
-    pub fn count(&self) -> u64 {
-        self.count
+impl PgRows<'_> {
+    /// Adds one row to the `COPY`; its new id.
+    fn insert(&mut self, file_name: Option<&str>, created_at: i64, extraction: &str) -> DbResult<uuid::Uuid> {
+        let id = uuid::Uuid::now_v7();
+        self.copy.write(&[&id, &self.team, &self.schema, &file_name, &extraction, &created_at, &self.now])?;
+        Ok(id)
     }
 }
 
 /// The result `id` of the team; `None` when there is none (also for an id that is not a
 /// UUID).
 pub fn get(conn: &dyn Sql, team_id: &str, id: &str) -> DbResult<Option<ResultRecord>> {
-    let conn = super::sql::lite(conn)?;
-    let (Some(id), Some(team)) = (key(id), key(team_id)) else { return Ok(None) };
-    Ok(conn
-        .query_row(
-            "SELECT id, team_id, schema_id, file_name, extraction, created_at, updated_at
-             FROM results WHERE id = ?1 AND team_id = ?2",
-            [id, team],
-            from_row,
-        )
-        .optional()?)
+    // an id no stored one equals (not a UUID, or not in the API's form) finds nothing
+    if key(id).is_none() || key(team_id).is_none() {
+        return Ok(None);
+    }
+    conn.opt(
+        "SELECT id, team_id, schema_id, file_name, extraction, created_at, updated_at
+         FROM results WHERE id = ?1 AND team_id = ?2",
+        args![Arg::Key(id), Arg::Key(team_id)],
+        record,
+    )
 }
 
 /// Deletes the result `id` of the team; false when there is none.
 pub fn delete(conn: &dyn Sql, team_id: &str, id: &str) -> DbResult<bool> {
-    let conn = super::sql::lite(conn)?;
-    let (Some(id), Some(team)) = (key(id), key(team_id)) else { return Ok(false) };
-    Ok(conn.execute("DELETE FROM results WHERE id = ?1 AND team_id = ?2", [id, team])? > 0)
+    if key(id).is_none() || key(team_id).is_none() {
+        return Ok(false);
+    }
+    Ok(conn.exec("DELETE FROM results WHERE id = ?1 AND team_id = ?2", args![Arg::Key(id), Arg::Key(team_id)])? > 0)
 }
 
 /// How many results a schema has.
 pub fn count_for_schema(conn: &dyn Sql, schema_id: &str) -> DbResult<i64> {
-    let conn = super::sql::lite(conn)?;
-    let Some(schema) = key(schema_id) else { return Ok(0) };
-    Ok(conn.query_row("SELECT COUNT(*) FROM results WHERE schema_id = ?1", [schema], |r| r.get(0))?)
+    if key(schema_id).is_none() {
+        return Ok(0);
+    }
+    conn.one("SELECT COUNT(*) FROM results WHERE schema_id = ?1", args![Arg::Key(schema_id)], |r| r.int(0))
 }
 
 pub fn list(
@@ -270,8 +378,15 @@ const EXPORT_CHUNK: i64 = 4096;
 /// Results of `schema_id` created in `start..=end` (both in ms): an export's total, counted
 /// from the `results_schema_created` index alone (no result row is read).
 pub fn count_for_export(conn: &dyn Sql, schema_id: &str, start: i64, end: i64) -> super::DbResult<u64> {
-    let conn = super::sql::lite(conn)?;
     let Some(schema) = key(schema_id) else { return Ok(0) };
+    let Some(conn) = conn.lite() else {
+        let n = conn.one(
+            "SELECT COUNT(*) FROM results WHERE schema_id = ?1 AND created_at >= ?2 AND created_at <= ?3",
+            args![Arg::Key(schema_id), start, end],
+            |r| r.int(0),
+        )?;
+        return Ok(n.max(0) as u64);
+    };
     let n: i64 = conn.query_row(
         "SELECT COUNT(*) FROM results INDEXED BY results_schema_created
          WHERE schema_id = ?1 AND created_at >= ?2 AND created_at <= ?3",
@@ -297,7 +412,10 @@ pub fn stream_for_export<E: From<super::DbError>>(
     end: i64,
     mut each: impl FnMut(ExportSourceRow) -> Result<bool, E>,
 ) -> Result<(), E> {
-    let conn = super::sql::lite(conn)?;
+    let Some(conn) = conn.lite() else {
+        let pg = conn.pg().expect("a connection is SQLite's or PostgreSQL's");
+        return pg_stream(pg, schema_id, start, end, each);
+    };
     let db = |e: rusqlite::Error| E::from(super::DbError::from(e));
     fn text<'r>(r: &'r Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
         let v = r.get_ref(i)?;
@@ -349,6 +467,78 @@ pub fn stream_for_export<E: From<super::DbError>>(
             return Ok(());
         }
         last = Some(next);
+    }
+}
+
+/// Rows fetched at a time by [`pg_stream`].
+const PG_FETCH: i32 = 5000;
+
+/// [`stream_for_export`] on PostgreSQL: one query in a `REPEATABLE READ READ ONLY`
+/// transaction (one snapshot for the whole export: a result stored meanwhile is not in the
+/// file, and no lock is taken), read through a cursor [`PG_FETCH`] rows at a time, so that
+/// memory holds one fetch whatever the export's size. `pg` must be a plain connection (a
+/// pooled read one), not inside a transaction already.
+///
+/// The cursor is the protocol's own (a portal: `Bind` once, then `Execute` with a row limit),
+/// which is what `DECLARE c NO SCROLL CURSOR FOR …` + `FETCH 5000 FROM c` do in SQL, without
+/// parsing a `FETCH` per round and with the rows in binary form.
+fn pg_stream<E: From<super::DbError>>(
+    pg: &Pg,
+    schema_id: &str,
+    start: i64,
+    end: i64,
+    mut each: impl FnMut(ExportSourceRow) -> Result<bool, E>,
+) -> Result<(), E> {
+    let db = |e: postgres::Error| E::from(super::DbError::from(e));
+    let Some(schema) = key(schema_id).map(uuid::Uuid::from_bytes) else { return Ok(()) };
+    let mut client = pg.client();
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(db)?;
+    let cursor = tx
+        .bind(
+            "SELECT id, file_name, created_at, extraction FROM results
+             WHERE schema_id = $1 AND created_at >= $2 AND created_at <= $3
+             ORDER BY created_at, id",
+            &[&schema, &start, &end],
+        )
+        .map_err(db)?;
+    loop {
+        let rows = tx.query_portal(&cursor, PG_FETCH).map_err(db)?;
+        for r in &rows {
+            let row = ExportSourceRow {
+                id: r.try_get(0).map_err(db)?,
+                file_name: r.try_get(1).map_err(db)?,
+                created_at: r.try_get(2).map_err(db)?,
+                extraction: r.try_get::<_, RawText>(3).map_err(db)?.0,
+            };
+            if !each(row)? {
+                // the read-only transaction is rolled back when dropped
+                return Ok(());
+            }
+        }
+        if rows.len() < PG_FETCH as usize {
+            break;
+        }
+    }
+    tx.commit().map_err(db)
+}
+
+/// A `TEXT` column's bytes as the server sent them. Hand-written (the driver reads text only
+/// as a checked `&str`) so that the one thread reading the cursor does not check the
+/// extraction is UTF-8: the export's formatting threads do, in parallel, as on SQLite.
+struct RawText<'a>(&'a [u8]);
+
+impl<'a> FromSql<'a> for RawText<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawText(raw))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::TEXT | Type::VARCHAR)
     }
 }
 

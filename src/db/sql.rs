@@ -297,12 +297,6 @@ impl Sql for r2d2::PooledConnection<r2d2_sqlite::SqliteConnectionManager> {
     }
 }
 
-/// The SQLite connection behind `c`, for a query not yet written for PostgreSQL: on
-/// PostgreSQL it is refused with `DbError::Unsupported`, naming nothing stored changed.
-pub fn lite(c: &dyn Sql) -> DbResult<&rusqlite::Connection> {
-    c.lite().ok_or(DbError::Unsupported("this operation is not yet available on PostgreSQL"))
-}
-
 /// A pooled PostgreSQL connection, usable through `&self` like SQLite's connection; inside a
 /// transaction once [`Pg::begin`] ran (every write, and reads that need one snapshot). A
 /// transaction still open when it is dropped (its work failed or panicked) is rolled back.

@@ -83,7 +83,12 @@ impl Batch {
     }
 }
 
-/// The error reading the column as text would have given.
+/// The error reading the column as text would have given, on either database: SQLite hands
+/// the cursor's bytes over unchecked, and so does PostgreSQL's export scan
+/// (`db::results::stream_for_export` reads the extraction's raw bytes). PostgreSQL checks
+/// text is UTF-8 when it stores it (in a UTF8 database), so there it comes only from a
+/// database of another encoding (`SQL_ASCII`); it is reported as SQLite's is, naming the
+/// column, and fails the export the same way.
 fn not_text(column: usize, e: std::str::Utf8Error) -> EngineError {
     EngineError::Db(crate::db::DbError::from(rusqlite::Error::Utf8Error(column, e)))
 }

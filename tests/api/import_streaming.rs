@@ -198,11 +198,16 @@ const API_KEY: &str = "stream-test-key-0123456789";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_far_larger_than_the_memory_budget_streams() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = ServeCmd::new(&tmp.path().join("data"))
+    let mut serve = ServeCmd::new(&tmp.path().join("data"))
         .args(&["--workers", "1", "--max-body", "512MB"])
-        .env("EXPORTS_API_KEY", API_KEY)
-        .start()
-        .await;
+        .env("EXPORTS_API_KEY", API_KEY);
+    if let Some(url) = helpers::suite_database(&tmp.path().join("data")).await {
+        // the COPY into PostgreSQL streams too
+        serve = serve
+            .args(&["--database-url", &url])
+            .env("EXPORTS_SIGNING_KEY", "stream-test-signing-key-0123456789abcdef");
+    }
+    let s = serve.start().await;
     let http = reqwest::Client::new();
     let url = |p: &str| s.url(p);
     let r = http
@@ -256,13 +261,19 @@ async fn an_upload_far_larger_than_the_memory_budget_streams() {
 // ---------------------------------------------------------------------------------------
 // `import` and the upload store exactly what was sent
 
-/// (file_name, created_at, extraction) of a schema's results, in the order they were stored.
-fn stored(data_dir: &Path, schema_id: &str) -> Vec<(Option<String>, i64, String)> {
-    let db = rusqlite::Connection::open(data_dir.join("exports.db")).unwrap();
-    let mut st =
-        db.prepare("SELECT file_name, created_at, extraction FROM results WHERE schema_id = ?1 ORDER BY id").unwrap();
-    // results keep their schema's id as the UUID's 16 bytes
+/// (file_name, created_at, extraction) of a schema's results, in the order they were stored:
+/// in the data folder's SQLite file, or in the PostgreSQL database at `url`.
+async fn stored(data_dir: &Path, url: Option<&str>, schema_id: &str) -> Vec<(Option<String>, i64, String)> {
     let schema = uuid::Uuid::parse_str(schema_id).unwrap();
+    let sql = "SELECT file_name, created_at, extraction FROM results WHERE schema_id = $1 ORDER BY id";
+    if let Some(url) = url {
+        let url = url.to_string();
+        let rows = tokio::task::spawn_blocking(move || helpers::pg_client(&url).query(sql, &[&schema]).unwrap());
+        return rows.await.unwrap().iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    }
+    let db = rusqlite::Connection::open(data_dir.join("exports.db")).unwrap();
+    let mut st = db.prepare(&sql.replace('$', "?")).unwrap();
+    // results keep their schema's id as the UUID's 16 bytes
     let rows = st.query_map([schema.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
     rows.collect::<Result<_, _>>().unwrap()
 }
@@ -340,8 +351,14 @@ async fn import_and_upload_store_exactly_what_was_sent() {
     let file = tmp.path().join("results.ndjson");
     std::fs::write(&file, &nd).unwrap();
     let before = now_ms();
-    helpers::cli(&data, &["import", "--schema", &a, file.to_str().unwrap()]);
-    check("import", &stored(&data, &a), &want, (before, now_ms()));
+    // the command on the app's database (the data folder's, or --database-url's)
+    let url = helpers::suite_database(&data).await;
+    let mut import = vec!["import", "--schema", &a, file.to_str().unwrap()];
+    if let Some(url) = &url {
+        import.extend(["--database-url", url]);
+    }
+    helpers::cli(&data, &import);
+    check("import", &stored(&data, url.as_deref(), &a).await, &want, (before, now_ms()));
 
     let b = app.create_schema(&schema).await["id"].as_str().unwrap().to_string();
     let before = now_ms();
@@ -350,6 +367,6 @@ async fn import_and_upload_store_exactly_what_was_sent() {
     let r = upload(&app, &b, reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))).send().await.unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"inserted": 3004}));
-    check("upload", &stored(&data, &b), &want, (before, now_ms()));
+    check("upload", &stored(&data, url.as_deref(), &b).await, &want, (before, now_ms()));
     app.stop().await;
 }

@@ -35,6 +35,7 @@ mod openapi_drift;
 mod pg_jobs;
 mod postgres_crud;
 mod postgres_lists;
+mod postgres_results;
 mod postgres_schema;
 mod progress;
 mod replicas;

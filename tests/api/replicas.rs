@@ -7,10 +7,7 @@
 //! `EXPORTS_TEST_PG=off`) and the S3 ones too (`moto`, `EXPORTS_TEST_S3=off`).
 //!
 //! The queue's rules alone (claims, leases, takeover, NOTIFY) are tested through the store's
-//! functions in `pg_jobs.rs`; these need the whole app on PostgreSQL (keys, schemas, results,
-//! webhook events), which lands with the other PostgreSQL parts of issue 11 (branches pg-crud
-//! and pg-results): on a local merge of those with this branch both pass. Remove the
-//! `#[ignore]`s once they are merged.
+//! functions in `pg_jobs.rs`; these run the whole app on PostgreSQL.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -47,7 +44,6 @@ fn attempts(url: &str) -> Vec<(String, i64, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the whole app on PostgreSQL: keys, schemas, results, webhook events (branches pg-crud, pg-results)"]
 async fn two_replicas_complete_100_exports_each_exactly_once() {
     let Some(url) = tokio::task::spawn_blocking(|| pg_database("replicas::exactly_once")).await.unwrap() else {
         return;
@@ -135,7 +131,6 @@ async fn serve(dir: &Path, url: &str, endpoint: &str, bucket: &str) -> helpers::
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the whole app on PostgreSQL: keys, schemas, results, webhook events (branches pg-crud, pg-results)"]
 async fn a_replica_killed_mid_export_has_its_job_finished_by_another() {
     let Some(url) = tokio::task::spawn_blocking(|| pg_database("replicas::killed")).await.unwrap() else { return };
     let Some(moto) = moto("replicas::killed") else { return };

@@ -172,8 +172,10 @@ pub fn beside<T: Send>(data_dir: &Path, f: impl FnOnce(&dyn exports_api::db::Sql
     })
 }
 
-/// The PostgreSQL database of the app on `data_dir` when the suite runs on PostgreSQL.
-async fn suite_database(data_dir: &Path) -> Option<String> {
+/// The PostgreSQL database of the app on `data_dir` when the suite runs on PostgreSQL (made
+/// on first use; also for the command-line tools and checks a test runs beside that app);
+/// `None` on SQLite.
+pub async fn suite_database(data_dir: &Path) -> Option<String> {
     if !on_postgres() {
         return None;
     }
