@@ -901,10 +901,10 @@ async fn a_damaged_export_can_still_be_deleted() {
             .into_iter()
             .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&id)))
             .expect("the export's file");
-        let db = rusqlite::Connection::open(app.data_dir.join("exports.db")).unwrap();
         let sql = format!("UPDATE exports SET {column} = ?1 WHERE id = ?2");
-        assert_eq!(db.execute(&sql, [value, &id]).unwrap(), 1);
-        drop(db);
+        let changed =
+            helpers::beside(&app.data_dir, |c| c.exec(&sql, exports_api::db::sql::args![value, &id]).unwrap());
+        assert_eq!(changed, 1);
         let r = app.get(&format!("/v1/exports/{id}")).send().await.unwrap();
         assert_eq!(r.status(), 500, "{column}: the damaged row is reported, not guessed at");
 

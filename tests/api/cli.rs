@@ -289,7 +289,7 @@ async fn import_from_file_and_stdin_all_or_nothing() {
 
     // - reads stdin
     let (_, more) = helpers::invoices(50, 32);
-    let mut child = bin()
+    let mut child = helpers::bin_for(dir)
         .args(["import", "--schema", &sid, "-", "--data-dir"])
         .arg(dir)
         .stdin(Stdio::piped())
@@ -317,6 +317,7 @@ async fn import_from_file_and_stdin_all_or_nothing() {
 /// serves every result, and the database file itself comes to hold them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_without_a_server_is_folded_in_by_the_next_start() {
+    crate::sqlite_only!();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let files = tempfile::tempdir().unwrap();

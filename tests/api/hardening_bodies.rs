@@ -344,7 +344,7 @@ async fn deep_ndjson_lines_are_refused_naming_the_line_over_http_and_in_import()
     // the same file through `import`, beside the server
     let file = tmp.path().join("deep.ndjson");
     std::fs::write(&file, &body).unwrap();
-    let out: Output = helpers::bin()
+    let out: Output = helpers::bin_for(tmp.path())
         .args(["import", "--schema", &sid, file.to_str().unwrap(), "--data-dir"])
         .arg(tmp.path())
         .output()

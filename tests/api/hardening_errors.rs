@@ -54,6 +54,7 @@ fn hold_write_lock(data_dir: &Path) -> rusqlite::Connection {
 
 #[tokio::test]
 async fn a_locked_database_answers_503_with_retry_after_and_changes_nothing() {
+    crate::sqlite_only!();
     let tmp = tempfile::tempdir().unwrap();
     let app = spawn_app_with(tmp.path().to_path_buf(), |c| c.limits.busy_timeout = BUSY_TIMEOUT).await;
     let schema = app.create_schema(&small_schema("locked")).await;

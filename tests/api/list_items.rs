@@ -2,8 +2,6 @@
 //! rows (not through the objects the single GETs use), so every key, its place and its value
 //! formatting are compared here, byte for byte, across the options that change an item.
 
-use std::time::Duration;
-
 use crate::helpers::{self, send};
 use serde_json::{json, Map, Value};
 
@@ -36,8 +34,8 @@ async fn get_text(app: &helpers::TestApp, path: &str) -> (String, Value) {
 }
 
 /// Sets an export's row to a state a worker would leave it in (the workers are stopped).
-fn set_state(db: &rusqlite::Connection, id: &str, sql: &str) {
-    let n = db.execute(&format!("UPDATE exports SET {sql} WHERE id = ?1"), [id]).unwrap();
+fn set_state(db: &dyn exports_api::db::Sql, id: &str, sql: &str) {
+    let n = db.exec(&format!("UPDATE exports SET {sql} WHERE id = ?1"), exports_api::db::sql::args![id]).unwrap();
     assert_eq!(n, 1, "{id}");
 }
 
@@ -81,25 +79,24 @@ async fn list_items_are_the_single_items() {
         ids.push(v["id"].as_str().unwrap().to_string());
     }
     // every state an item shows differently; the first stays PENDING
-    let db = rusqlite::Connection::open(app.data_dir.join("exports.db")).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
-    set_state(&db, &ids[1], "status = 'PROCESSING', row_count = 7, results_done = 3, results_total = 9");
-    set_state(
-        &db,
-        &ids[2],
-        "status = 'COMPLETED', row_count = 3, results_done = 3, results_total = 3, file_size = 1234, \
-         completed_at = updated_at + 1500",
-    );
-    // COMPLETED before progress was recorded: the records stand in for it
-    set_state(&db, &ids[3], "status = 'COMPLETED', row_count = 5, file_size = 0, completed_at = 0");
-    set_state(
-        &db,
-        &ids[4],
-        "status = 'FAILED', row_count = 2, results_done = 1, results_total = 4, \
-         error = 'disk \"full\"\n\tline two ☃'",
-    );
-    set_state(&db, &ids[5], "status = 'PROCESSING'"); // not counted yet: no progress
-    drop(db);
+    helpers::beside(&app.data_dir, |db| {
+        set_state(db, &ids[1], "status = 'PROCESSING', row_count = 7, results_done = 3, results_total = 9");
+        set_state(
+            db,
+            &ids[2],
+            "status = 'COMPLETED', row_count = 3, results_done = 3, results_total = 3, file_size = 1234, \
+             completed_at = updated_at + 1500",
+        );
+        // COMPLETED before progress was recorded: the records stand in for it
+        set_state(db, &ids[3], "status = 'COMPLETED', row_count = 5, file_size = 0, completed_at = 0");
+        set_state(
+            db,
+            &ids[4],
+            "status = 'FAILED', row_count = 2, results_done = 1, results_total = 4, \
+             error = 'disk \"full\"\n\tline two ☃'",
+        );
+        set_state(db, &ids[5], "status = 'PROCESSING'"); // not counted yet: no progress
+    });
 
     let mut singles = Vec::new();
     for id in &ids {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, invoices, spawn_app, spawn_app_with, spawn_app_without_workers, TestApp};
+use crate::helpers::{assert_error, beside, invoices, spawn_app, spawn_app_with, spawn_app_without_workers, TestApp};
 
 fn id_of(r: &reqwest::Response) -> String {
     r.headers().get("x-request-id").expect("an x-request-id header").to_str().unwrap().to_string()
@@ -72,9 +72,10 @@ async fn corrupt_export(app: &TestApp) -> String {
     let r = app.post_json("/v1/exports", &body).send().await.unwrap();
     assert_eq!(r.status(), 201);
     let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    let c = rusqlite::Connection::open(app.data_dir.join("exports.db")).unwrap();
-    c.busy_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!(c.execute("UPDATE exports SET options = 'not json' WHERE id = ?1", [&id]).unwrap(), 1);
+    let changed = beside(&app.data_dir, |c| {
+        c.exec("UPDATE exports SET options = 'not json' WHERE id = ?1", exports_api::db::sql::args![&id]).unwrap()
+    });
+    assert_eq!(changed, 1);
     id
 }
 
@@ -104,6 +105,7 @@ async fn a_500_names_the_request_id_the_client_sent_or_was_given() {
 
 #[tokio::test]
 async fn a_503_of_a_busy_database_names_the_request_id() {
+    crate::sqlite_only!();
     let tmp = tempfile::tempdir().unwrap();
     let app = spawn_app_with(tmp.path().to_path_buf(), |c| c.limits.busy_timeout = Duration::from_millis(200)).await;
     let lock = rusqlite::Connection::open(app.data_dir.join("exports.db")).unwrap();

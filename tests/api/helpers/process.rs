@@ -27,11 +27,19 @@ pub fn bin() -> Command {
 /// When the suite runs on PostgreSQL and an app ran on `DIR`, the tool is given that app's
 /// database (`EXPORTS_DATABASE_URL`), as an operator gives it the server's.
 pub fn run(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    bin_for(data_dir).args(args).arg("--data-dir").arg(data_dir).output().expect("run exports-api")
+}
+
+/// The `exports-api` binary for a data folder an app of the harness used: on the suite's
+/// PostgreSQL database when the suite runs there (`EXPORTS_DATABASE_URL`, and the signing key
+/// PostgreSQL requires), else on the folder's SQLite file.
+pub fn bin_for(data_dir: &Path) -> Command {
     let mut cmd = bin();
     if let Some(url) = super::suite_database_of(data_dir) {
         cmd.env("EXPORTS_DATABASE_URL", url);
+        cmd.env("EXPORTS_SIGNING_KEY", std::str::from_utf8(super::SIGNING_KEY).unwrap());
     }
-    cmd.args(args).arg("--data-dir").arg(data_dir).output().expect("run exports-api")
+    cmd
 }
 
 /// Runs the `exports-api` binary with `--data-dir`, returns its trimmed stdout; panics on failure.
@@ -56,7 +64,7 @@ pub struct ServeCmd {
 
 impl ServeCmd {
     pub fn new(data_dir: &Path) -> ServeCmd {
-        let mut cmd = bin();
+        let mut cmd = bin_for(data_dir);
         cmd.arg("serve").arg("--data-dir").arg(data_dir);
         ServeCmd { cmd, listen: "127.0.0.1:0".into(), args: Vec::new(), umask: None }
     }
