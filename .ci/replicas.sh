@@ -92,7 +92,10 @@ start_replica() { # port name [flags…]
 start_replica "$P1" r1 --demo
 start_replica "$P2" r2
 
-ST_BASE_URL="http://127.0.0.1:$FRONT" ST_API_KEY="$EXPORTS_API_KEY" bash .ci/schemathesis.sh
+# nginx answers TRACE itself (405 without `Allow`) before any replica sees it: that one check
+# is about the proxy, and .ci/schemathesis.sh makes it against the binary alone
+ST_BASE_URL="http://127.0.0.1:$FRONT" ST_API_KEY="$EXPORTS_API_KEY" ST_EXTRA_ARGS="--exclude-checks unsupported_method" \
+  bash .ci/schemathesis.sh
 
 python3 .ci/replicas_check.py "http://127.0.0.1:$FRONT" "$EXPORTS_API_KEY" \
   "http://127.0.0.1:$P1" "http://127.0.0.1:$P2"

@@ -1,4 +1,4 @@
-"""Through the front of two replicas (.ci/replicas.sh): 20 exports of the demo schema, created
+"""Through the front of two replicas (.ci/replicas.sh): 20 exports of 20,000 results, created
 through either replica, all COMPLETED, each run exactly once (the replicas' COMPLETED counters add
 up to 20), by both replicas between them, and every file downloaded (presigned S3 URL) with the
 same bytes. Usage: replicas_check.py FRONT_URL API_KEY REPLICA1_URL REPLICA2_URL"""
@@ -9,12 +9,10 @@ import time
 import urllib.request
 
 front, key, replicas = sys.argv[1], sys.argv[2], sys.argv[3:]
-DEMO_SCHEMA = "019760a0-0001-7000-8000-000000000001"
 
 
-def call(method, url, body=None, headers=None):
+def call(method, url, body=None, headers=None, data=None):
     h = {"x-api-key": key, **(headers or {})}
-    data = None
     if body is not None:
         data = json.dumps(body).encode()
         h["content-type"] = "application/json"
@@ -31,13 +29,24 @@ def completed(replica):
     return 0
 
 
+# a schema of this run and 20,000 results, through the front
+_, body = call("POST", front + "/v1/schemas", {"name": "replicas", "schema": {"fields": [
+    {"key": "vendor", "label": "Vendor", "type": "string"}, {"key": "total", "label": "Total", "type": "number"}]}})
+schema = json.loads(body)["id"]
+lines = "".join(
+    json.dumps({"extraction": {"vendor": f"Vendor \"{i}\", Inc.", "total": i / 100},
+                "file_name": f"invoice-{i}.pdf", "createdAt": f"2024-02-{1 + i % 28:02d}T12:00:00Z"}) + "\n"
+    for i in range(20_000))
+call("POST", f"{front}/v1/schemas/{schema}/results", data=lines.encode(),
+     headers={"content-type": "application/x-ndjson"})
+
 before = [completed(r) for r in replicas]
 ids = []
 for i in range(20):
     status, body = call(
         "POST",
         front + "/v1/exports",
-        {"schema_id": DEMO_SCHEMA, "start_date": "2024-01-01", "end_date": "2024-03-31"},
+        {"schema_id": schema, "start_date": "2024-01-01", "end_date": "2024-03-31"},
     )
     assert status == 201, (status, body)
     ids.append(json.loads(body)["id"])

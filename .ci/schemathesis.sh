@@ -33,4 +33,4 @@ fi
 SCHEMATHESIS_HOOKS=st_hooks PYTHONPATH=.ci "$VENV/bin/st" --config-file .ci/schemathesis.toml run \
   "$BASE/openapi.json" -H "x-api-key: $KEY" \
   --max-examples "${SCHEMATHESIS_EXAMPLES:-40}" --seed 1 --workers 1 --no-color \
-  --generation-database none --report junit --report-dir "$DATA/report"
+  --generation-database none --report junit --report-dir "$DATA/report" ${ST_EXTRA_ARGS:-}
