@@ -83,8 +83,8 @@ fn parse(id: &str, status: &str, options: &str) -> DbResult<(ExportStatus, CsvOp
     Ok((status, options))
 }
 
-/// Reads a row of `SELECT {COLUMNS} FROM {FROM}` on either database (SQLite's through
-/// `from_row`, unchanged), as `from_row` does.
+/// Reads a row of `SELECT {COLUMNS} FROM {FROM}` on either database: SQLite's through
+/// `from_row` (the list's hot path, unchanged), PostgreSQL's through the seam's conversions.
 pub(crate) fn read_row(r: &super::sql::Row) -> DbResult<ExportRow> {
     if let super::sql::Row::Lite(l) = r {
         return from_row(l)?;
@@ -270,45 +270,7 @@ pub fn list(
         indexed: &["created_at", "updated_at", "status", "start_ms", "end_ms"],
         binary_ids: false,
     };
-    list_page(conn, &src, team_id, q, counts, list_row)
-}
-
-/// A row of [`list`]: SQLite's read by `from_row` as before (the list's hot path), PostgreSQL's
-/// through the seam's conversions.
-fn list_row(r: &super::sql::Row) -> DbResult<ExportRow> {
-    let r = match r {
-        super::sql::Row::Lite(r) => return from_row(r)?,
-        r => r,
-    };
-    let id = r.text(0)?;
-    let corrupt = |what: String| DbError::Corrupt { table: "exports", id: id.clone(), what };
-    let status = r.text(4)?;
-    let Some(status) = ExportStatus::parse(&status) else {
-        return Err(corrupt(format!("unknown status {status:?}")));
-    };
-    let options = r.text(8)?;
-    let options =
-        serde_json::from_str(&options).map_err(|e| corrupt(format!("unreadable options {options:?}: {e}")))?;
-    Ok(ExportRow {
-        team_id: r.text(1)?,
-        schema_id: r.text(2)?,
-        schema_name: r.opt_text(3)?,
-        status,
-        start_ms: r.int(5)?,
-        end_ms: r.int(6)?,
-        expand_array: r.opt_text(7)?,
-        options,
-        row_count: r.opt_int(9)?,
-        file_size: r.opt_int(10)?,
-        error: r.opt_text(11)?,
-        attempts: r.int(12)?,
-        created_at: r.int(13)?,
-        updated_at: r.int(14)?,
-        completed_at: r.opt_int(15)?,
-        results_done: r.opt_int(16)?,
-        results_total: r.opt_int(17)?,
-        id,
-    })
+    list_page(conn, &src, team_id, q, counts, read_row)
 }
 
 /// The team of export `id`, if it exists.

@@ -343,19 +343,10 @@ pub fn list(
 /// A row of [`list`]: SQLite's read by `from_row` (its 16-byte ids), PostgreSQL's through the
 /// seam's conversions (`uuid` ids as text).
 fn list_row(r: &super::sql::Row) -> DbResult<ResultRecord> {
-    let r = match r {
-        super::sql::Row::Lite(r) => return Ok(from_row(r)?),
-        r => r,
-    };
-    Ok(ResultRecord {
-        id: r.text(0)?,
-        team_id: r.text(1)?,
-        schema_id: r.text(2)?,
-        file_name: r.opt_text(3)?,
-        extraction: r.text(4)?,
-        created_at: r.int(5)?,
-        updated_at: r.int(6)?,
-    })
+    match r {
+        super::sql::Row::Lite(r) => Ok(from_row(r)?),
+        r => record(r),
+    }
 }
 
 /// One result as an export reads it, borrowed from the SQLite cursor (valid until the

@@ -1,7 +1,5 @@
 //! Schemas: a team's field definitions.
 
-use rusqlite::Row;
-
 use super::sql::{self, args, Arg, Sql};
 use super::{list_page, DbError, DbResult, ListSource};
 use crate::domain::list::ListQuery;
@@ -27,26 +25,6 @@ fn definition(id: &str, def: &str) -> DbResult<SchemaDef> {
         id: id.to_string(),
         what: format!("unreadable definition: {e}"),
     })
-}
-
-/// Reads a row (for `list`); the outer error is SQLite's, the inner one a definition that
-/// does not read back (`DbError::Corrupt`).
-fn from_row(r: &Row) -> rusqlite::Result<DbResult<SchemaRow>> {
-    let id: String = r.get(0)?;
-    let def: String = r.get(4)?;
-    let definition = match definition(&id, &def) {
-        Ok(d) => d,
-        Err(e) => return Ok(Err(e)),
-    };
-    Ok(Ok(SchemaRow {
-        id,
-        team_id: r.get(1)?,
-        name: r.get(2)?,
-        description: r.get(3)?,
-        definition,
-        created_at: r.get(5)?,
-        updated_at: r.get(6)?,
-    }))
 }
 
 /// Reads a row of `SELECT {COLUMNS}` on either database.
@@ -108,29 +86,7 @@ pub fn list(conn: &dyn Sql, team_id: &str, q: &ListQuery) -> DbResult<(Vec<Schem
         indexed: &["created_at"],
         binary_ids: false,
     };
-    list_page(conn, &src, team_id, q, None, list_row)
-}
-
-/// A row of [`list`]: SQLite's read by `from_row`, PostgreSQL's through the seam's conversions.
-fn list_row(r: &super::sql::Row) -> DbResult<SchemaRow> {
-    let r = match r {
-        super::sql::Row::Lite(r) => return from_row(r)?,
-        r => r,
-    };
-    let id = r.text(0)?;
-    let definition = match serde_json::from_str(&r.text(4)?) {
-        Ok(d) => d,
-        Err(e) => return Err(DbError::Corrupt { table: "schemas", id, what: format!("unreadable definition: {e}") }),
-    };
-    Ok(SchemaRow {
-        team_id: r.text(1)?,
-        name: r.text(2)?,
-        description: r.opt_text(3)?,
-        definition,
-        created_at: r.int(5)?,
-        updated_at: r.int(6)?,
-        id,
-    })
+    list_page(conn, &src, team_id, q, None, read)
 }
 
 /// Names of schemas by id, for `include=schema`.

@@ -1,7 +1,5 @@
 //! Webhook endpoints: a team's receivers, the events each subscribes to, and its secret.
 
-use rusqlite::Row;
-
 use super::sql::{self, args, Sql};
 
 use super::{list_page, DbError, DbResult, ListSource};
@@ -43,26 +41,6 @@ fn read_events(id: &str, events: &str) -> DbResult<Vec<String>> {
         id: id.to_string(),
         what: format!("unreadable events {events:?}: {e}"),
     })
-}
-
-/// Reads a row (for `list`); the outer error is SQLite's, the inner one a corrupt row.
-fn from_row(r: &Row) -> rusqlite::Result<DbResult<EndpointRow>> {
-    let id: String = r.get(0)?;
-    let events: String = r.get(3)?;
-    let events = match read_events(&id, &events) {
-        Ok(e) => e,
-        Err(e) => return Ok(Err(e)),
-    };
-    Ok(Ok(EndpointRow {
-        id,
-        team_id: r.get(1)?,
-        url: r.get(2)?,
-        events,
-        description: r.get(4)?,
-        secret: r.get(5)?,
-        created_at: r.get(6)?,
-        updated_at: r.get(7)?,
-    }))
 }
 
 /// Reads a row of `SELECT {COLUMNS}` on either database.
@@ -118,34 +96,7 @@ pub fn list(conn: &dyn Sql, team_id: &str, q: &ListQuery) -> DbResult<(Vec<Endpo
         indexed: &["created_at"],
         binary_ids: false,
     };
-    list_page(conn, &src, team_id, q, None, list_row)
-}
-
-/// A row of [`list`]: SQLite's read by `from_row`, PostgreSQL's through the seam's conversions.
-fn list_row(r: &super::sql::Row) -> DbResult<EndpointRow> {
-    let r = match r {
-        super::sql::Row::Lite(r) => return from_row(r)?,
-        r => r,
-    };
-    let id = r.text(0)?;
-    let events = r.text(3)?;
-    let events = match serde_json::from_str(&events) {
-        Ok(e) => e,
-        Err(e) => {
-            let what = format!("unreadable events {events:?}: {e}");
-            return Err(DbError::Corrupt { table: "webhook_endpoints", id, what });
-        }
-    };
-    Ok(EndpointRow {
-        team_id: r.text(1)?,
-        url: r.text(2)?,
-        events,
-        description: r.opt_text(4)?,
-        secret: r.text(5)?,
-        created_at: r.int(6)?,
-        updated_at: r.int(7)?,
-        id,
-    })
+    list_page(conn, &src, team_id, q, None, read)
 }
 
 /// Deletes an endpoint of a team with its deliveries (pending ones are never sent); false
