@@ -250,7 +250,7 @@ fn prepare(cfg: &Config, data: &DataDir) -> anyhow::Result<(Pool, db::Writer, Si
         .with_context(|| format!("cannot load or create the signing key in {shown}"))?;
     // through the writer: replicas starting together on one PostgreSQL take turns
     if cfg.demo {
-        writer.run(crate::demo::load_if_empty).context("loading demo data failed")?;
+        writer.run_alone(crate::demo::load_if_empty).context("loading demo data failed")?;
     }
     let api_key = cfg.api_key.clone();
     writer.run(move |c| crate::bootstrap::ensure_keys(c, api_key.as_deref())).context("setting up API keys failed")?;

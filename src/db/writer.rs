@@ -116,6 +116,22 @@ impl Writer {
         }
     }
 
+    /// `run` for a large write from a thread of its own (the demo data at start): a
+    /// transaction of its own, as [`Writer::run_alone_async`] runs it.
+    pub fn run_alone<T, E>(&self, f: impl FnOnce(&dyn Sql) -> Result<T, E> + Send + 'static) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        if let Inner::Pg(w) = &self.inner {
+            return w.run(f);
+        }
+        match self.submit(f, true) {
+            Ok(reply) => reply.blocking_recv().unwrap_or_else(|_| Err(panicked())),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `run` for async code: waits for the commit without holding a thread.
     pub async fn run_async<T, E>(&self, f: impl FnOnce(&dyn Sql) -> Result<T, E> + Send + 'static) -> Result<T, E>
     where
