@@ -889,6 +889,7 @@ async fn list_paging_is_stable_on_ties() {
 /// GET with a 500, but DELETE still removes it and its file: deleting it is the way out.
 #[tokio::test]
 async fn a_damaged_export_can_still_be_deleted() {
+    crate::local_files_only!();
     let app = spawn_app().await;
     let schema_id = schema_with_results(&app, "Damaged").await;
     for (column, value) in [("options", "{\"delimiter\": 7}"), ("status", "DONE-ISH")] {

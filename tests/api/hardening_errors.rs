@@ -273,6 +273,7 @@ async fn a_full_disk_answers_507_and_the_service_keeps_serving() {
 
 #[tokio::test]
 async fn an_export_that_runs_out_of_disk_fails_with_a_disk_full_error_and_leaves_no_file() {
+    crate::local_files_only!();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let exports = data.join("exports");

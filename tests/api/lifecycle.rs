@@ -208,6 +208,7 @@ async fn deleting_a_pending_export_means_it_never_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_old_finished_exports_at_start() {
+    crate::local_files_only!();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     // short, so that the test waits little for an export to be older than it

@@ -69,7 +69,7 @@ async fn exports_land_in_the_bucket_with_the_bytes_of_the_local_store_and_downlo
     let dir = tmp.path().to_path_buf();
 
     // the exports on local disk first, then the same ones from the same data into the bucket
-    let local = spawn_app_with(dir.clone(), |_| {}).await;
+    let local = spawn_app_with(dir.clone(), |c| c.storage = Default::default()).await;
     let sid = with_invoices(&local, 400, 11).await;
     let mut on_disk = Vec::new();
     for (options, ext, _) in kinds() {

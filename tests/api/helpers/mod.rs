@@ -126,6 +126,19 @@ pub fn on_postgres() -> bool {
     std::env::var("EXPORTS_TEST_DB").is_ok_and(|v| v == "postgres")
 }
 
+/// Skips the test (returns from it, saying so on stderr) when the suite keeps export files in
+/// S3: for tests of the files in the data folder themselves (their names, their removal, a
+/// full disk); `object_storage.rs` tests the same behaviours on the bucket.
+#[macro_export]
+macro_rules! local_files_only {
+    () => {
+        if $crate::helpers::on_s3() {
+            eprintln!("SKIPPED on S3: this test is about export files in the data folder");
+            return;
+        }
+    };
+}
+
 /// Skips the test (returns from it, saying so on stderr) when the suite runs on PostgreSQL:
 /// for tests of the SQLite file itself (its pages, locks, WAL, or rows written beside the app).
 #[macro_export]
@@ -190,6 +203,36 @@ pub async fn suite_database(data_dir: &Path) -> Option<String> {
     Some(url)
 }
 
+/// Whether the suite keeps export files in S3: `EXPORTS_TEST_STORAGE=s3` (moto, see `s3`), with
+/// downloads through the app's own signed route (`--storage-proxy true`: moto checks no
+/// signatures, so the expiry and tampering tests need our route). The default is the data
+/// folder.
+pub fn on_s3() -> bool {
+    std::env::var("EXPORTS_TEST_STORAGE").is_ok_and(|v| v == "s3")
+}
+
+/// The bucket of the app on `data_dir` when the suite keeps files in S3 (made on first use,
+/// the same one again when the app restarts on that folder).
+async fn suite_storage(data_dir: &Path) -> Option<exports_api::storage::StorageConfig> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static BUCKETS: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+    if !on_s3() {
+        return None;
+    }
+    let moto = tokio::task::spawn_blocking(|| moto("the suite on S3")).await.unwrap()?;
+    let known = BUCKETS.get_or_init(Default::default).lock().unwrap().get(data_dir).cloned();
+    let bucket = match known {
+        Some(b) => b,
+        None => {
+            let b = moto.bucket().await;
+            BUCKETS.get_or_init(Default::default).lock().unwrap().insert(data_dir.to_path_buf(), b.clone());
+            b
+        }
+    };
+    Some(moto.storage(&bucket, "exports", true))
+}
+
 pub const SIGNING_KEY: &[u8] = b"test-signing-key-0123456789abcdef0123456789";
 
 pub struct TestApp {
@@ -228,6 +271,9 @@ async fn start(data_dir: PathBuf, tweak: impl FnOnce(&mut Config), workers: bool
     cfg.signing_key = Some(SIGNING_KEY.to_vec());
     if let Some(url) = suite_database(&data_dir).await {
         cfg.database = Some(exports_api::config::Database::Postgres(url));
+    }
+    if let Some(storage) = suite_storage(&data_dir).await {
+        cfg.storage = storage;
     }
     tweak(&mut cfg);
     let api_key = cfg.api_key.clone().unwrap_or_default();
