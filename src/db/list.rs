@@ -74,40 +74,7 @@ pub(crate) fn list_page<T>(
     if pg.in_transaction() {
         return page_in_snapshot(conn, src, team_key, q, None, from_row);
     }
-    let snapshot = ReadSnapshot::begin(pg)?;
-    let out = page_in_snapshot(conn, src, team_key, q, counts, from_row)?;
-    snapshot.end()?;
-    Ok(out)
-}
-
-/// A `REPEATABLE READ READ ONLY` transaction on a PostgreSQL connection that had none: every
-/// statement until [`ReadSnapshot::end`] sees the database as it was at the first one. Ended
-/// by `end`, or rolled back when dropped before (an error or a panic on the way), so that the
-/// connection goes back to its pool outside any transaction.
-struct ReadSnapshot<'a> {
-    pg: &'a super::sql::Pg,
-    open: bool,
-}
-
-impl<'a> ReadSnapshot<'a> {
-    fn begin(pg: &'a super::sql::Pg) -> DbResult<ReadSnapshot<'a>> {
-        pg.client().batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
-        Ok(ReadSnapshot { pg, open: true })
-    }
-
-    fn end(mut self) -> DbResult<()> {
-        self.open = false;
-        Ok(self.pg.client().batch_execute("COMMIT")?)
-    }
-}
-
-impl Drop for ReadSnapshot<'_> {
-    fn drop(&mut self) {
-        if self.open {
-            // a connection whose rollback fails is broken: the pool checks it before reuse
-            let _ = self.pg.client().batch_execute("ROLLBACK");
-        }
-    }
+    pg.read_snapshot(|| page_in_snapshot(conn, src, team_key, q, counts, from_row))
 }
 
 /// [`list_page`]'s work, inside the read transaction it opened.

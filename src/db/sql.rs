@@ -12,7 +12,7 @@
 //! The hot paths on SQLite (the bulk insert, the export scan, list pages) keep their
 //! rusqlite code through [`Sql::lite`]; this layer costs them nothing.
 
-use std::cell::{RefCell, RefMut};
+use std::cell::{Cell, RefCell, RefMut};
 
 use postgres::types::{IsNull, ToSql, Type};
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -192,13 +192,6 @@ impl Row<'_> {
     }
 }
 
-/// Which database a connection is on, for the few queries whose text differs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
 /// A connection or transaction of either database; see the module's comment.
 pub trait Sql {
     /// The SQLite connection, for SQLite's own code paths.
@@ -230,14 +223,6 @@ pub trait Sql {
             f(&Row::Pg(&r))?;
         }
         Ok(())
-    }
-
-    fn dialect(&self) -> Dialect {
-        if self.lite().is_some() {
-            Dialect::Sqlite
-        } else {
-            Dialect::Postgres
-        }
     }
 }
 
@@ -302,7 +287,7 @@ impl Sql for r2d2::PooledConnection<r2d2_sqlite::SqliteConnectionManager> {
 /// transaction still open when it is dropped (its work failed or panicked) is rolled back.
 pub struct Pg {
     conn: RefCell<super::pg::PgConn>,
-    in_tx: bool,
+    in_tx: Cell<bool>,
 }
 
 impl Sql for Pg {
@@ -316,27 +301,50 @@ impl Sql for Pg {
 
 impl Pg {
     pub fn new(conn: super::pg::PgConn) -> Pg {
-        Pg { conn: RefCell::new(conn), in_tx: false }
+        Pg { conn: RefCell::new(conn), in_tx: Cell::new(false) }
     }
 
     /// Starts a transaction with `begin` (`BEGIN`, or `BEGIN ISOLATION LEVEL …`, and any
     /// statements to run first in it).
     pub fn begin(&mut self, begin: &str) -> DbResult<()> {
         self.conn.get_mut().batch_execute(begin)?;
-        self.in_tx = true;
+        self.in_tx.set(true);
         Ok(())
     }
 
     /// Commits the transaction [`Pg::begin`] started.
     pub fn commit(&mut self) -> DbResult<()> {
-        self.in_tx = false;
+        self.in_tx.set(false);
         Ok(self.conn.get_mut().batch_execute("COMMIT")?)
     }
 
-    /// Whether a transaction [`Pg::begin`] started is open (a write's): reads that need one
-    /// snapshot open their own only outside it (db/list.rs).
+    /// Whether a transaction is open on this connection (a write's, or a read snapshot's).
     pub fn in_transaction(&self) -> bool {
-        self.in_tx
+        self.in_tx.get()
+    }
+
+    /// Runs `f` in a `REPEATABLE READ READ ONLY` transaction on a connection that had none:
+    /// every statement of `f` sees the database as it was at the first one. Committed after
+    /// `f`, rolled back when `f` fails or panics, so that the connection goes back to its pool
+    /// outside any transaction.
+    pub fn read_snapshot<T>(&self, f: impl FnOnce() -> DbResult<T>) -> DbResult<T> {
+        struct Open<'a>(&'a Pg);
+        impl Drop for Open<'_> {
+            fn drop(&mut self) {
+                if self.0.in_tx.replace(false) {
+                    // a connection whose rollback fails is broken: the pool checks it before reuse
+                    let _ = self.0.conn.borrow_mut().batch_execute("ROLLBACK");
+                }
+            }
+        }
+        self.conn.borrow_mut().batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        self.in_tx.set(true);
+        let _open = Open(self);
+        let out = f()?;
+        // committed here, so the guard has nothing to roll back
+        self.in_tx.set(false);
+        self.conn.borrow_mut().batch_execute("COMMIT")?;
+        Ok(out)
     }
 
     /// The connection itself, for what the driver offers beyond [`Sql`] (`COPY`, `LISTEN`).
@@ -357,7 +365,7 @@ impl Pg {
 
 impl Drop for Pg {
     fn drop(&mut self) {
-        if self.in_tx {
+        if self.in_tx.get() {
             // a connection whose rollback fails is broken: the pool checks it before reuse
             let _ = self.conn.get_mut().batch_execute("ROLLBACK");
         }
